@@ -1,0 +1,152 @@
+//! The command line: `serve` (default), `migrate`, `demo`, `fake-google`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
+use sqlx::PgPool;
+
+use crate::config::Settings;
+use crate::fake_google::{FakeConfig, FakeGoogle};
+use crate::{store, telemetry, AppState};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "auth-server",
+    version,
+    about = "Gmail Passport: Google consent, 재인증 and tokens for ro-being"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service (the default). Settings come from the environment / .env.
+    Serve,
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Run the service, a fake Google and a demo sign-in page, for a first look.
+    Demo {
+        /// Where the service listens.
+        #[arg(long, default_value = "127.0.0.1:51123")]
+        bind: SocketAddr,
+        /// Where the fake Google listens.
+        #[arg(long, default_value = "127.0.0.1:51124")]
+        fake_bind: SocketAddr,
+    },
+    /// Run only the fake Google (for local development against `serve`).
+    FakeGoogle {
+        #[arg(long, default_value = "127.0.0.1:51124")]
+        bind: SocketAddr,
+        /// OAuth client id the fake accepts.
+        #[arg(long, env = "GOOGLE_CLIENT_ID", default_value = crate::demo::DEMO_CLIENT_ID)]
+        client_id: String,
+        /// OAuth client secret the fake accepts.
+        #[arg(long, env = "GOOGLE_CLIENT_SECRET", default_value = crate::demo::DEMO_CLIENT_SECRET, hide_env_values = true)]
+        client_secret: String,
+        /// Registered redirect URI(s); when none is given any is accepted.
+        #[arg(long)]
+        redirect_uri: Vec<String>,
+    },
+}
+
+/// Run a command; the exit code says how it went.
+pub fn run(cli: Cli) -> ExitCode {
+    let _ = dotenvy::dotenv();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("auth-server: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve().await,
+            Command::Migrate => migrate().await,
+            Command::Demo { bind, fake_bind } => crate::demo::run(bind, fake_bind).await,
+            Command::FakeGoogle {
+                bind,
+                client_id,
+                client_secret,
+                redirect_uri,
+            } => fake_google(bind, client_id, client_secret, redirect_uri).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("auth-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Connect to the database, retrying with backoff while it is unreachable,
+/// then apply the migrations.
+pub async fn connect_with_retry(url: &str) -> anyhow::Result<PgPool> {
+    let mut delay = Duration::from_millis(500);
+    let attempts = 10;
+    for attempt in 1..=attempts {
+        match store::connect_and_migrate(url).await {
+            Ok(pool) => return Ok(pool),
+            Err(e @ (sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut)) if attempt < attempts => {
+                tracing::warn!(attempt, retry_in_ms = delay.as_millis() as u64, error = %e, "database unreachable; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => return Err(anyhow::anyhow!("database: {e}")),
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+async fn serve() -> anyhow::Result<()> {
+    telemetry::init(telemetry::format_from_env());
+    let settings = Settings::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
+    telemetry::init(settings.log_format);
+    let pool = connect_with_retry(settings.database_url.expose_secret()).await?;
+    let listener = tokio::net::TcpListener::bind(settings.bind_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind_addr))?;
+    tracing::info!(addr = %settings.bind_addr, public = %settings.public_base_url, "auth-server listening");
+    crate::serve(listener, AppState::new(settings, pool)).await?;
+    tracing::info!("auth-server stopped");
+    Ok(())
+}
+
+async fn migrate() -> anyhow::Result<()> {
+    telemetry::init(telemetry::format_from_env());
+    let url =
+        std::env::var("DATABASE_URL").map_err(|_| anyhow::anyhow!("DATABASE_URL is not set"))?;
+    let pool = connect_with_retry(&url).await?;
+    let n = store::MIGRATOR.iter().count();
+    pool.close().await;
+    println!("migrations applied ({n} known)");
+    Ok(())
+}
+
+async fn fake_google(
+    bind: SocketAddr,
+    client_id: String,
+    client_secret: String,
+    redirect_uris: Vec<String>,
+) -> anyhow::Result<()> {
+    telemetry::init(telemetry::format_from_env());
+    let mut config = FakeConfig::with_client(&client_id, &client_secret);
+    config.redirect_uris = redirect_uris;
+    let fake = FakeGoogle::new(config);
+    let listener = tokio::net::TcpListener::bind(bind).await?;
+    println!("fake Google listening on http://{bind} (client id {client_id})");
+    axum::serve(listener, fake.router())
+        .with_graceful_shutdown(crate::shutdown_signal())
+        .await?;
+    Ok(())
+}

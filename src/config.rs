@@ -1,0 +1,584 @@
+//! Typed settings, read from the environment (and `.env` in development) through
+//! `figment`, validated once at start. A bad or missing setting stops the start
+//! with one message that names every problem at once.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use figment::providers::{Env, Serialized};
+use figment::Figment;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::passport::scopes::{default_gmail_scopes, ScopeSet};
+
+/// Every environment variable the service reads.
+pub const KEYS: &[&str] = &[
+    "DATABASE_URL",
+    "BIND_ADDR",
+    "PUBLIC_BASE_URL",
+    "GOOGLE_CLIENT_ID",
+    "GOOGLE_CLIENT_SECRET",
+    "GOOGLE_AUTH_URL",
+    "GOOGLE_TOKEN_URL",
+    "GOOGLE_USERINFO_URL",
+    "GOOGLE_REVOKE_URL",
+    "GOOGLE_TOKENINFO_URL",
+    "GOOGLE_API_BASE_URL",
+    "GMAIL_PASSPORT_SCOPES",
+    "INVENTORY_URL",
+    "ALLOWED_RETURN_ORIGINS",
+    "SESSION_JWT_SECRET",
+    "SESSION_COOKIE_NAME",
+    "INTERNAL_API_KEYS",
+    "LOG_FORMAT",
+    "GOOGLE_HTTP_TIMEOUT_SECS",
+];
+
+pub const DEFAULT_BIND_ADDR: &str = "0.0.0.0:51123";
+pub const DEFAULT_AUTH_URL: &str = "https://accounts.google.com/o/oauth2/v2/auth";
+pub const DEFAULT_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
+pub const DEFAULT_USERINFO_URL: &str = "https://openidconnect.googleapis.com/v1/userinfo";
+pub const DEFAULT_REVOKE_URL: &str = "https://oauth2.googleapis.com/revoke";
+pub const DEFAULT_TOKENINFO_URL: &str = "https://oauth2.googleapis.com/tokeninfo";
+pub const DEFAULT_API_BASE_URL: &str = "https://www.googleapis.com";
+pub const DEFAULT_SESSION_COOKIE: &str = "access_token";
+/// Shortest accepted HS256 secret, in bytes (RFC 7518 §3.2: at least the hash size).
+pub const MIN_JWT_SECRET_LEN: usize = 32;
+/// Shortest accepted internal API key, in bytes.
+pub const MIN_INTERNAL_KEY_LEN: usize = 16;
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Google's endpoints (or the fake's).
+#[derive(Debug, Clone)]
+pub struct GoogleEndpoints {
+    pub auth_url: Url,
+    pub token_url: Url,
+    pub userinfo_url: Url,
+    pub revoke_url: Url,
+    pub tokeninfo_url: Url,
+    pub api_base_url: Url,
+}
+
+/// The validated settings. Secrets are `SecretString`: their `Debug` is redacted.
+#[derive(Clone)]
+pub struct Settings {
+    pub database_url: SecretString,
+    pub bind_addr: SocketAddr,
+    pub public_base_url: Url,
+    pub google_client_id: String,
+    pub google_client_secret: SecretString,
+    pub google: GoogleEndpoints,
+    pub google_http_timeout: Duration,
+    pub gmail_scopes: ScopeSet,
+    pub inventory_url: Url,
+    /// Origins `return_to` may point at; always includes `PUBLIC_BASE_URL`'s.
+    pub allowed_return_origins: Vec<url::Origin>,
+    pub session_jwt_secret: SecretString,
+    pub session_cookie_name: String,
+    pub internal_api_keys: Vec<SecretString>,
+    pub log_format: LogFormat,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("database_url", &"[redacted]")
+            .field("bind_addr", &self.bind_addr)
+            .field("public_base_url", &self.public_base_url.as_str())
+            .field("google_client_id", &self.google_client_id)
+            .field("google_client_secret", &"[redacted]")
+            .field("google", &self.google)
+            .field("gmail_scopes", &self.gmail_scopes)
+            .field("inventory_url", &self.inventory_url.as_str())
+            .field("allowed_return_origins", &self.allowed_return_origins)
+            .field("session_jwt_secret", &"[redacted]")
+            .field("session_cookie_name", &self.session_cookie_name)
+            .field(
+                "internal_api_keys",
+                &format!("[{} redacted]", self.internal_api_keys.len()),
+            )
+            .field("log_format", &self.log_format)
+            .finish()
+    }
+}
+
+/// Everything wrong with the settings, each problem on its own line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "the settings have {} problem(s); fix them in the environment or .env (see .env.example):",
+            self.problems.len()
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The raw values, as strings, before validation.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct Raw {
+    database_url: Option<String>,
+    bind_addr: Option<String>,
+    public_base_url: Option<String>,
+    google_client_id: Option<String>,
+    google_client_secret: Option<String>,
+    google_auth_url: Option<String>,
+    google_token_url: Option<String>,
+    google_userinfo_url: Option<String>,
+    google_revoke_url: Option<String>,
+    google_tokeninfo_url: Option<String>,
+    google_api_base_url: Option<String>,
+    gmail_passport_scopes: Option<String>,
+    inventory_url: Option<String>,
+    allowed_return_origins: Option<String>,
+    session_jwt_secret: Option<String>,
+    session_cookie_name: Option<String>,
+    internal_api_keys: Option<String>,
+    log_format: Option<String>,
+    google_http_timeout_secs: Option<String>,
+}
+
+impl Settings {
+    /// Read the process environment (after `.env`, which the binary loads).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_env_with_defaults(&BTreeMap::new())
+    }
+
+    /// Read the environment; `defaults` fill keys the environment does not set
+    /// (the demo uses this for its local settings).
+    pub fn from_env_with_defaults(
+        defaults: &BTreeMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let lower: BTreeMap<String, String> = defaults
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .collect();
+        let figment = Figment::new().merge(Serialized::defaults(lower)).merge(
+            Env::raw()
+                .only(KEYS)
+                .map(|k| k.as_str().to_ascii_lowercase().into()),
+        );
+        Self::from_figment(figment)
+    }
+
+    /// Build from explicit `KEY=value` pairs only (tests, tools). The process
+    /// environment is not read.
+    pub fn from_pairs<'a, I>(pairs: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (&'a str, String)>,
+    {
+        let map: BTreeMap<String, String> = pairs
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
+        Self::from_figment(Figment::from(Serialized::defaults(map)))
+    }
+
+    fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let raw: Raw = figment.extract().map_err(|e| ConfigError {
+            problems: e.into_iter().map(|e| e.to_string()).collect(),
+        })?;
+        validate(raw)
+    }
+
+    /// The exact redirect URI registered at Google for a provider.
+    pub fn redirect_uri(&self, provider: &str) -> Url {
+        self.public_url(&format!("/passport/{provider}/callback"))
+    }
+
+    /// An absolute URL on this service.
+    pub fn public_url(&self, path: &str) -> Url {
+        let base = self.public_base_url.as_str().trim_end_matches('/');
+        Url::parse(&format!("{base}{path}")).expect("PUBLIC_BASE_URL joined with a path is a URL")
+    }
+
+    /// Whether cookies must carry `Secure`.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_base_url.scheme() == "https"
+    }
+
+    pub fn client_secret(&self) -> &str {
+        self.google_client_secret.expose_secret()
+    }
+}
+
+fn non_empty(v: Option<String>) -> Option<String> {
+    v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+struct Checker {
+    problems: Vec<String>,
+}
+
+impl Checker {
+    fn required(&mut self, key: &str, v: Option<String>) -> Option<String> {
+        let v = non_empty(v);
+        if v.is_none() {
+            self.problems.push(format!("{key} is not set"));
+        }
+        v
+    }
+
+    fn url(&mut self, key: &str, v: Option<String>, default: Option<&str>) -> Option<Url> {
+        let v = non_empty(v).or(default.map(str::to_string));
+        let Some(v) = v else {
+            self.problems.push(format!("{key} is not set"));
+            return None;
+        };
+        match Url::parse(&v) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+            Ok(_) => {
+                self.problems
+                    .push(format!("{key} must be an http(s) URL with a host"));
+                None
+            }
+            Err(e) => {
+                self.problems
+                    .push(format!("{key} is not a valid URL ({e})"));
+                None
+            }
+        }
+    }
+}
+
+fn validate(raw: Raw) -> Result<Settings, ConfigError> {
+    let mut c = Checker {
+        problems: Vec::new(),
+    };
+
+    let database_url = c.required("DATABASE_URL", raw.database_url);
+    if let Some(db) = &database_url {
+        if !(db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+            c.problems
+                .push("DATABASE_URL must start with postgres:// or postgresql://".into());
+        }
+    }
+
+    let bind_addr = match non_empty(raw.bind_addr)
+        .as_deref()
+        .unwrap_or(DEFAULT_BIND_ADDR)
+        .parse()
+    {
+        Ok(a) => Some(a),
+        Err(_) => {
+            c.problems
+                .push("BIND_ADDR must be an address such as 0.0.0.0:51123".into());
+            None
+        }
+    };
+
+    let public_base_url = c.url("PUBLIC_BASE_URL", raw.public_base_url, None);
+    if let Some(u) = &public_base_url {
+        if u.query().is_some() || u.fragment().is_some() {
+            c.problems
+                .push("PUBLIC_BASE_URL must not have a query or fragment".into());
+        }
+    }
+
+    let google_client_id = c.required("GOOGLE_CLIENT_ID", raw.google_client_id);
+    let google_client_secret = c.required("GOOGLE_CLIENT_SECRET", raw.google_client_secret);
+    let auth_url = c.url(
+        "GOOGLE_AUTH_URL",
+        raw.google_auth_url,
+        Some(DEFAULT_AUTH_URL),
+    );
+    let token_url = c.url(
+        "GOOGLE_TOKEN_URL",
+        raw.google_token_url,
+        Some(DEFAULT_TOKEN_URL),
+    );
+    let userinfo_url = c.url(
+        "GOOGLE_USERINFO_URL",
+        raw.google_userinfo_url,
+        Some(DEFAULT_USERINFO_URL),
+    );
+    let revoke_url = c.url(
+        "GOOGLE_REVOKE_URL",
+        raw.google_revoke_url,
+        Some(DEFAULT_REVOKE_URL),
+    );
+    let tokeninfo_url = c.url(
+        "GOOGLE_TOKENINFO_URL",
+        raw.google_tokeninfo_url,
+        Some(DEFAULT_TOKENINFO_URL),
+    );
+    let api_base_url = c.url(
+        "GOOGLE_API_BASE_URL",
+        raw.google_api_base_url,
+        Some(DEFAULT_API_BASE_URL),
+    );
+
+    let google_http_timeout = match non_empty(raw.google_http_timeout_secs) {
+        None => Some(Duration::from_secs(10)),
+        Some(s) => match s.parse::<u64>() {
+            Ok(n) if (1..=120).contains(&n) => Some(Duration::from_secs(n)),
+            _ => {
+                c.problems.push(
+                    "GOOGLE_HTTP_TIMEOUT_SECS must be a whole number of seconds from 1 to 120"
+                        .into(),
+                );
+                None
+            }
+        },
+    };
+
+    let gmail_scopes = match non_empty(raw.gmail_passport_scopes) {
+        None => Some(default_gmail_scopes()),
+        Some(s) => match ScopeSet::parse_known([s.as_str()]) {
+            Ok(set) => Some(set),
+            Err(e) => {
+                c.problems.push(format!(
+                    "GMAIL_PASSPORT_SCOPES: {e} (use short names such as calendar.events or full https://www.googleapis.com/auth/… URLs)"
+                ));
+                None
+            }
+        },
+    };
+
+    let mut allowed_return_origins = Vec::new();
+    if let Some(u) = &public_base_url {
+        allowed_return_origins.push(u.origin());
+    }
+    if let Some(list) = non_empty(raw.allowed_return_origins) {
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match Url::parse(item) {
+                Ok(u)
+                    if matches!(u.scheme(), "http" | "https")
+                        && u.host().is_some()
+                        && u.username().is_empty()
+                        && u.password().is_none()
+                        && (u.path() == "/" || u.path().is_empty())
+                        && u.query().is_none() =>
+                {
+                    if !allowed_return_origins.contains(&u.origin()) {
+                        allowed_return_origins.push(u.origin());
+                    }
+                }
+                _ => c.problems.push(format!(
+                    "ALLOWED_RETURN_ORIGINS: `{item}` is not an origin such as https://ro-being.com"
+                )),
+            }
+        }
+    }
+
+    let inventory_url = match (non_empty(raw.inventory_url), &public_base_url) {
+        (Some(s), _) => c.url("INVENTORY_URL", Some(s), None),
+        (None, Some(base)) => {
+            let b = base.as_str().trim_end_matches('/');
+            Url::parse(&format!("{b}/passport/gmail")).ok()
+        }
+        (None, None) => None,
+    };
+    if let Some(inv) = &inventory_url {
+        if !allowed_return_origins.contains(&inv.origin()) {
+            c.problems.push(
+                "INVENTORY_URL must be on PUBLIC_BASE_URL or one of ALLOWED_RETURN_ORIGINS".into(),
+            );
+        }
+    }
+
+    let session_jwt_secret = c.required("SESSION_JWT_SECRET", raw.session_jwt_secret);
+    if let Some(s) = &session_jwt_secret {
+        if s.len() < MIN_JWT_SECRET_LEN {
+            c.problems.push(format!(
+                "SESSION_JWT_SECRET must be at least {MIN_JWT_SECRET_LEN} bytes long"
+            ));
+        }
+    }
+
+    let session_cookie_name =
+        non_empty(raw.session_cookie_name).unwrap_or_else(|| DEFAULT_SESSION_COOKIE.to_string());
+    if !session_cookie_name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+    {
+        c.problems
+            .push("SESSION_COOKIE_NAME may only hold letters, digits, `_`, `-` and `.`".into());
+    }
+
+    let internal_api_keys: Vec<SecretString> = non_empty(raw.internal_api_keys)
+        .map(|s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(|k| SecretString::from(k.to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if internal_api_keys.is_empty() {
+        c.problems
+            .push("INTERNAL_API_KEYS is not set (comma-separated keys for skills)".into());
+    } else if internal_api_keys
+        .iter()
+        .any(|k| k.expose_secret().len() < MIN_INTERNAL_KEY_LEN)
+    {
+        c.problems.push(format!(
+            "INTERNAL_API_KEYS: every key must be at least {MIN_INTERNAL_KEY_LEN} characters long"
+        ));
+    }
+
+    let log_format = match non_empty(raw.log_format).as_deref() {
+        None | Some("pretty") => Some(LogFormat::Pretty),
+        Some("json") => Some(LogFormat::Json),
+        Some(_) => {
+            c.problems
+                .push("LOG_FORMAT must be `json` or `pretty`".into());
+            None
+        }
+    };
+
+    if !c.problems.is_empty() {
+        return Err(ConfigError {
+            problems: c.problems,
+        });
+    }
+
+    // Every Option is Some here: each None above pushed a problem.
+    let (Some(database_url), Some(bind_addr), Some(public_base_url), Some(google_client_id)) =
+        (database_url, bind_addr, public_base_url, google_client_id)
+    else {
+        unreachable!("validated above")
+    };
+    Ok(Settings {
+        database_url: SecretString::from(database_url),
+        bind_addr,
+        public_base_url,
+        google_client_id,
+        google_client_secret: SecretString::from(google_client_secret.unwrap_or_default()),
+        google: GoogleEndpoints {
+            auth_url: auth_url.expect("validated"),
+            token_url: token_url.expect("validated"),
+            userinfo_url: userinfo_url.expect("validated"),
+            revoke_url: revoke_url.expect("validated"),
+            tokeninfo_url: tokeninfo_url.expect("validated"),
+            api_base_url: api_base_url.expect("validated"),
+        },
+        google_http_timeout: google_http_timeout.expect("validated"),
+        gmail_scopes: gmail_scopes.expect("validated"),
+        inventory_url: inventory_url.expect("validated"),
+        allowed_return_origins,
+        session_jwt_secret: SecretString::from(session_jwt_secret.unwrap_or_default()),
+        session_cookie_name,
+        internal_api_keys,
+        log_format: log_format.expect("validated"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> Vec<(&'static str, String)> {
+        vec![
+            ("DATABASE_URL", "postgres://postgres@127.0.0.1/x".into()),
+            ("PUBLIC_BASE_URL", "https://auth.ro-being.com".into()),
+            ("GOOGLE_CLIENT_ID", "cid".into()),
+            ("GOOGLE_CLIENT_SECRET", "csecret".into()),
+            ("SESSION_JWT_SECRET", "s".repeat(40)),
+            ("INTERNAL_API_KEYS", "k".repeat(20)),
+            ("ALLOWED_RETURN_ORIGINS", "https://ro-being.com".into()),
+            (
+                "INVENTORY_URL",
+                "https://ro-being.com/settings/items".into(),
+            ),
+        ]
+    }
+
+    #[test]
+    fn good_settings_validate_with_defaults() {
+        let s = Settings::from_pairs(good()).unwrap();
+        assert_eq!(s.bind_addr.to_string(), "0.0.0.0:51123");
+        assert_eq!(s.gmail_scopes.len(), 7);
+        assert_eq!(
+            s.redirect_uri("gmail").as_str(),
+            "https://auth.ro-being.com/passport/gmail/callback"
+        );
+        assert_eq!(s.allowed_return_origins.len(), 2);
+        assert!(s.secure_cookies());
+        let dbg = format!("{s:?}");
+        assert!(
+            !dbg.contains("csecret")
+                && !dbg.contains(&"s".repeat(40))
+                && !dbg.contains(&"k".repeat(20))
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = Settings::from_pairs([
+            ("PUBLIC_BASE_URL", "not a url".to_string()),
+            ("BIND_ADDR", "nowhere".to_string()),
+            ("GMAIL_PASSPORT_SCOPES", "calendar,bogus.scope".to_string()),
+            ("LOG_FORMAT", "xml".to_string()),
+        ])
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "DATABASE_URL is not set",
+            "BIND_ADDR",
+            "PUBLIC_BASE_URL is not a valid URL",
+            "GOOGLE_CLIENT_ID is not set",
+            "GOOGLE_CLIENT_SECRET is not set",
+            "GMAIL_PASSPORT_SCOPES: unknown scope `bogus.scope`",
+            "SESSION_JWT_SECRET is not set",
+            "INTERNAL_API_KEYS is not set",
+            "LOG_FORMAT",
+        ] {
+            assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
+        }
+        assert!(err.problems.len() >= 9);
+    }
+
+    #[test]
+    fn scopes_override_accepts_short_names_and_urls() {
+        let mut p = good();
+        p.push((
+            "GMAIL_PASSPORT_SCOPES",
+            "gmail.send https://www.googleapis.com/auth/calendar.events".into(),
+        ));
+        let s = Settings::from_pairs(p).unwrap();
+        assert_eq!(
+            s.gmail_scopes.short_names(),
+            vec!["gmail.send", "calendar.events"]
+        );
+    }
+
+    #[test]
+    fn inventory_url_must_be_an_allowed_origin() {
+        let mut p = good();
+        p.retain(|(k, _)| *k != "INVENTORY_URL");
+        p.push(("INVENTORY_URL", "https://evil.example/x".into()));
+        let err = Settings::from_pairs(p).unwrap_err();
+        assert!(err.to_string().contains("INVENTORY_URL"));
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        let mut p = good();
+        p.retain(|(k, _)| *k != "SESSION_JWT_SECRET" && *k != "INTERNAL_API_KEYS");
+        p.push(("SESSION_JWT_SECRET", "short".into()));
+        p.push(("INTERNAL_API_KEYS", "abc".into()));
+        let err = Settings::from_pairs(p).unwrap_err();
+        assert_eq!(err.problems.len(), 2, "{err}");
+    }
+}

@@ -1,0 +1,295 @@
+//! `auth-server demo`: the service, a fake Google and a demo sign-in page in
+//! one process, so that a newcomer can click through the 재인증 journey.
+//! Never part of `serve`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{Form, State};
+use axum::http::header::{LOCATION, SET_COOKIE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use jsonwebtoken::{encode, EncodingKey, Header};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::config::Settings;
+use crate::fake_google::{FakeConfig, FakeGoogle};
+use crate::passport::random_token;
+use crate::store::{self, gmail_token};
+use crate::{telemetry, AppState};
+
+pub const DEMO_CLIENT_ID: &str = "demo-client.apps.googleusercontent.com";
+pub const DEMO_CLIENT_SECRET: &str = "demo-client-secret";
+pub const DEMO_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/auth_server_demo";
+
+/// A demo user: a ro-being user id and how the demo starts it.
+pub struct DemoUser {
+    pub id: Uuid,
+    pub label_ko: &'static str,
+    pub label_en: &'static str,
+    /// Google account and scopes of the passport the demo seeds, if any.
+    pub passport: Option<(&'static str, &'static [&'static str])>,
+}
+
+/// Gmail-only scopes: what every passport had before Calendar was added.
+pub const GMAIL_ONLY: &[&str] = &[
+    "gmail.send",
+    "gmail.readonly",
+    "gmail.modify",
+    "userinfo.email",
+    "userinfo.profile",
+];
+
+pub fn demo_users() -> Vec<DemoUser> {
+    vec![
+        DemoUser {
+            id: Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0001),
+            label_ko: "김지수 — Gmail만 연결됨 (캘린더 없음)",
+            label_en: "Jisoo — Gmail only (no Calendar)",
+            passport: Some(("jisoo@example.com", GMAIL_ONLY)),
+        },
+        DemoUser {
+            id: Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0002),
+            label_ko: "이민호 — 아직 연결 안 됨",
+            label_en: "Minho — not connected yet",
+            passport: None,
+        },
+    ]
+}
+
+#[derive(Serialize)]
+struct SessionClaims {
+    sub: String,
+    exp: i64,
+    iat: i64,
+}
+
+/// Sign a ro-being style session JWT (HS256) for a user.
+pub fn session_jwt(secret: &[u8], user_id: Uuid, ttl: chrono::Duration) -> String {
+    let now = chrono::Utc::now();
+    encode(
+        &Header::default(),
+        &SessionClaims {
+            sub: user_id.to_string(),
+            iat: now.timestamp(),
+            exp: (now + ttl).timestamp(),
+        },
+        &EncodingKey::from_secret(secret),
+    )
+    .expect("HS256 signing cannot fail")
+}
+
+struct UserChoice {
+    id: String,
+    label_ko: &'static str,
+    label_en: &'static str,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "demo_signin.html")]
+struct SignInPage {
+    users: Vec<UserChoice>,
+}
+
+async fn sign_in_page() -> SignInPage {
+    SignInPage {
+        users: demo_users()
+            .into_iter()
+            .map(|u| UserChoice {
+                id: u.id.to_string(),
+                label_ko: u.label_ko,
+                label_en: u.label_en,
+            })
+            .collect(),
+    }
+}
+
+#[derive(Deserialize)]
+struct SignInForm {
+    user_id: Uuid,
+}
+
+async fn sign_in(State(app): State<AppState>, Form(form): Form<SignInForm>) -> Response {
+    if !demo_users().iter().any(|u| u.id == form.user_id) {
+        return (StatusCode::BAD_REQUEST, "unknown demo user").into_response();
+    }
+    let jwt = session_jwt(
+        app.settings.session_jwt_secret.expose_secret().as_bytes(),
+        form.user_id,
+        chrono::Duration::hours(12),
+    );
+    let cookie = Cookie::build((app.settings.session_cookie_name.clone(), jwt))
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(app.settings.secure_cookies())
+        .path("/")
+        .build();
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    resp.headers_mut()
+        .insert(LOCATION, HeaderValue::from_static("/passport/gmail"));
+    if let Ok(v) = HeaderValue::from_str(&cookie.to_string()) {
+        resp.headers_mut().insert(SET_COOKIE, v);
+    }
+    resp
+}
+
+async fn home() -> Response {
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    resp.headers_mut()
+        .insert(LOCATION, HeaderValue::from_static("/demo"));
+    resp
+}
+
+/// The demo's router: the service plus the sign-in page.
+pub fn demo_app(state: AppState) -> Router {
+    let routes = crate::http::routes(&state)
+        .route("/", get(home))
+        .route("/demo", get(sign_in_page))
+        .route("/demo/sign-in", post(sign_in))
+        .with_state(state);
+    crate::http::with_common_layers(routes)
+}
+
+/// Settings for the demo: everything local, the Google endpoints at the fake.
+pub fn demo_settings(
+    bind: SocketAddr,
+    fake_base: &str,
+    database_url: &str,
+) -> Result<Settings, crate::config::ConfigError> {
+    let host = if bind.ip().is_unspecified() {
+        format!("127.0.0.1:{}", bind.port())
+    } else {
+        bind.to_string()
+    };
+    let mut m = BTreeMap::new();
+    let mut set = |k: &str, v: String| {
+        m.insert(k.to_string(), v);
+    };
+    set("DATABASE_URL", database_url.to_string());
+    set("BIND_ADDR", bind.to_string());
+    set("PUBLIC_BASE_URL", format!("http://{host}"));
+    set("GOOGLE_CLIENT_ID", DEMO_CLIENT_ID.into());
+    set("GOOGLE_CLIENT_SECRET", DEMO_CLIENT_SECRET.into());
+    set("GOOGLE_AUTH_URL", format!("{fake_base}/o/oauth2/v2/auth"));
+    set("GOOGLE_TOKEN_URL", format!("{fake_base}/token"));
+    set("GOOGLE_USERINFO_URL", format!("{fake_base}/v1/userinfo"));
+    set("GOOGLE_REVOKE_URL", format!("{fake_base}/revoke"));
+    set("GOOGLE_TOKENINFO_URL", format!("{fake_base}/tokeninfo"));
+    set("GOOGLE_API_BASE_URL", fake_base.to_string());
+    set("SESSION_JWT_SECRET", random_token());
+    set("INTERNAL_API_KEYS", random_token());
+    if let Ok(scopes) = std::env::var("GMAIL_PASSPORT_SCOPES") {
+        set("GMAIL_PASSPORT_SCOPES", scopes);
+    }
+    Settings::from_pairs(m.iter().map(|(k, v)| (k.as_str(), v.clone())))
+}
+
+/// Reset the demo users' passports to their starting state, at the fake and
+/// in the database.
+pub async fn seed(app: &AppState, fake: &FakeGoogle) -> anyhow::Result<()> {
+    for user in demo_users() {
+        gmail_token::delete(&app.db, user.id).await?;
+        let Some((email, scopes)) = user.passport else {
+            continue;
+        };
+        let account = fake
+            .account(email)
+            .ok_or_else(|| anyhow::anyhow!("fake Google has no account {email}"))?
+            .clone();
+        let (access, refresh) = fake
+            .seed_grant(email, scopes)
+            .ok_or_else(|| anyhow::anyhow!("fake Google has no account {email}"))?;
+        let granted = crate::passport::scopes::ScopeSet::parse_known(scopes.iter().copied())?;
+        gmail_token::upsert_consent(
+            &app.db,
+            &gmail_token::ConsentWrite {
+                user_id: user.id,
+                email: Some(email),
+                google_sub: &account.sub,
+                access_token: &access,
+                refresh_token: Some(&refresh),
+                token_type: "Bearer",
+                expires_at: Some(chrono::Utc::now() + chrono::Duration::seconds(3599)),
+                scopes: granted.to_json(),
+                last_error: None,
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Run the demo until Ctrl-C.
+pub async fn run(bind: SocketAddr, fake_bind: SocketAddr) -> anyhow::Result<()> {
+    telemetry::init(telemetry::format_from_env());
+    let database_url =
+        std::env::var("DATABASE_URL").unwrap_or_else(|_| DEMO_DATABASE_URL.to_string());
+    store::ensure_database(&database_url).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot prepare the demo database ({e}); is PostgreSQL running? set DATABASE_URL"
+        )
+    })?;
+    let pool = crate::cli::connect_with_retry(&database_url).await?;
+
+    let fake_listener = tokio::net::TcpListener::bind(fake_bind)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {fake_bind} for the fake Google: {e}"))?;
+    let fake_base = format!("http://{}", fake_listener.local_addr()?);
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
+    let settings = demo_settings(listener.local_addr()?, &fake_base, &database_url)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    let mut fake_config = FakeConfig::with_client(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET);
+    fake_config.redirect_uris = vec![settings.redirect_uri("gmail").to_string()];
+    let fake = FakeGoogle::new(fake_config);
+    let base = settings.public_base_url.to_string();
+    let state = AppState::new(settings, pool);
+    seed(&state, &fake).await?;
+
+    println!();
+    println!("  auth-server demo is running.");
+    println!(
+        "  Open {}demo and sign in as 김지수 (Gmail only), then press 재인증.",
+        base
+    );
+    println!(
+        "  Fake Google: {fake_base}   Database: {}",
+        redact_url(&database_url)
+    );
+    println!("  Press Ctrl-C to stop.");
+    println!();
+
+    let fake_task = tokio::spawn(async move {
+        axum::serve(fake_listener, fake.router())
+            .with_graceful_shutdown(crate::shutdown_signal())
+            .await
+    });
+    let db = state.db.clone();
+    axum::serve(listener, demo_app(state))
+        .with_graceful_shutdown(crate::shutdown_signal())
+        .await?;
+    db.close().await;
+    fake_task.abort();
+    Ok(())
+}
+
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "(unparseable)".into(),
+    }
+}

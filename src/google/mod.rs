@@ -1,0 +1,380 @@
+//! Everything that talks HTTP to Google: the OAuth endpoints through the
+//! `oauth2` crate, and userinfo / tokeninfo / revoke with the shared reqwest
+//! client. No other module calls Google.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use oauth2::basic::{BasicClient, BasicErrorResponseType};
+use oauth2::{
+    AsyncHttpClient, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
+    EndpointSet, HttpClientError, HttpRequest, HttpResponse, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, RefreshToken, RequestTokenError, Scope, TokenResponse, TokenUrl,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use url::Url;
+
+use crate::config::{GoogleEndpoints, Settings};
+use crate::passport::scopes::ScopeSet;
+
+type OAuthClient =
+    BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
+
+/// The one HTTP client of the application: no redirects, timeouts on.
+pub fn http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(5))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .user_agent(concat!("auth-server/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("reqwest client builds")
+}
+
+/// Why a call to Google did not give us what we asked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GoogleError {
+    /// Google answered with an OAuth error (`invalid_grant`, `invalid_client`, …).
+    #[error("google refused: {code}")]
+    Rejected {
+        code: String,
+        description: Option<String>,
+    },
+    /// Google could not be reached, timed out, or answered 5xx / 429.
+    #[error("google unavailable: {0}")]
+    Unavailable(String),
+    /// Google answered something we could not understand.
+    #[error("unexpected answer from google: {0}")]
+    Protocol(String),
+}
+
+impl GoogleError {
+    pub fn is_invalid_grant(&self) -> bool {
+        matches!(self, Self::Rejected { code, .. } if code == "invalid_grant")
+    }
+}
+
+/// The tokens of a successful token-endpoint answer. Secrets stay secret.
+pub struct Tokens {
+    pub access_token: SecretString,
+    pub refresh_token: Option<SecretString>,
+    pub token_type: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The `scope` field, when Google sent one.
+    pub scopes: Option<ScopeSet>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("access_token", &"[redacted]")
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("token_type", &self.token_type)
+            .field("expires_at", &self.expires_at)
+            .field("scopes", &self.scopes)
+            .finish()
+    }
+}
+
+/// The account behind an access token (OpenID Connect userinfo).
+#[derive(Debug, Clone, Deserialize)]
+pub struct UserInfo {
+    pub sub: String,
+    pub email: Option<String>,
+    pub email_verified: Option<bool>,
+    pub name: Option<String>,
+}
+
+/// What Google's tokeninfo says about an access token.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TokenInfo {
+    pub aud: Option<String>,
+    pub azp: Option<String>,
+    pub sub: Option<String>,
+    pub scope: Option<String>,
+    pub email: Option<String>,
+    pub expires_in: Option<serde_json::Value>,
+}
+
+/// A prepared authorization request: the URL to send the browser to.
+pub struct AuthorizeRequest {
+    pub url: Url,
+}
+
+/// The Google client: OAuth endpoints and the shared HTTP client.
+#[derive(Clone)]
+pub struct Google {
+    http: reqwest::Client,
+    endpoints: GoogleEndpoints,
+    client_id: String,
+    client_secret: SecretString,
+}
+
+/// Wraps the shared reqwest client so that 5xx and 429 answers of the token
+/// endpoint become "unavailable" errors instead of unparseable bodies.
+struct StatusAware(reqwest::Client);
+
+#[derive(Debug, thiserror::Error)]
+enum TransportError {
+    #[error("google answered HTTP {0}")]
+    Status(u16),
+    #[error("{0}")]
+    Http(HttpClientError<reqwest::Error>),
+}
+
+impl<'c> AsyncHttpClient<'c> for StatusAware {
+    type Error = TransportError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<HttpResponse, Self::Error>> + Send + Sync + 'c>,
+    >;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let resp = self.0.call(request).await.map_err(TransportError::Http)?;
+            let status = resp.status().as_u16();
+            if status >= 500 || status == 429 {
+                return Err(TransportError::Status(status));
+            }
+            Ok(resp)
+        })
+    }
+}
+
+fn describe_transport(e: &TransportError) -> String {
+    match e {
+        TransportError::Status(s) => format!("HTTP {s}"),
+        TransportError::Http(HttpClientError::Reqwest(r)) if r.is_timeout() => "timeout".into(),
+        TransportError::Http(HttpClientError::Reqwest(r)) if r.is_connect() => {
+            "connection failed".into()
+        }
+        TransportError::Http(_) => "request failed".into(),
+    }
+}
+
+type TokenError =
+    RequestTokenError<TransportError, oauth2::StandardErrorResponse<BasicErrorResponseType>>;
+
+fn map_token_error(e: TokenError) -> GoogleError {
+    match e {
+        RequestTokenError::ServerResponse(r) => GoogleError::Rejected {
+            code: r.error().as_ref().to_string(),
+            description: r.error_description().cloned(),
+        },
+        RequestTokenError::Request(t) => GoogleError::Unavailable(describe_transport(&t)),
+        // Never include the body: it may hold tokens.
+        RequestTokenError::Parse(_, _) => {
+            GoogleError::Protocol("token response is not valid JSON".into())
+        }
+        RequestTokenError::Other(_) => {
+            GoogleError::Protocol("token response was not understood".into())
+        }
+    }
+}
+
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timeout".into()
+    } else if e.is_connect() {
+        "connection failed".into()
+    } else {
+        "request failed".into()
+    }
+}
+
+#[derive(Deserialize)]
+struct GoogleErrorBody {
+    error: Option<serde_json::Value>,
+    error_description: Option<String>,
+}
+
+/// Turn a non-2xx answer from a Google API into a [`GoogleError`].
+async fn error_from_response(resp: reqwest::Response) -> GoogleError {
+    let status = resp.status();
+    if status.is_server_error() || status.as_u16() == 429 {
+        return GoogleError::Unavailable(format!("HTTP {}", status.as_u16()));
+    }
+    let body: Option<GoogleErrorBody> = resp.json().await.ok();
+    let (code, description) = match body {
+        Some(GoogleErrorBody {
+            error: Some(serde_json::Value::String(c)),
+            error_description,
+        }) => (c, error_description),
+        Some(GoogleErrorBody {
+            error: Some(obj), ..
+        }) => (
+            obj.get("status")
+                .and_then(|s| s.as_str())
+                .unwrap_or("error")
+                .to_string(),
+            obj.get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_string),
+        ),
+        _ => (format!("http_{}", status.as_u16()), None),
+    };
+    GoogleError::Rejected { code, description }
+}
+
+impl Google {
+    pub fn new(settings: &Settings, http: reqwest::Client) -> Self {
+        Self {
+            http,
+            endpoints: settings.google.clone(),
+            client_id: settings.google_client_id.clone(),
+            client_secret: settings.google_client_secret.clone(),
+        }
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    fn oauth(&self, redirect_uri: &Url) -> OAuthClient {
+        BasicClient::new(ClientId::new(self.client_id.clone()))
+            .set_client_secret(ClientSecret::new(
+                self.client_secret.expose_secret().to_string(),
+            ))
+            .set_auth_uri(AuthUrl::from_url(self.endpoints.auth_url.clone()))
+            .set_token_uri(TokenUrl::from_url(self.endpoints.token_url.clone()))
+            .set_redirect_uri(RedirectUrl::from_url(redirect_uri.clone()))
+    }
+
+    /// Build the consent URL: code flow, PKCE S256, offline access, forced
+    /// consent, incremental authorization and an optional login hint.
+    pub fn authorize_url(
+        &self,
+        redirect_uri: &Url,
+        scopes: &ScopeSet,
+        state: &str,
+        pkce_verifier: &str,
+        login_hint: Option<&str>,
+    ) -> AuthorizeRequest {
+        let verifier = PkceCodeVerifier::new(pkce_verifier.to_string());
+        let challenge = PkceCodeChallenge::from_code_verifier_sha256(&verifier);
+        let state = state.to_string();
+        let client = self.oauth(redirect_uri);
+        let mut req = client
+            .authorize_url(move || CsrfToken::new(state))
+            .add_scopes(scopes.iter().map(|s| Scope::new(s.to_string())))
+            .set_pkce_challenge(challenge)
+            .add_extra_param("access_type", "offline")
+            .add_extra_param("prompt", "consent")
+            .add_extra_param("include_granted_scopes", "true");
+        if let Some(hint) = login_hint {
+            req = req.add_extra_param("login_hint", hint.to_string());
+        }
+        let (url, _) = req.url();
+        AuthorizeRequest { url }
+    }
+
+    /// Exchange an authorization code (with its PKCE verifier) for tokens.
+    pub async fn exchange_code(
+        &self,
+        redirect_uri: &Url,
+        code: &str,
+        pkce_verifier: &str,
+    ) -> Result<Tokens, GoogleError> {
+        let client = self.oauth(redirect_uri);
+        let resp = client
+            .exchange_code(AuthorizationCode::new(code.to_string()))
+            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_string()))
+            .request_async(&StatusAware(self.http.clone()))
+            .await
+            .map_err(map_token_error)?;
+        Ok(tokens_from(&resp))
+    }
+
+    /// Use a refresh token. Google does not send a new refresh token here.
+    pub async fn refresh(
+        &self,
+        redirect_uri: &Url,
+        refresh_token: &str,
+    ) -> Result<Tokens, GoogleError> {
+        let client = self.oauth(redirect_uri);
+        let rt = RefreshToken::new(refresh_token.to_string());
+        let resp = client
+            .exchange_refresh_token(&rt)
+            .request_async(&StatusAware(self.http.clone()))
+            .await
+            .map_err(map_token_error)?;
+        Ok(tokens_from(&resp))
+    }
+
+    /// Who the access token belongs to.
+    pub async fn userinfo(&self, access_token: &str) -> Result<UserInfo, GoogleError> {
+        let resp = self
+            .http
+            .get(self.endpoints.userinfo_url.clone())
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .map_err(|e| GoogleError::Unavailable(describe_reqwest(&e)))?;
+        if !resp.status().is_success() {
+            return Err(error_from_response(resp).await);
+        }
+        resp.json::<UserInfo>()
+            .await
+            .map_err(|_| GoogleError::Protocol("userinfo answer was not understood".into()))
+    }
+
+    /// What Google says about an access token (scopes, audience, expiry).
+    pub async fn tokeninfo(&self, access_token: &str) -> Result<TokenInfo, GoogleError> {
+        let resp = self
+            .http
+            .post(self.endpoints.tokeninfo_url.clone())
+            .form(&[("access_token", access_token)])
+            .send()
+            .await
+            .map_err(|e| GoogleError::Unavailable(describe_reqwest(&e)))?;
+        if !resp.status().is_success() {
+            return Err(error_from_response(resp).await);
+        }
+        resp.json::<TokenInfo>()
+            .await
+            .map_err(|_| GoogleError::Protocol("tokeninfo answer was not understood".into()))
+    }
+
+    /// Revoke a token (and with it the whole grant) at Google.
+    pub async fn revoke(&self, token: &str) -> Result<(), GoogleError> {
+        let resp = self
+            .http
+            .post(self.endpoints.revoke_url.clone())
+            .form(&[("token", token)])
+            .send()
+            .await
+            .map_err(|e| GoogleError::Unavailable(describe_reqwest(&e)))?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(error_from_response(resp).await)
+        }
+    }
+}
+
+fn tokens_from(resp: &oauth2::basic::BasicTokenResponse) -> Tokens {
+    let expires_at = resp
+        .expires_in()
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .map(|d| Utc::now() + d);
+    let scopes = resp.scopes().map(|v| {
+        ScopeSet::from_google(&v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" "))
+    });
+    Tokens {
+        access_token: SecretString::from(resp.access_token().secret().clone()),
+        refresh_token: resp
+            .refresh_token()
+            .map(|r| SecretString::from(r.secret().clone())),
+        token_type: "Bearer".to_string(),
+        expires_at,
+        scopes,
+    }
+}

@@ -1,0 +1,120 @@
+//! The user JSON API: connection status and starting a consent from a script.
+
+use axum::extract::{Path, State};
+use axum::http::header::{CACHE_CONTROL, SET_COOKIE};
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::http::auth::ApiUser;
+use crate::http::pages::flow_cookie;
+use crate::passport::flow::{self, FlowError};
+use crate::passport::provider::Provider;
+use crate::passport::status;
+use crate::state::AppState;
+
+fn provider<'a>(app: &'a AppState, name: &str) -> Result<&'a Provider, ApiError> {
+    app.providers
+        .get(name)
+        .ok_or_else(|| ApiError::not_found(format!("no passport provider named `{name}`")))
+}
+
+/// `GET /api/passport/{provider}` answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StatusBody {
+    pub connected: bool,
+    pub email: Option<String>,
+    pub status: Option<String>,
+    pub granted_scopes: Vec<String>,
+    pub missing_scopes: Vec<String>,
+    pub needs_reauth: bool,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub reauth_url: String,
+}
+
+pub async fn status(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    user: Result<ApiUser, ApiError>,
+) -> Result<Response, ApiError> {
+    let provider = provider(&app, &name)?;
+    let ApiUser(user_id) = user?;
+    let st = status::load(&app.db, provider, user_id).await?;
+    let body = StatusBody {
+        connected: st.connected,
+        email: st.email.clone(),
+        status: st.status.clone(),
+        granted_scopes: st.granted.short_names(),
+        missing_scopes: st.missing.short_names(),
+        needs_reauth: st.needs_reauth(),
+        expires_at: st.expires_at,
+        reauth_url: app
+            .settings
+            .public_url(&format!("/passport/{}/connect", provider.name))
+            .to_string(),
+    };
+    let mut resp = Json(body).into_response();
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectBody {
+    pub return_to: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ConnectAnswer {
+    pub authorize_url: String,
+}
+
+/// `POST /api/passport/{provider}/connect` `{"return_to"?: URL}` →
+/// `{"authorize_url": …}`, with the flow cookie set on this browser.
+pub async fn connect(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    user: Result<ApiUser, ApiError>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let provider = provider(&app, &name)?;
+    let ApiUser(user_id) = user?;
+    let body: ConnectBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ConnectBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "body must be JSON like {{\"return_to\": \"https://…\"}} ({e})"
+            ))
+        })?
+    };
+    let started = flow::start(&app, provider, user_id, body.return_to.as_deref())
+        .await
+        .map_err(|e| match e {
+            FlowError::ReturnTo(r) => ApiError::bad_request(format!(
+                "{r}; allowed origins are PUBLIC_BASE_URL and ALLOWED_RETURN_ORIGINS"
+            )),
+            FlowError::Database(e) => ApiError::from(e),
+            other => ApiError::internal(&other),
+        })?;
+    let cookie = flow_cookie(
+        &app,
+        provider.name,
+        started.cookie_name,
+        started.browser_nonce,
+    );
+    let mut resp = Json(ConnectAnswer {
+        authorize_url: started.authorize_url.to_string(),
+    })
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie.to_string()) {
+        resp.headers_mut().append(SET_COOKIE, v);
+    }
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}

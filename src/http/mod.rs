@@ -1,0 +1,145 @@
+//! HTTP routes grouped by audience, and the layers every request goes through.
+
+pub mod api;
+pub mod auth;
+pub mod ops;
+pub mod pages;
+pub mod query;
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::header::{
+    CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::error::PageError;
+use crate::state::AppState;
+
+/// Largest request body accepted anywhere.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Longest any request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+                   frame-ancestors 'none'; base-uri 'none'";
+
+/// The routes of the service (without the demo's).
+pub fn routes(app: &AppState) -> Router<AppState> {
+    let origins: Vec<HeaderValue> = app
+        .settings
+        .allowed_return_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(&o.ascii_serialization()).ok())
+        .collect();
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([axum::http::header::AUTHORIZATION, CONTENT_TYPE])
+        .max_age(Duration::from_secs(600));
+
+    let user_api = Router::new()
+        .route("/api/passport/{provider}", get(api::status))
+        .route("/api/passport/{provider}/connect", post(api::connect))
+        .layer(cors);
+
+    Router::new()
+        .route("/passport/{provider}", get(pages::item))
+        .route("/passport/{provider}/connect", get(pages::connect))
+        .route("/passport/{provider}/callback", get(pages::callback))
+        .merge(user_api)
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/static/passport.css", get(stylesheet))
+}
+
+/// Wrap a router with the layers every route shares: request ids, tracing
+/// spans named by route template, metrics, security headers, limits.
+pub fn with_common_layers(router: Router) -> Router {
+    router
+        .fallback(fallback)
+        .layer(middleware::from_fn(track_metrics))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
+        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                // Never the full URI: callback queries carry codes.
+                let route = req
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map(|m| m.as_str().to_string())
+                    .unwrap_or_else(|| "unmatched".into());
+                let request_id = req
+                    .headers()
+                    .get(&X_REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+                    .to_string();
+                tracing::info_span!("http", method = %req.method(), route = %route, request_id = %request_id)
+            }),
+        )
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeRequestUuid))
+}
+
+async fn track_metrics(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    resp
+}
+
+async fn fallback() -> Response {
+    PageError::NotFound.into_response()
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [
+            (CONTENT_TYPE, "text/css; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../static/passport.css"),
+    )
+}

@@ -1,0 +1,35 @@
+//! Operations: liveness, readiness, metrics.
+
+use axum::extract::State;
+use axum::http::{header::CONTENT_TYPE, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+
+use crate::state::AppState;
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// `GET /readyz`: the database answers and the migrations are applied.
+pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
+    if crate::store::ready(&app.db).await {
+        (StatusCode::OK, Json(serde_json::json!({"status": "ready"})))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(
+                serde_json::json!({"status": "not_ready", "message": "database unreachable or migrations not applied"}),
+            ),
+        )
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+}

@@ -1,0 +1,318 @@
+//! Browser routes: the item page, connect / 재인증, and Google's callback.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::header::{CACHE_CONTROL, LOCATION, SET_COOKIE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use axum_extra::extract::CookieJar;
+
+use crate::error::PageError;
+use crate::http::auth::{MaybeUser, PageUser};
+use crate::http::query;
+use crate::passport::flow::{self, CallbackParams, FlowError};
+use crate::passport::provider::Provider;
+use crate::passport::scopes::{self, ScopeInfo, ScopeSet};
+use crate::passport::status::{self, PassportStatus};
+use crate::state::AppState;
+
+pub(crate) fn provider<'a>(app: &'a AppState, name: &str) -> Result<&'a Provider, PageError> {
+    app.providers.get(name).ok_or(PageError::NotFound)
+}
+
+fn strict_query(
+    raw: Option<String>,
+) -> Result<std::collections::HashMap<String, String>, PageError> {
+    query::parse(raw.as_deref()).map_err(|_| PageError::BadRequest)
+}
+
+impl From<FlowError> for PageError {
+    fn from(e: FlowError) -> Self {
+        match e {
+            FlowError::ReturnTo(_) => PageError::ReturnToRefused,
+            FlowError::MissingState | FlowError::UnknownState => PageError::StateUnknown,
+            FlowError::ExpiredState => PageError::StateExpired,
+            FlowError::BrowserMismatch => PageError::BrowserMismatch,
+            FlowError::UserMismatch => PageError::UserMismatch,
+            FlowError::Database(e) => PageError::internal(&e),
+        }
+    }
+}
+
+/// The cookie that binds one consent attempt to this browser.
+pub(crate) fn flow_cookie(
+    app: &AppState,
+    provider: &str,
+    name: String,
+    value: String,
+) -> Cookie<'static> {
+    Cookie::build((name, value))
+        .http_only(true)
+        .secure(app.settings.secure_cookies())
+        .same_site(SameSite::Lax)
+        .path(format!("/passport/{provider}/callback"))
+        .max_age(cookie_max_age())
+        .build()
+}
+
+fn cookie_max_age() -> time::Duration {
+    time::Duration::seconds(flow::STATE_TTL.num_seconds())
+}
+
+fn redirect(to: &str, cookie: Option<Cookie<'static>>) -> Response {
+    let mut resp = StatusCode::FOUND.into_response();
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        h.insert(LOCATION, v);
+    }
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(c) = cookie {
+        if let Ok(v) = HeaderValue::from_str(&c.to_string()) {
+            h.append(SET_COOKIE, v);
+        }
+    }
+    resp
+}
+
+/// `GET /passport/{provider}/connect?return_to=URL`: start a consent, 302 to Google.
+pub async fn connect(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    user: Result<PageUser, PageError>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, PageError> {
+    let provider = provider(&app, &name)?;
+    let PageUser(user_id) = user?;
+    let q = strict_query(raw)?;
+    let started = flow::start(
+        &app,
+        provider,
+        user_id,
+        q.get("return_to").map(String::as_str),
+    )
+    .await?;
+    let cookie = flow_cookie(
+        &app,
+        provider.name,
+        started.cookie_name,
+        started.browser_nonce,
+    );
+    Ok(redirect(started.authorize_url.as_str(), Some(cookie)))
+}
+
+/// `GET /passport/{provider}/callback?code&state` (or `?error&state`).
+pub async fn callback(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    MaybeUser(signed_in): MaybeUser,
+    headers: axum::http::HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, PageError> {
+    let jar = CookieJar::from_headers(&headers);
+    let provider = provider(&app, &name)?;
+    let mut q = strict_query(raw)?;
+    let params = CallbackParams {
+        state: q.remove("state"),
+        code: q.remove("code"),
+        error: q.remove("error"),
+    };
+    let cookie_name = params.state.as_deref().map(flow::flow_cookie_name);
+    let nonce = cookie_name
+        .as_deref()
+        .and_then(|n| jar.get(n))
+        .map(|c| c.value().to_string());
+    let done = flow::complete(&app, provider, params, nonce.as_deref(), signed_in).await?;
+    // The attempt is used up: drop its cookie.
+    let clear = cookie_name.map(|n| {
+        let mut c = flow_cookie(&app, provider.name, n, String::new());
+        c.make_removal();
+        c
+    });
+    Ok(redirect(done.redirect_to.as_str(), clear))
+}
+
+struct ScopeRow {
+    granted: bool,
+    label_ko: String,
+    label_en: String,
+    missing_ko: String,
+    missing_en: String,
+}
+
+struct Banner {
+    tone: &'static str,
+    title_ko: &'static str,
+    title_en: &'static str,
+    body_ko: String,
+    body_en: String,
+    boxes: Vec<&'static ScopeInfo>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "item.html")]
+struct ItemPage {
+    banner: Option<Banner>,
+    connected: bool,
+    email: Option<String>,
+    status_code: String,
+    status_ko: &'static str,
+    status_en: &'static str,
+    scopes: Vec<ScopeRow>,
+    needs_reauth: bool,
+    reauth_href: String,
+}
+
+fn scope_rows(provider: &Provider, st: &PassportStatus) -> Vec<ScopeRow> {
+    let all = provider.scopes.union(&st.granted);
+    let mut rows = Vec::new();
+    for short in all.short_names() {
+        let granted = st.granted.contains(&short);
+        // Only show scopes we ask for, plus extra ones Google granted.
+        let row = match scopes::KNOWN_SCOPES.iter().find(|k| k.short == short) {
+            Some(k) => ScopeRow {
+                granted,
+                label_ko: k.label_ko.into(),
+                label_en: k.label_en.into(),
+                missing_ko: k.missing_ko.into(),
+                missing_en: k.missing_en.into(),
+            },
+            None => ScopeRow {
+                granted,
+                label_ko: short.clone(),
+                label_en: short.clone(),
+                missing_ko: String::new(),
+                missing_en: String::new(),
+            },
+        };
+        rows.push(row);
+    }
+    rows
+}
+
+fn status_texts(st: &PassportStatus) -> (&'static str, &'static str) {
+    match st.status.as_deref() {
+        Some("active") if st.missing.is_empty() => ("정상", "Working"),
+        Some("active") => ("일부 권한 없음", "Some permissions missing"),
+        Some("reauth_required") => (
+            "재인증 필요 (Google 연결이 끊어짐)",
+            "Re-authorization needed (Google connection broken)",
+        ),
+        Some("revoked") => ("해제됨", "Revoked"),
+        _ => ("연결되지 않음", "Not connected"),
+    }
+}
+
+async fn banner(
+    app: &AppState,
+    provider: &Provider,
+    user_id: uuid::Uuid,
+    q: &std::collections::HashMap<String, String>,
+) -> Result<Option<Banner>, PageError> {
+    if q.get("passport").map(String::as_str) != Some(provider.name) {
+        return Ok(None);
+    }
+    let missing = q
+        .get("missing")
+        .map(|m| ScopeSet::parse_known([m.as_str()]).unwrap_or_default())
+        .unwrap_or_default();
+    let boxes: Vec<&'static ScopeInfo> = missing.iter().filter_map(scopes::info).collect();
+    let b = match q.get("result").map(String::as_str) {
+        Some("connected") => Banner {
+            tone: "ok",
+            title_ko: "연결되었습니다",
+            title_en: "Connected",
+            body_ko: "Google 계정이 연결되었습니다. 이제 로빙이 아래 권한으로 도와드릴 수 있습니다.".into(),
+            body_en: "Your Google account is connected. The assistant can now help with the permissions below.".into(),
+            boxes: vec![],
+        },
+        Some("upgraded") => Banner {
+            tone: "ok",
+            title_ko: "권한이 추가되었습니다",
+            title_en: "Permissions added",
+            body_ko: "재인증이 끝났습니다. 새 권한(캘린더 등)이 저장되었습니다.".into(),
+            body_en: "Re-authorization is done. The new permissions (such as Calendar) are saved.".into(),
+            boxes: vec![],
+        },
+        Some("partial") => Banner {
+            tone: "warn",
+            title_ko: "일부 권한만 허용되었습니다",
+            title_en: "Only some permissions were granted",
+            body_ko: "허용한 권한은 저장되었고, 이전 권한도 그대로입니다. 빠진 권한이 있어 일부 기능을 쓸 수 없습니다.".into(),
+            body_en: "What you granted is saved, and nothing you granted before was lost. Some features need the missing permissions.".into(),
+            boxes,
+        },
+        Some("denied") => Banner {
+            tone: "warn",
+            title_ko: "취소했습니다",
+            title_en: "Cancelled",
+            body_ko: "Google 화면에서 취소하여 아무것도 바뀌지 않았습니다.".into(),
+            body_en: "You cancelled on Google's screen, so nothing changed.".into(),
+            boxes: vec![],
+        },
+        Some("account_changed") => {
+            let (from, to) = status::last_account_change(&app.db, provider, user_id)
+                .await?
+                .unwrap_or((None, None));
+            let from = from.unwrap_or_else(|| "이전 계정".into());
+            let to = to.unwrap_or_else(|| "새 계정".into());
+            Banner {
+                tone: "warn",
+                title_ko: "다른 Google 계정으로 바뀌었습니다",
+                title_en: "The Google account changed",
+                body_ko: format!("연결된 계정이 {from}에서 {to}(으)로 바뀌었습니다. 의도한 것이 아니라면 재인증에서 원래 계정을 고르세요."),
+                body_en: format!("The connected account changed from {from} to {to}. If you did not mean to, press Re-authorize and pick the original account."),
+                boxes,
+            }
+        }
+        Some("error") => Banner {
+            tone: "bad",
+            title_ko: "연결하지 못했습니다",
+            title_en: "Could not connect",
+            body_ko: "Google과 통신하는 중에 문제가 생겨 아무것도 바뀌지 않았습니다. 잠시 후 재인증을 다시 눌러 주세요.".into(),
+            body_en: "Something went wrong talking to Google, so nothing changed. Press Re-authorize again in a moment.".into(),
+            boxes: vec![],
+        },
+        _ => return Ok(None),
+    };
+    Ok(Some(b))
+}
+
+/// `GET /passport/{provider}`: the inventory card.
+pub async fn item(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    user: Result<PageUser, PageError>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, PageError> {
+    let provider = provider(&app, &name)?;
+    let PageUser(user_id) = user?;
+    let q = strict_query(raw)?;
+    let st = status::load(&app.db, provider, user_id).await?;
+    let (status_ko, status_en) = status_texts(&st);
+    let mut reauth = app
+        .settings
+        .public_url(&format!("/passport/{}/connect", provider.name));
+    let back = app
+        .settings
+        .public_url(&format!("/passport/{}", provider.name));
+    reauth
+        .query_pairs_mut()
+        .append_pair("return_to", back.as_str());
+    let page = ItemPage {
+        banner: banner(&app, provider, user_id, &q).await?,
+        connected: st.connected,
+        email: st.email.clone(),
+        status_code: st.status.clone().unwrap_or_else(|| "none".into()),
+        status_ko,
+        status_en,
+        scopes: scope_rows(provider, &st),
+        needs_reauth: st.needs_reauth(),
+        reauth_href: reauth.path().to_string() + "?" + reauth.query().unwrap_or_default(),
+    };
+    let mut resp = page.into_response();
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}

@@ -1,0 +1,91 @@
+//! auth-server: the Gmail Passport service of ro-being.
+//!
+//! `app(state)` builds the router; `serve(listener, state)` runs it with
+//! graceful shutdown. `main.rs` only parses the command line.
+
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod fake_google;
+pub mod google;
+pub mod http;
+pub mod passport;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+pub use config::Settings;
+pub use state::AppState;
+
+/// The service's router, with every layer.
+pub fn app(state: AppState) -> Router {
+    let routes = http::routes(&state).with_state(state);
+    http::with_common_layers(routes)
+}
+
+/// Serve until SIGTERM / Ctrl-C, then finish in-flight requests.
+pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
+    serve_with_shutdown(listener, state, shutdown_signal()).await
+}
+
+/// Serve until `shutdown` resolves, then finish in-flight requests.
+pub async fn serve_with_shutdown<F>(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: F,
+) -> std::io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let purge = tokio::spawn(purge_expired_states(state.clone()));
+    let db = state.db.clone();
+    let result = axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    purge.abort();
+    db.close().await;
+    result
+}
+
+/// Delete expired consent attempts every minute.
+async fn purge_expired_states(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        match store::oauth_state::purge_expired(&state.db).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(purged = n, "expired consent attempts deleted"),
+            Err(e) => tracing::warn!(error = %e, "could not purge expired consent attempts"),
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

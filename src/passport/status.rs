@@ -1,0 +1,75 @@
+//! The state of one user's connection, as the status API and the item page show it.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::passport::provider::Provider;
+use crate::passport::scopes::ScopeSet;
+use crate::store::{gmail_token, passport_event};
+
+/// A connection's state, computed from its row and the provider's scopes.
+#[derive(Debug, Clone)]
+pub struct PassportStatus {
+    pub connected: bool,
+    pub email: Option<String>,
+    pub status: Option<String>,
+    pub granted: ScopeSet,
+    pub missing: ScopeSet,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub consented_at: Option<DateTime<Utc>>,
+}
+
+impl PassportStatus {
+    /// Something the user can fix with 재인증: not connected, a broken grant or
+    /// a missing scope.
+    pub fn needs_reauth(&self) -> bool {
+        !self.connected || self.status.as_deref() != Some("active") || !self.missing.is_empty()
+    }
+}
+
+pub async fn load(
+    db: &sqlx::PgPool,
+    provider: &Provider,
+    user_id: Uuid,
+) -> Result<PassportStatus, sqlx::Error> {
+    let row = gmail_token::find(db, user_id).await?;
+    Ok(match row {
+        None => PassportStatus {
+            connected: false,
+            email: None,
+            status: None,
+            granted: ScopeSet::new(),
+            missing: provider.scopes.clone(),
+            expires_at: None,
+            last_error: None,
+            consented_at: None,
+        },
+        Some(row) => {
+            let granted = ScopeSet::from_json(row.scopes.as_ref());
+            PassportStatus {
+                connected: true,
+                missing: provider.scopes.missing_from(&granted),
+                granted,
+                email: row.email,
+                status: Some(row.status),
+                expires_at: row.expires_at,
+                last_error: row.last_error,
+                consented_at: row.consented_at,
+            }
+        }
+    })
+}
+
+/// The emails of the latest account change, for the result banner.
+pub async fn last_account_change(
+    db: &sqlx::PgPool,
+    provider: &Provider,
+    user_id: Uuid,
+) -> Result<Option<(Option<String>, Option<String>)>, sqlx::Error> {
+    let events = passport_event::recent_for_user(db, user_id, provider.name, 5).await?;
+    Ok(events
+        .into_iter()
+        .find(|e| e.kind == "account_changed")
+        .map(|e| (e.email_before, e.email_after)))
+}

@@ -1,0 +1,56 @@
+//! Application state shared by every handler: the pool, the one HTTP client
+//! (inside [`Google`]), the providers and the settings.
+
+use std::sync::{Arc, OnceLock};
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use sqlx::PgPool;
+
+use crate::config::Settings;
+use crate::google::{http_client, Google};
+use crate::passport::provider::Providers;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    pub google: Google,
+    pub settings: Arc<Settings>,
+    pub providers: Arc<Providers>,
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    pub fn new(settings: Settings, db: PgPool) -> Self {
+        let http = http_client(settings.google_http_timeout);
+        let google = Google::new(&settings, http);
+        let providers = Providers::new(settings.gmail_scopes.clone());
+        Self {
+            db,
+            google,
+            providers: Arc::new(providers),
+            settings: Arc::new(settings),
+            metrics: metrics_handle(),
+        }
+    }
+}
+
+/// The process-wide Prometheus recorder (installed once, shared by every app
+/// instance in the process, e.g. in tests).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ])
+                .expect("static buckets are valid")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (a host program): then
+            // our handle still renders, just without the global macros' data.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}

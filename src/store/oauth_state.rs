@@ -1,0 +1,123 @@
+//! `oauth_state`: consent attempts in flight, consumed exactly once.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+/// A stored consent attempt.
+pub struct StateRow {
+    pub user_id: Uuid,
+    pub provider: String,
+    pub pkce_verifier: String,
+    pub requested_scopes: serde_json::Value,
+    pub return_to: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for StateRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateRow")
+            .field("user_id", &self.user_id)
+            .field("provider", &self.provider)
+            .field("pkce_verifier", &"[redacted]")
+            .field("return_to", &self.return_to)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+pub struct NewState<'a> {
+    pub state_hash: &'a [u8],
+    pub user_id: Uuid,
+    pub provider: &'a str,
+    pub pkce_verifier: &'a str,
+    pub requested_scopes: serde_json::Value,
+    pub return_to: &'a str,
+    pub browser_nonce_hash: &'a [u8],
+    pub expires_at: DateTime<Utc>,
+}
+
+pub async fn insert(db: impl PgExecutor<'_>, s: &NewState<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"INSERT INTO oauth_state
+               (state_hash, user_id, provider, pkce_verifier, requested_scopes, return_to,
+                browser_nonce_hash, expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"#,
+        s.state_hash,
+        s.user_id,
+        s.provider,
+        s.pkce_verifier,
+        s.requested_scopes,
+        s.return_to,
+        s.browser_nonce_hash,
+        s.expires_at,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Consume the attempt if it exists for this provider and this browser (and,
+/// when `user_id` is given, this user).
+pub async fn take(
+    db: impl PgExecutor<'_>,
+    state_hash: &[u8],
+    provider: &str,
+    browser_nonce_hash: &[u8],
+    user_id: Option<Uuid>,
+) -> Result<Option<StateRow>, sqlx::Error> {
+    sqlx::query_as!(
+        StateRow,
+        r#"DELETE FROM oauth_state
+           WHERE state_hash = $1 AND provider = $2 AND browser_nonce_hash = $3
+             AND ($4::uuid IS NULL OR user_id = $4)
+           RETURNING user_id, provider, pkce_verifier, requested_scopes, return_to, expires_at"#,
+        state_hash,
+        provider,
+        browser_nonce_hash,
+        user_id,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// An attempt that exists but was not taken: whose and until when (to tell
+/// "expired" from "another browser" from "another user").
+pub struct Peeked {
+    pub user_id: Uuid,
+    pub expires_at: DateTime<Utc>,
+}
+
+pub async fn peek(
+    db: impl PgExecutor<'_>,
+    state_hash: &[u8],
+    provider: &str,
+) -> Result<Option<Peeked>, sqlx::Error> {
+    sqlx::query_as!(
+        Peeked,
+        r#"SELECT user_id, expires_at FROM oauth_state WHERE state_hash = $1 AND provider = $2"#,
+        state_hash,
+        provider,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Delete one attempt (an expired one that was presented).
+pub async fn delete(db: impl PgExecutor<'_>, state_hash: &[u8]) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"DELETE FROM oauth_state WHERE state_hash = $1"#,
+        state_hash
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Delete every expired attempt; returns how many.
+pub async fn purge_expired(db: impl PgExecutor<'_>) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query!(r#"DELETE FROM oauth_state WHERE expires_at < now()"#)
+        .execute(db)
+        .await?;
+    Ok(r.rows_affected())
+}

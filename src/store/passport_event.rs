@@ -1,0 +1,124 @@
+//! `passport_event`: the append-only audit trail.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+/// Kinds of event, as stored in `passport_event.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    ConsentStarted,
+    Connected,
+    Upgraded,
+    PartialGrant,
+    Denied,
+    AccountChanged,
+    Refreshed,
+    RefreshFailed,
+    ReauthRequired,
+    Disconnected,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ConsentStarted => "consent_started",
+            Self::Connected => "connected",
+            Self::Upgraded => "upgraded",
+            Self::PartialGrant => "partial_grant",
+            Self::Denied => "denied",
+            Self::AccountChanged => "account_changed",
+            Self::Refreshed => "refreshed",
+            Self::RefreshFailed => "refresh_failed",
+            Self::ReauthRequired => "reauth_required",
+            Self::Disconnected => "disconnected",
+        }
+    }
+}
+
+pub struct NewEvent<'a> {
+    pub user_id: Uuid,
+    pub provider: &'a str,
+    pub kind: EventKind,
+    pub scopes_before: Option<serde_json::Value>,
+    pub scopes_after: Option<serde_json::Value>,
+    pub email_before: Option<&'a str>,
+    pub email_after: Option<&'a str>,
+    pub error_code: Option<&'a str>,
+    pub detail: Option<&'a str>,
+}
+
+impl<'a> NewEvent<'a> {
+    pub fn new(user_id: Uuid, provider: &'a str, kind: EventKind) -> Self {
+        Self {
+            user_id,
+            provider,
+            kind,
+            scopes_before: None,
+            scopes_after: None,
+            email_before: None,
+            email_after: None,
+            error_code: None,
+            detail: None,
+        }
+    }
+}
+
+pub async fn insert(db: impl PgExecutor<'_>, e: &NewEvent<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"INSERT INTO passport_event
+               (user_id, provider, kind, scopes_before, scopes_after, email_before, email_after,
+                error_code, detail)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"#,
+        e.user_id,
+        e.provider,
+        e.kind.as_str(),
+        e.scopes_before,
+        e.scopes_after,
+        e.email_before,
+        e.email_after,
+        e.error_code,
+        e.detail,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// A stored event.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub id: i64,
+    pub user_id: Uuid,
+    pub provider: String,
+    pub kind: String,
+    pub scopes_before: Option<serde_json::Value>,
+    pub scopes_after: Option<serde_json::Value>,
+    pub email_before: Option<String>,
+    pub email_after: Option<String>,
+    pub error_code: Option<String>,
+    pub detail: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The user's most recent events, newest first.
+pub async fn recent_for_user(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    provider: &str,
+    limit: i64,
+) -> Result<Vec<EventRow>, sqlx::Error> {
+    sqlx::query_as!(
+        EventRow,
+        r#"SELECT id, user_id, provider, kind, scopes_before, scopes_after, email_before,
+                  email_after, error_code, detail, created_at
+           FROM passport_event
+           WHERE user_id = $1 AND provider = $2
+           ORDER BY id DESC LIMIT $3"#,
+        user_id,
+        provider,
+        limit,
+    )
+    .fetch_all(db)
+    .await
+}

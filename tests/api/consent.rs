@@ -1,0 +1,368 @@
+//! The connect / 재인증 flow and every callback outcome.
+
+use crate::helpers::*;
+use auth_server::fake_google::Behaviour;
+use auth_server::passport::scopes::ScopeSet;
+use reqwest::StatusCode;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+fn scopes_of(row: &auth_server::store::gmail_token::TokenRow) -> Vec<String> {
+    ScopeSet::from_json(row.scopes.as_ref()).short_names()
+}
+
+#[tokio::test]
+async fn connect_redirects_to_google_with_every_required_parameter() {
+    let app = TestApp::spawn().await;
+    let user = Uuid::new_v4();
+    app.seed_passport(user, JISOO, GMAIL_ONLY).await;
+    let browser = app.browser(Some(user));
+
+    let resp = browser
+        .connect(Some("https://ro-being.com/settings/items?tab=gmail"))
+        .await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let cookie = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("passport_flow_"))
+        .expect("flow cookie");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(cookie.contains("Path=/passport/gmail/callback"), "{cookie}");
+    assert!(cookie.contains("Max-Age=600"), "{cookie}");
+    assert!(
+        !cookie.contains("Secure"),
+        "http base URL: no Secure flag ({cookie})"
+    );
+
+    let url = location(&resp);
+    assert_eq!(
+        url.as_str().split('?').next().unwrap(),
+        format!("{}/o/oauth2/v2/auth", app.fake_addr)
+    );
+    let q = query_map(&url);
+    assert_eq!(q["response_type"], "code");
+    assert_eq!(q["client_id"], CLIENT_ID);
+    assert_eq!(
+        q["redirect_uri"],
+        format!("{}/passport/gmail/callback", app.addr)
+    );
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(q["code_challenge"].len(), 43);
+    assert_eq!(q["access_type"], "offline");
+    assert_eq!(q["prompt"], "consent");
+    assert_eq!(q["include_granted_scopes"], "true");
+    assert_eq!(q["login_hint"], JISOO);
+    let requested = ScopeSet::from_google(&q["scope"]);
+    assert_eq!(requested.short_names(), ALL);
+
+    // The state is stored hashed, never raw, with a 10-minute expiry.
+    let state = &q["state"];
+    let hash = Sha256::digest(state.as_bytes()).to_vec();
+    let (stored_user, minutes): (Uuid, f64) = sqlx::query_as(
+        "SELECT user_id, extract(epoch from expires_at - now())::float8 / 60 FROM oauth_state WHERE state_hash = $1",
+    )
+    .bind(&hash)
+    .fetch_one(&app.db)
+    .await
+    .expect("state row keyed by the hash");
+    assert_eq!(stored_user, user);
+    assert!(
+        (9.0..=10.0).contains(&minutes),
+        "expires in {minutes} minutes"
+    );
+    let raw_hits: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM oauth_state WHERE position($1 in row_to_json(oauth_state)::text) > 0",
+    )
+    .bind(state)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(raw_hits, 0, "raw state must not be stored");
+}
+
+#[tokio::test]
+async fn first_connection_stores_granted_scopes_and_says_connected() {
+    let app = TestApp::spawn().await;
+    let user = Uuid::new_v4();
+    let browser = app.browser(Some(user));
+
+    let landed = browser.reauth(None, JISOO, ALL, true).await;
+    assert_eq!(
+        landed.as_str(),
+        "https://ro-being.com/settings/items?passport=gmail&result=connected"
+    );
+    let row = app.row(user).await.expect("row stored");
+    assert_eq!(row.email.as_deref(), Some(JISOO));
+    assert_eq!(row.google_sub.as_deref(), Some("110000000000000000001"));
+    assert_eq!(row.status, "active");
+    assert!(row.refresh_token.is_some() && row.access_token.is_some());
+    assert!(row.expires_at.unwrap() > chrono::Utc::now() + chrono::Duration::minutes(55));
+    let mut stored = scopes_of(&row);
+    stored.retain(|s| s != "openid");
+    assert_eq!(stored, ALL);
+    let kinds: Vec<String> = app.events(user).await.into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, ["connected", "consent_started"]);
+    assert_eq!(app.state_count().await, 0, "the attempt is consumed");
+}
+
+#[tokio::test]
+async fn reauth_of_a_gmail_only_passport_adds_calendar_and_says_upgraded() {
+    let app = TestApp::spawn().await;
+    let user = Uuid::new_v4();
+    let (_, old_refresh) = app.seed_passport(user, JISOO, GMAIL_ONLY).await;
+    let browser = app.browser(Some(user));
+
+    let landed = browser
+        .reauth(
+            Some("https://ro-being.com/settings/items"),
+            JISOO,
+            ALL,
+            true,
+        )
+        .await;
+    let q = query_map(&landed);
+    assert_eq!(q["passport"], "gmail");
+    assert_eq!(q["result"], "upgraded");
+    assert!(!q.contains_key("missing"));
+
+    let row = app.row(user).await.unwrap();
+    let scopes = scopes_of(&row);
+    assert!(
+        scopes.contains(&"calendar".to_string()) && scopes.contains(&"calendar.events".to_string())
+    );
+    assert_ne!(
+        row.refresh_token.as_deref(),
+        Some(old_refresh.as_str()),
+        "prompt=consent gave a new refresh token"
+    );
+    let ev = &app.events(user).await[0];
+    assert_eq!(ev.kind, "upgraded");
+    assert_eq!(
+        ScopeSet::from_json(ev.scopes_before.as_ref()).short_names(),
+        GMAIL_ONLY,
+        "audit keeps the scopes before"
+    );
+
+    // The status API agrees: nothing missing any more.
+    let status: serde_json::Value = browser
+        .get("/api/passport/gmail")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["missing_scopes"], serde_json::json!([]));
+    assert_eq!(status["needs_reauth"], false);
+}
+
+#[tokio::test]
+async fn unticking_calendar_gives_partial_and_keeps_what_was_granted() {
+    let app = TestApp::spawn().await;
+    let user = Uuid::new_v4();
+    let (_, _) = app.seed_passport(user, JISOO, GMAIL_ONLY).await;
+    let browser = app.browser(Some(user));
+
+    // The user unticks both Calendar boxes and even the Gmail ones: with
+    // include_granted_scopes=true, what was granted before is kept.
+    let landed = browser.reauth(None, JISOO, &["gmail.send"], true).await;
+    assert_eq!(
+        landed.as_str(),
+        "https://ro-being.com/settings/items?passport=gmail&result=partial&missing=calendar,calendar.events"
+    );
+    let row = app.row(user).await.unwrap();
+    let mut stored = scopes_of(&row);
+    stored.retain(|s| s != "openid");
+    assert_eq!(
+        stored, GMAIL_ONLY,
+        "granted scopes come from Google's answer, not the request"
+    );
+    let ev = &app.events(user).await[0];
+    assert_eq!(ev.kind, "partial_grant");
+    assert_eq!(
+        ev.detail.as_deref(),
+        Some("missing: calendar,calendar.events")
+    );
+}
+
+#[tokio::test]
+async fn denying_changes_nothing_but_the_audit() {
+    let app = TestApp::spawn().await;
+    let user = Uuid::new_v4();
+    app.seed_passport(user, JISOO, GMAIL_ONLY).await;
+    let before = app.row(user).await.unwrap();
+    let browser = app.browser(Some(user));
+
+    let landed = browser.reauth(None, JISOO, ALL, false).await;
+    assert_eq!(
+        landed.as_str(),
+        "https://ro-being.com/settings/items?passport=gmail&result=denied"
+    );
+    let after = app.row(user).await.unwrap();
+    assert_eq!(format!("{before:?}"), format!("{after:?}"));
+    assert_eq!(before.access_token, after.access_token);
+    assert_eq!(before.refresh_token, after.refresh_token);
+    assert_eq!(app.events(user).await[0].kind, "denied");
+}
+
+#[tokio::test]
+async fn another_google_account_replaces_the_connection_and_says_account_changed() {
+    let app = TestApp::spawn().await;
+    let user = Uuid::new_v4();
+    app.seed_passport(user, JISOO, GMAIL_ONLY).await;
+    let browser = app.browser(Some(user));
+
+    let landed = browser.reauth(None, MINHO, ALL, true).await;
+    assert_eq!(query_map(&landed)["result"], "account_changed");
+    let row = app.row(user).await.unwrap();
+    assert_eq!(row.email.as_deref(), Some(MINHO));
+    assert_eq!(row.google_sub.as_deref(), Some("110000000000000000002"));
+    let ev = &app.events(user).await[0];
+    assert_eq!(ev.kind, "account_changed");
+    assert_eq!(ev.email_before.as_deref(), Some(JISOO));
+    assert_eq!(ev.email_after.as_deref(), Some(MINHO));
+
+    // The item page names both accounts.
+    let page = browser
+        .get("/passport/gmail?passport=gmail&result=account_changed")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(JISOO) && page.contains(MINHO), "{page}");
+}
+
+#[tokio::test]
+async fn a_token_answer_without_refresh_token_keeps_the_stored_one() {
+    let app = TestApp::spawn().await;
+    let user = Uuid::new_v4();
+    let (_, old_refresh) = app.seed_passport(user, JISOO, GMAIL_ONLY).await;
+    app.fake.set_behaviour(Behaviour {
+        omit_refresh_token: true,
+        ..Behaviour::default()
+    });
+    let browser = app.browser(Some(user));
+
+    let landed = browser.reauth(None, JISOO, ALL, true).await;
+    assert_eq!(query_map(&landed)["result"], "upgraded");
+    let row = app.row(user).await.unwrap();
+    assert_eq!(row.refresh_token.as_deref(), Some(old_refresh.as_str()));
+    assert!(row.last_error.is_none());
+}
+
+#[tokio::test]
+async fn a_token_answer_without_scope_is_completed_from_tokeninfo() {
+    let app = TestApp::spawn().await;
+    let user = Uuid::new_v4();
+    app.fake.set_behaviour(Behaviour {
+        omit_scope: true,
+        ..Behaviour::default()
+    });
+    let browser = app.browser(Some(user));
+
+    let landed = browser
+        .reauth(None, JISOO, &["gmail.send", "gmail.readonly"], true)
+        .await;
+    let q = query_map(&landed);
+    assert_eq!(q["result"], "partial");
+    assert_eq!(q["missing"], "gmail.modify,calendar,calendar.events");
+    assert_eq!(app.fake.calls("tokeninfo"), 1);
+    let mut stored = scopes_of(&app.row(user).await.unwrap());
+    stored.retain(|s| s != "openid");
+    assert_eq!(
+        stored,
+        [
+            "gmail.send",
+            "gmail.readonly",
+            "userinfo.email",
+            "userinfo.profile"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn return_to_parameters_are_kept_and_ours_replaced() {
+    let app = TestApp::spawn().await;
+    let user = Uuid::new_v4();
+    let browser = app.browser(Some(user));
+    let landed = browser
+        .reauth(
+            Some("https://ro-being.com/items?tab=gmail&result=stale"),
+            JISOO,
+            ALL,
+            true,
+        )
+        .await;
+    assert_eq!(
+        landed.as_str(),
+        "https://ro-being.com/items?tab=gmail&passport=gmail&result=connected"
+    );
+}
+
+#[tokio::test]
+async fn two_tabs_can_each_finish_their_own_flow() {
+    let app = TestApp::spawn().await;
+    let user = Uuid::new_v4();
+    let browser = app.browser(Some(user));
+    let first = browser.start(None).await;
+    let second = browser.start(None).await;
+    let cb2 = browser.decide(&second, JISOO, ALL, true).await;
+    let cb1 = browser.decide(&first, JISOO, GMAIL_ONLY, true).await;
+    let r2 = browser.callback(&cb2).await;
+    assert_eq!(query_map(&location(&r2))["result"], "connected");
+    let r1 = browser.callback(&cb1).await;
+    assert_eq!(r1.status(), StatusCode::FOUND);
+    // include_granted_scopes keeps the Calendar grant of the other tab.
+    assert_eq!(query_map(&location(&r1))["result"], "connected");
+}
+
+#[tokio::test]
+async fn post_connect_answers_the_authorize_url_for_scripts() {
+    let app = TestApp::spawn().await;
+    let user = Uuid::new_v4();
+    let browser = app.browser(Some(user));
+    let resp = browser
+        .client
+        .post(app.url("/api/passport/gmail/connect"))
+        .json(&serde_json::json!({"return_to": "https://ro-being.com/settings/items"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let authorize = url::Url::parse(body["authorize_url"].as_str().unwrap()).unwrap();
+    assert_eq!(query_map(&authorize)["code_challenge_method"], "S256");
+    // The same browser can finish it: the flow cookie was set.
+    let cb = browser.decide(&authorize, JISOO, ALL, true).await;
+    let done = browser.callback(&cb).await;
+    assert_eq!(query_map(&location(&done))["result"], "connected");
+
+    // Without a body the default return target is used.
+    let resp = browser
+        .client
+        .post(app.url("/api/passport/gmail/connect"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_reauth_required_connection_becomes_active_after_consent() {
+    let app = TestApp::spawn().await;
+    let user = Uuid::new_v4();
+    app.seed_passport(user, JISOO, ALL).await;
+    sqlx::query("UPDATE gmail_token SET status = 'reauth_required', last_error = 'invalid_grant' WHERE user_id = $1")
+        .bind(user)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let browser = app.browser(Some(user));
+    let landed = browser.reauth(None, JISOO, ALL, true).await;
+    assert_eq!(query_map(&landed)["result"], "connected");
+    let row = app.row(user).await.unwrap();
+    assert_eq!(row.status, "active");
+    assert!(row.last_error.is_none());
+}

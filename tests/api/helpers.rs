@@ -1,0 +1,389 @@
+//! Test harness: a fresh database per test, the fake Google and the app each on
+//! port 0, and one helper per endpoint.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use auth_server::fake_google::{FakeConfig, FakeGoogle};
+use auth_server::store::{self, gmail_token, passport_event};
+use auth_server::{AppState, Settings};
+use reqwest::cookie::Jar;
+use reqwest::header::LOCATION;
+use reqwest::{Response, StatusCode};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Executor, PgPool};
+use url::Url;
+use uuid::Uuid;
+
+pub const CLIENT_ID: &str = "test-client.apps.googleusercontent.com";
+pub const CLIENT_SECRET: &str = "test-client-secret-0123456789";
+pub const JWT_SECRET: &str = "test-session-secret-0123456789-abcdefghijkl";
+pub const INTERNAL_KEY: &str = "test-internal-key-0123456789";
+pub const ROBEING: &str = "https://ro-being.com";
+pub const JISOO: &str = "jisoo@example.com";
+pub const MINHO: &str = "minho@example.com";
+
+pub const GMAIL_ONLY: &[&str] = &[
+    "gmail.send",
+    "gmail.readonly",
+    "gmail.modify",
+    "userinfo.email",
+    "userinfo.profile",
+];
+pub const ALL: &[&str] = &[
+    "gmail.send",
+    "gmail.readonly",
+    "gmail.modify",
+    "userinfo.email",
+    "userinfo.profile",
+    "calendar",
+    "calendar.events",
+];
+
+pub fn full(short: &str) -> String {
+    format!("https://www.googleapis.com/auth/{short}")
+}
+
+/// The server that tests create their databases on.
+pub fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Create an empty database for one test; returns its URL.
+pub async fn fresh_database() -> String {
+    let admin: PgConnectOptions = admin_url().parse().expect("admin URL parses");
+    let name = format!("authtest_{}", Uuid::new_v4().simple());
+    let mut conn = admin
+        .clone()
+        .database("postgres")
+        .connect()
+        .await
+        .expect("connect to PostgreSQL (set TEST_DATABASE_URL)");
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .expect("create test database");
+    let mut url = Url::parse(&admin_url()).expect("admin URL is a URL");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+pub struct TestApp {
+    pub addr: String,
+    pub db: PgPool,
+    pub fake: FakeGoogle,
+    pub fake_addr: String,
+    pub settings: Settings,
+    pub shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    /// Spawn with extra or overriding settings.
+    pub async fn spawn_with(extra: &[(&str, &str)]) -> Self {
+        let database_url = fresh_database().await;
+        Self::spawn_on(database_url, extra).await
+    }
+
+    /// Spawn against an existing database (migrations run at start).
+    pub async fn spawn_on(database_url: String, extra: &[(&str, &str)]) -> Self {
+        let fake = FakeGoogle::new(FakeConfig::with_client(CLIENT_ID, CLIENT_SECRET));
+        let fake_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let fake_addr = format!("http://{}", fake_listener.local_addr().unwrap());
+        let router = fake.router();
+        tokio::spawn(async move { axum::serve(fake_listener, router).await });
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        let mut pairs: HashMap<&str, String> = HashMap::from([
+            ("DATABASE_URL", database_url.clone()),
+            ("PUBLIC_BASE_URL", addr.clone()),
+            ("GOOGLE_CLIENT_ID", CLIENT_ID.into()),
+            ("GOOGLE_CLIENT_SECRET", CLIENT_SECRET.into()),
+            ("GOOGLE_AUTH_URL", format!("{fake_addr}/o/oauth2/v2/auth")),
+            ("GOOGLE_TOKEN_URL", format!("{fake_addr}/token")),
+            ("GOOGLE_USERINFO_URL", format!("{fake_addr}/v1/userinfo")),
+            ("GOOGLE_REVOKE_URL", format!("{fake_addr}/revoke")),
+            ("GOOGLE_TOKENINFO_URL", format!("{fake_addr}/tokeninfo")),
+            ("GOOGLE_API_BASE_URL", fake_addr.clone()),
+            ("ALLOWED_RETURN_ORIGINS", ROBEING.into()),
+            ("INVENTORY_URL", format!("{ROBEING}/settings/items")),
+            ("SESSION_JWT_SECRET", JWT_SECRET.into()),
+            ("INTERNAL_API_KEYS", INTERNAL_KEY.into()),
+            ("GOOGLE_HTTP_TIMEOUT_SECS", "5".into()),
+        ]);
+        for (k, v) in extra {
+            pairs.insert(k, v.to_string());
+        }
+        let settings = Settings::from_pairs(pairs).expect("test settings are valid");
+        fake.register_redirect_uri(settings.redirect_uri("gmail").as_str());
+
+        let db = store::connect_and_migrate(&database_url)
+            .await
+            .expect("migrate");
+        let state = AppState::new(settings.clone(), db.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(auth_server::serve_with_shutdown(listener, state, async {
+            let _ = rx.await;
+        }));
+        Self {
+            addr,
+            db,
+            fake,
+            fake_addr,
+            settings,
+            shutdown: Some(tx),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.addr, path)
+    }
+
+    /// A browser signed in as `user` (session cookie), without following redirects.
+    pub fn browser(&self, user: Option<Uuid>) -> Browser {
+        let jar = Arc::new(Jar::default());
+        if let Some(u) = user {
+            let jwt = session_for(u);
+            jar.add_cookie_str(
+                &format!("access_token={jwt}; Path=/"),
+                &self.addr.parse().unwrap(),
+            );
+        }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .cookie_provider(jar.clone())
+            .build()
+            .unwrap();
+        Browser {
+            client,
+            jar,
+            app: self.addr.clone(),
+            fake: self.fake_addr.clone(),
+        }
+    }
+
+    /// A plain client (no cookies, no redirects).
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    /// A passport as the old service left it: seeded at the fake Google and
+    /// stored for `user`. Returns `(access, refresh)`.
+    pub async fn seed_passport(
+        &self,
+        user: Uuid,
+        email: &str,
+        scopes: &[&str],
+    ) -> (String, String) {
+        let (access, refresh) = self.fake.seed_grant(email, scopes).expect("known account");
+        let account = self.fake.account(email).unwrap().clone();
+        let granted =
+            auth_server::passport::scopes::ScopeSet::parse_known(scopes.iter().copied()).unwrap();
+        gmail_token::upsert_consent(
+            &self.db,
+            &gmail_token::ConsentWrite {
+                user_id: user,
+                email: Some(email),
+                google_sub: &account.sub,
+                access_token: &access,
+                refresh_token: Some(&refresh),
+                token_type: "Bearer",
+                expires_at: Some(chrono::Utc::now() + chrono::Duration::minutes(50)),
+                scopes: granted.to_json(),
+                last_error: None,
+            },
+        )
+        .await
+        .unwrap();
+        (access, refresh)
+    }
+
+    pub async fn row(&self, user: Uuid) -> Option<gmail_token::TokenRow> {
+        gmail_token::find(&self.db, user).await.unwrap()
+    }
+
+    pub async fn events(&self, user: Uuid) -> Vec<passport_event::EventRow> {
+        passport_event::recent_for_user(&self.db, user, "gmail", 100)
+            .await
+            .unwrap()
+    }
+
+    /// Everything the database holds, as text, to prove that nothing changed.
+    pub async fn snapshot(&self) -> DbSnapshot {
+        let tokens: Vec<String> =
+            sqlx::query_scalar("SELECT row_to_json(t)::text FROM gmail_token t ORDER BY user_id")
+                .fetch_all(&self.db)
+                .await
+                .unwrap();
+        let events: Vec<String> =
+            sqlx::query_scalar("SELECT row_to_json(e)::text FROM passport_event e ORDER BY id")
+                .fetch_all(&self.db)
+                .await
+                .unwrap();
+        let states: Vec<String> =
+            sqlx::query_scalar("SELECT encode(state_hash, 'hex') FROM oauth_state ORDER BY 1")
+                .fetch_all(&self.db)
+                .await
+                .unwrap();
+        DbSnapshot {
+            tokens,
+            events,
+            states,
+        }
+    }
+
+    pub async fn state_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM oauth_state")
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbSnapshot {
+    pub tokens: Vec<String>,
+    pub events: Vec<String>,
+    pub states: Vec<String>,
+}
+
+/// A valid ro-being session for a user.
+pub fn session_for(user: Uuid) -> String {
+    auth_server::demo::session_jwt(JWT_SECRET.as_bytes(), user, chrono::Duration::hours(1))
+}
+
+pub struct Browser {
+    pub client: reqwest::Client,
+    pub jar: Arc<Jar>,
+    pub app: String,
+    pub fake: String,
+}
+
+pub fn location(resp: &Response) -> Url {
+    let loc = resp
+        .headers()
+        .get(LOCATION)
+        .unwrap_or_else(|| panic!("no Location on {} response", resp.status()))
+        .to_str()
+        .unwrap();
+    Url::parse(loc).unwrap_or_else(|_| panic!("Location {loc} is not absolute"))
+}
+
+pub fn query_map(url: &Url) -> HashMap<String, String> {
+    url.query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+impl Browser {
+    pub async fn get(&self, path_or_url: &str) -> Response {
+        let url = if path_or_url.starts_with("http") {
+            path_or_url.to_string()
+        } else {
+            format!("{}{}", self.app, path_or_url)
+        };
+        self.client.get(url).send().await.unwrap()
+    }
+
+    /// `GET /passport/gmail/connect` with an optional `return_to`.
+    pub async fn connect(&self, return_to: Option<&str>) -> Response {
+        let mut url = Url::parse(&format!("{}/passport/gmail/connect", self.app)).unwrap();
+        if let Some(r) = return_to {
+            url.query_pairs_mut().append_pair("return_to", r);
+        }
+        self.client.get(url).send().await.unwrap()
+    }
+
+    /// Start a consent and return Google's authorize URL.
+    pub async fn start(&self, return_to: Option<&str>) -> Url {
+        let resp = self.connect(return_to).await;
+        assert_eq!(
+            resp.status(),
+            StatusCode::FOUND,
+            "connect should redirect to Google"
+        );
+        location(&resp)
+    }
+
+    /// Decide on the fake consent screen as a person would: pick an account,
+    /// tick some boxes, press Continue (or Cancel). Returns the callback URL.
+    pub async fn decide(
+        &self,
+        authorize: &Url,
+        account: &str,
+        granted: &[&str],
+        allow: bool,
+    ) -> Url {
+        let page = self.client.get(authorize.clone()).send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK, "fake consent page");
+        let mut form: Vec<(String, String)> = query_map_vec(authorize);
+        form.push(("account".into(), account.into()));
+        for g in granted {
+            form.push(("granted".into(), full(g)));
+        }
+        form.push((
+            "decision".into(),
+            if allow { "allow" } else { "deny" }.into(),
+        ));
+        let resp = self
+            .client
+            .post(format!("{}/o/oauth2/v2/auth", self.fake))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::FOUND,
+            "fake Google redirects back"
+        );
+        location(&resp)
+    }
+
+    /// Follow the callback; returns the response (302 to return_to, or an error page).
+    pub async fn callback(&self, callback: &Url) -> Response {
+        self.client.get(callback.clone()).send().await.unwrap()
+    }
+
+    /// The whole journey: 재인증 → consent → callback. Returns where the
+    /// browser lands.
+    pub async fn reauth(
+        &self,
+        return_to: Option<&str>,
+        account: &str,
+        granted: &[&str],
+        allow: bool,
+    ) -> Url {
+        let authorize = self.start(return_to).await;
+        let cb = self.decide(&authorize, account, granted, allow).await;
+        let resp = self.callback(&cb).await;
+        assert_eq!(
+            resp.status(),
+            StatusCode::FOUND,
+            "callback redirects to return_to"
+        );
+        location(&resp)
+    }
+}
+
+pub fn query_map_vec(url: &Url) -> Vec<(String, String)> {
+    url.query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}

@@ -1,0 +1,12 @@
+//! Integration tests: real HTTP, real PostgreSQL, the fake Google.
+//! One binary (faster to link); a fresh database per test.
+
+mod bad_input;
+mod consent;
+mod demo;
+mod fake_google;
+mod helpers;
+mod legacy;
+mod ops;
+mod session;
+mod status;

@@ -1,0 +1,94 @@
+//! Operations routes and the headers every response carries.
+
+use crate::helpers::*;
+use reqwest::StatusCode;
+use uuid::Uuid;
+
+#[tokio::test]
+async fn health_ready_and_metrics() {
+    let app = TestApp::spawn().await;
+    let client = app.client();
+    let h = client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(h.status(), StatusCode::OK);
+    assert!(h.headers().contains_key("x-request-id"));
+    let r = client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let user = Uuid::new_v4();
+    app.browser(Some(user)).reauth(None, JISOO, ALL, true).await;
+    let m = client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(m.contains("passport_consents_started_total"), "{m}");
+    assert!(m.contains("passport_consents_completed_total"), "{m}");
+    assert!(m.contains("route=\"/passport/{provider}/callback\""), "{m}");
+    assert!(m.contains("http_request_duration_seconds"), "{m}");
+}
+
+#[tokio::test]
+async fn readyz_fails_when_the_database_is_gone() {
+    let app = TestApp::spawn().await;
+    app.db.close().await;
+    let r = app.client().get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn security_headers_on_pages_and_no_referrer_on_the_callback() {
+    let app = TestApp::spawn().await;
+    let user = Uuid::new_v4();
+    let browser = app.browser(Some(user));
+    for path in [
+        "/passport/gmail",
+        "/passport/gmail/callback?state=x",
+        "/nowhere",
+    ] {
+        let resp = browser.get(path).await;
+        let h = resp.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"),
+            "{path}"
+        );
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+    }
+    let css = browser.get("/static/passport.css").await;
+    assert_eq!(css.status(), StatusCode::OK);
+    assert!(css.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/css"));
+}
+
+#[tokio::test]
+async fn errors_never_carry_internal_text() {
+    let app = TestApp::spawn().await;
+    let user = Uuid::new_v4();
+    let browser = app.browser(Some(user));
+    // Break the database under the app: every page answers 500 without detail.
+    sqlx::query("ALTER TABLE gmail_token RENAME TO gmail_token_gone")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let page = browser.get("/passport/gmail").await;
+    assert_eq!(page.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("일시적인 오류"));
+    assert!(
+        !html.contains("gmail_token") && !html.contains("relation"),
+        "{html}"
+    );
+    let api = browser.get("/api/passport/gmail").await;
+    assert_eq!(api.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body = api.text().await.unwrap();
+    assert!(
+        !body.contains("gmail_token") && !body.contains("relation"),
+        "{body}"
+    );
+}
