@@ -38,6 +38,25 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:51124")]
         fake_bind: SocketAddr,
     },
+    /// Diagnose one user's connection: the checks an operator runs by hand,
+    /// and the cause in plain words with its fix.
+    Doctor {
+        /// The ro-being user id.
+        #[arg(long)]
+        user: uuid::Uuid,
+        /// Print JSON (the same as GET /internal/passport/gmail/users/{id}/diagnosis).
+        #[arg(long)]
+        json: bool,
+    },
+    /// The rollout report: connections by status and who lacks which scope.
+    Report {
+        /// List the users lacking this scope (e.g. `calendar`).
+        #[arg(long)]
+        missing: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
+    },
     /// Run only the fake Google (for local development against `serve`).
     FakeGoogle {
         #[arg(long, default_value = "127.0.0.1:51124")]
@@ -52,6 +71,13 @@ pub enum Command {
         #[arg(long)]
         redirect_uri: Vec<String>,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Csv,
+    Json,
 }
 
 /// Run a command; the exit code says how it went.
@@ -72,6 +98,8 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Serve => serve().await,
             Command::Migrate => migrate().await,
             Command::Demo { bind, fake_bind } => crate::demo::run(bind, fake_bind).await,
+            Command::Doctor { user, json } => doctor(user, json).await,
+            Command::Report { missing, format } => report(missing, format).await,
             Command::FakeGoogle {
                 bind,
                 client_id,
@@ -119,6 +147,80 @@ async fn serve() -> anyhow::Result<()> {
     tracing::info!(addr = %settings.bind_addr, public = %settings.public_base_url, "auth-server listening");
     crate::serve(listener, AppState::new(settings, pool)).await?;
     tracing::info!("auth-server stopped");
+    Ok(())
+}
+
+/// Settings and a pool for the operator commands (no migrations run).
+async fn operator_state() -> anyhow::Result<AppState> {
+    telemetry::init(telemetry::format_from_env());
+    let settings = Settings::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let pool = store::pool_options()
+        .connect_with(store::connect_options(
+            settings.database_url.expose_secret(),
+        )?)
+        .await
+        .map_err(|e| anyhow::anyhow!("database: {e}"))?;
+    Ok(AppState::new(settings, pool))
+}
+
+async fn doctor(user: uuid::Uuid, json: bool) -> anyhow::Result<()> {
+    let app = operator_state().await?;
+    let provider = app.providers.gmail().clone();
+    let d = crate::passport::diagnosis::diagnose(&app, &provider, user).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&d)?);
+    } else {
+        print!("{}", d.to_text());
+    }
+    Ok(())
+}
+
+async fn report(missing: Option<String>, format: ReportFormat) -> anyhow::Result<()> {
+    use crate::passport::report;
+    let app = operator_state().await?;
+    let provider = app.providers.gmail().clone();
+    match missing {
+        None => {
+            let r = report::build(&app.db, &provider).await?;
+            match format {
+                ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+                ReportFormat::Table => print!("{}", r.to_text()),
+                ReportFormat::Csv => {
+                    println!("kind,name,count");
+                    for (k, v) in &r.by_status {
+                        println!("status,{k},{v}");
+                    }
+                    for (k, v) in &r.missing {
+                        println!("missing,{k},{v}");
+                    }
+                }
+            }
+        }
+        Some(scope) => {
+            let scope = crate::passport::scopes::ScopeSet::parse_known([scope.as_str()])
+                .map_err(|e| anyhow::anyhow!("--missing: {e}"))?;
+            let users = report::missing_users(&app.db, &scope).await?;
+            match format {
+                ReportFormat::Csv => print!("{}", report::to_csv(&users)),
+                ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&users)?),
+                ReportFormat::Table => {
+                    println!("{} users lack {scope}", users.len());
+                    for u in &users {
+                        println!(
+                            "  {}  {:<32} {:<16} {}",
+                            u.user_id,
+                            u.email.as_deref().unwrap_or("-"),
+                            u.status,
+                            u.last_consent_at
+                                .map(|t| t.to_rfc3339())
+                                .unwrap_or_else(|| "-".into())
+                        );
+                    }
+                }
+            }
+        }
+    }
+    app.db.close().await;
     Ok(())
 }
 

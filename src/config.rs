@@ -36,6 +36,8 @@ pub const KEYS: &[&str] = &[
     "INTERNAL_API_KEYS",
     "LOG_FORMAT",
     "GOOGLE_HTTP_TIMEOUT_SECS",
+    "TOKEN_REFRESH_MARGIN_SECS",
+    "REFRESH_COOLDOWN_SECS",
 ];
 
 pub const DEFAULT_BIND_ADDR: &str = "0.0.0.0:51123";
@@ -87,6 +89,11 @@ pub struct Settings {
     pub session_cookie_name: String,
     pub internal_api_keys: Vec<SecretString>,
     pub log_format: LogFormat,
+    /// A token expiring sooner than this is refreshed before it is handed out.
+    pub refresh_margin: Duration,
+    /// After Google failed a refresh (5xx, timeout), answer from the recorded
+    /// failure for this long instead of calling again.
+    pub refresh_cooldown: Duration,
 }
 
 impl fmt::Debug for Settings {
@@ -108,6 +115,8 @@ impl fmt::Debug for Settings {
                 &format!("[{} redacted]", self.internal_api_keys.len()),
             )
             .field("log_format", &self.log_format)
+            .field("refresh_margin", &self.refresh_margin)
+            .field("refresh_cooldown", &self.refresh_cooldown)
             .finish()
     }
 }
@@ -156,6 +165,8 @@ struct Raw {
     internal_api_keys: Option<String>,
     log_format: Option<String>,
     google_http_timeout_secs: Option<String>,
+    token_refresh_margin_secs: Option<String>,
+    refresh_cooldown_secs: Option<String>,
 }
 
 impl Settings {
@@ -237,6 +248,29 @@ impl Checker {
             self.problems.push(format!("{key} is not set"));
         }
         v
+    }
+
+    fn seconds(
+        &mut self,
+        key: &str,
+        v: Option<String>,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Option<Duration> {
+        match non_empty(v) {
+            None => Some(Duration::from_secs(default)),
+            Some(s) => match s.parse::<u64>() {
+                Ok(n) if range.contains(&n) => Some(Duration::from_secs(n)),
+                _ => {
+                    self.problems.push(format!(
+                        "{key} must be a whole number of seconds from {} to {}",
+                        range.start(),
+                        range.end()
+                    ));
+                    None
+                }
+            },
+        }
     }
 
     fn url(&mut self, key: &str, v: Option<String>, default: Option<&str>) -> Option<Url> {
@@ -328,19 +362,24 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         Some(DEFAULT_API_BASE_URL),
     );
 
-    let google_http_timeout = match non_empty(raw.google_http_timeout_secs) {
-        None => Some(Duration::from_secs(10)),
-        Some(s) => match s.parse::<u64>() {
-            Ok(n) if (1..=120).contains(&n) => Some(Duration::from_secs(n)),
-            _ => {
-                c.problems.push(
-                    "GOOGLE_HTTP_TIMEOUT_SECS must be a whole number of seconds from 1 to 120"
-                        .into(),
-                );
-                None
-            }
-        },
-    };
+    let google_http_timeout = c.seconds(
+        "GOOGLE_HTTP_TIMEOUT_SECS",
+        raw.google_http_timeout_secs,
+        10,
+        1..=120,
+    );
+    let refresh_margin = c.seconds(
+        "TOKEN_REFRESH_MARGIN_SECS",
+        raw.token_refresh_margin_secs,
+        300,
+        0..=3000,
+    );
+    let refresh_cooldown = c.seconds(
+        "REFRESH_COOLDOWN_SECS",
+        raw.refresh_cooldown_secs,
+        30,
+        0..=3600,
+    );
 
     let gmail_scopes = match non_empty(raw.gmail_passport_scopes) {
         None => Some(default_gmail_scopes()),
@@ -481,6 +520,8 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         session_cookie_name,
         internal_api_keys,
         log_format: log_format.expect("validated"),
+        refresh_margin: refresh_margin.expect("validated"),
+        refresh_cooldown: refresh_cooldown.expect("validated"),
     })
 }
 

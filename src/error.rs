@@ -94,6 +94,8 @@ pub enum PageError {
     BrowserMismatch,
     /// The flow was started by another ro-being user than the one signed in.
     UserMismatch,
+    /// A state-changing request that did not come from our own pages.
+    CrossSite,
     /// Our failure.
     Internal,
 }
@@ -118,7 +120,7 @@ impl PageError {
             Self::BadRequest | Self::ReturnToRefused | Self::StateUnknown | Self::StateExpired => {
                 StatusCode::BAD_REQUEST
             }
-            Self::BrowserMismatch | Self::UserMismatch => StatusCode::FORBIDDEN,
+            Self::BrowserMismatch | Self::UserMismatch | Self::CrossSite => StatusCode::FORBIDDEN,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -189,6 +191,14 @@ impl PageError {
                 "This consent was not started by the ro-being account that is signed in now. No connection changed.",
                 "본인 계정으로 로그인한 뒤 재인증을 다시 눌러 주세요.",
                 "Sign in with your own account and press 재인증 again.",
+            ],
+            Self::CrossSite => [
+                "다른 사이트에서 온 요청입니다",
+                "Request from another site",
+                "이 요청은 Gmail 패스포트 페이지에서 보낸 것이 아니어서 처리하지 않았습니다. 아무것도 바뀌지 않았습니다.",
+                "This request was not sent from the Gmail Passport page, so it was not carried out. Nothing changed.",
+                "Gmail 패스포트 페이지를 열고 버튼을 직접 눌러 주세요.",
+                "Open the Gmail Passport page and press the button there.",
             ],
             Self::Internal => [
                 "일시적인 오류가 발생했습니다",

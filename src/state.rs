@@ -9,6 +9,7 @@ use sqlx::PgPool;
 use crate::config::Settings;
 use crate::google::{http_client, Google};
 use crate::passport::provider::Providers;
+use crate::passport::token::{Cooldowns, KeyedLocks};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -17,6 +18,10 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub providers: Arc<Providers>,
     pub metrics: PrometheusHandle,
+    /// One refresh at a time per user in this process.
+    pub refresh_locks: Arc<KeyedLocks>,
+    /// Recent refresh failures, answered from for a short while.
+    pub refresh_cooldowns: Arc<Cooldowns>,
 }
 
 impl AppState {
@@ -30,6 +35,8 @@ impl AppState {
             providers: Arc::new(providers),
             settings: Arc::new(settings),
             metrics: metrics_handle(),
+            refresh_locks: Arc::new(KeyedLocks::default()),
+            refresh_cooldowns: Arc::new(Cooldowns::default()),
         }
     }
 }

@@ -118,10 +118,13 @@ struct FakeState {
     grants: HashMap<String, BTreeSet<String>>,
     calls: HashMap<&'static str, u64>,
     behaviour: Behaviour,
+    /// Events created through the fake Calendar API.
+    events: Vec<serde_json::Value>,
 }
 
-/// Switches for answers Google gives only sometimes.
-#[derive(Debug, Clone, Copy, Default)]
+/// Switches for answers Google gives only sometimes, and for outages.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Behaviour {
     /// Answer the code exchange without a `refresh_token` (Google does this
     /// when it decides not to issue a new one).
@@ -129,6 +132,15 @@ pub struct Behaviour {
     /// Answer the code exchange without `scope` (allowed by RFC 6749 when the
     /// granted scope equals the requested one).
     pub omit_scope: bool,
+    /// `/token` answers 503 (Google having a bad day).
+    pub token_unavailable: bool,
+    /// `/token` waits this long before answering (latency, timeouts).
+    pub token_delay_ms: u64,
+    /// `/revoke` answers 503.
+    pub revoke_unavailable: bool,
+    /// The Calendar API is not enabled in the Cloud project: every Calendar
+    /// call answers 403 `accessNotConfigured`.
+    pub calendar_api_disabled: bool,
 }
 
 /// A running (or runnable) fake Google. Cheap to clone; all clones share state.
@@ -161,6 +173,11 @@ impl FakeGoogle {
     /// Change how the fake answers from now on.
     pub fn set_behaviour(&self, behaviour: Behaviour) {
         self.lock().behaviour = behaviour;
+    }
+
+    /// The events created through the fake Calendar API so far.
+    pub fn calendar_events(&self) -> Vec<serde_json::Value> {
+        self.lock().events.clone()
     }
 
     /// Register one more redirect URI (tests learn their port after start).
@@ -236,7 +253,16 @@ impl FakeGoogle {
             .route("/tokeninfo", get(tokeninfo).post(tokeninfo))
             .route("/revoke", axum::routing::post(revoke))
             .route("/fake.css", get(stylesheet))
+            .route(
+                "/calendar/v3/users/me/calendarList/primary",
+                get(calendar_primary),
+            )
+            .route(
+                "/calendar/v3/calendars/primary/events",
+                axum::routing::post(calendar_insert_event),
+            )
             .route("/__fake/calls", get(calls))
+            .route("/__fake/behaviour", axum::routing::put(set_behaviour))
             .with_state(self.clone())
     }
 }
@@ -611,8 +637,25 @@ async fn token(
     RawForm(form): RawForm,
 ) -> Response {
     let form = pairs(&form);
+    let behaviour = {
+        let mut s = fake.lock();
+        count(&mut s, "token");
+        if first(&form, "grant_type") == Some("refresh_token") {
+            count(&mut s, "token.refresh_token.attempt");
+        }
+        s.behaviour
+    };
+    if behaviour.token_delay_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(behaviour.token_delay_ms)).await;
+    }
+    if behaviour.token_unavailable {
+        return oauth_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "internal_failure",
+            "Backend Error",
+        );
+    }
     let mut s = fake.lock();
-    count(&mut s, "token");
     let Some((id, secret)) = client_credentials(&headers, &form) else {
         return oauth_error(
             StatusCode::UNAUTHORIZED,
@@ -801,6 +844,13 @@ async fn revoke(
 ) -> Response {
     let mut s = fake.lock();
     count(&mut s, "revoke");
+    if s.behaviour.revoke_unavailable {
+        return oauth_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "internal_failure",
+            "Backend Error",
+        );
+    }
     let mut p = pairs(q.unwrap_or_default().as_bytes());
     p.extend(pairs(&form));
     let token = first(&p, "token").unwrap_or_default();
@@ -826,6 +876,135 @@ async fn revoke(
             "Token expired or revoked",
         ),
     }
+}
+
+fn api_error(status: StatusCode, reason: &str, domain: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!({
+            "error": {
+                "code": status.as_u16(),
+                "message": message,
+                "errors": [{"message": message, "domain": domain, "reason": reason}],
+                "status": if status == StatusCode::UNAUTHORIZED { "UNAUTHENTICATED" } else { "PERMISSION_DENIED" },
+            }
+        })),
+    )
+        .into_response()
+}
+
+/// Check a Calendar API call: a live token, the API enabled, one of `needed`.
+fn calendar_access(
+    fake: &FakeGoogle,
+    headers: &HeaderMap,
+    endpoint: &'static str,
+    needed: &[&str],
+) -> Option<Response> {
+    let mut s = fake.lock();
+    count(&mut s, endpoint);
+    let Some(grant) = bearer(headers).and_then(|t| live_access(&s, &t).map(|g| g.scopes.clone()))
+    else {
+        return Some(api_error(
+            StatusCode::UNAUTHORIZED,
+            "authError",
+            "global",
+            "Request had invalid authentication credentials.",
+        ));
+    };
+    if s.behaviour.calendar_api_disabled {
+        return Some(api_error(
+            StatusCode::FORBIDDEN,
+            "accessNotConfigured",
+            "usageLimits",
+            "Google Calendar API has not been used in this project before or it is disabled. Enable it in the Cloud Console, then retry.",
+        ));
+    }
+    if !needed
+        .iter()
+        .any(|n| grant.contains(&format!("{GOOGLE_SCOPE_PREFIX}{n}")))
+    {
+        return Some(api_error(
+            StatusCode::FORBIDDEN,
+            "insufficientPermissions",
+            "global",
+            "Request had insufficient authentication scopes.",
+        ));
+    }
+    None
+}
+
+/// `GET /calendar/v3/users/me/calendarList/primary`.
+async fn calendar_primary(State(fake): State<FakeGoogle>, headers: HeaderMap) -> Response {
+    if let Some(resp) = calendar_access(
+        &fake,
+        &headers,
+        "calendar.calendarList",
+        &["calendar", "calendar.readonly"],
+    ) {
+        return resp;
+    }
+    Json(json!({
+        "kind": "calendar#calendarListEntry",
+        "id": "primary",
+        "summary": "primary",
+        "timeZone": "Asia/Seoul",
+        "accessRole": "owner",
+        "primary": true,
+    }))
+    .into_response()
+}
+
+/// `POST /calendar/v3/calendars/primary/events`.
+async fn calendar_insert_event(
+    State(fake): State<FakeGoogle>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(resp) = calendar_access(
+        &fake,
+        &headers,
+        "calendar.events.insert",
+        &["calendar", "calendar.events"],
+    ) {
+        return resp;
+    }
+    let Ok(mut event) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "parseError",
+            "global",
+            "Parse Error",
+        );
+    };
+    let has_time = |k: &str| {
+        event
+            .get(k)
+            .and_then(|v| v.get("dateTime").or_else(|| v.get("date")))
+            .is_some()
+    };
+    if !has_time("start") || !has_time("end") {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "required",
+            "global",
+            "Missing end time.",
+        );
+    }
+    event["id"] = json!(format!(
+        "fakeevent{}",
+        random_token().to_ascii_lowercase().replace(['-', '_'], "")
+    ));
+    event["status"] = json!("confirmed");
+    event["kind"] = json!("calendar#event");
+    fake.lock().events.push(event.clone());
+    Json(event).into_response()
+}
+
+/// `PUT /__fake/behaviour` with a [`Behaviour`] as JSON (for tests and
+/// benchmarks that run the fake in another process).
+async fn set_behaviour(State(fake): State<FakeGoogle>, Json(b): Json<Behaviour>) -> Response {
+    fake.set_behaviour(b);
+    Json(json!({"ok": true})).into_response()
 }
 
 async fn calls(State(fake): State<FakeGoogle>) -> Response {

@@ -101,6 +101,22 @@ pub struct TokenInfo {
     pub expires_in: Option<serde_json::Value>,
 }
 
+/// What the Calendar API says to a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CalendarProbe {
+    /// The primary calendar answered.
+    Works,
+    /// 403 `insufficientPermissions`: the token lacks a Calendar scope.
+    ScopeMissing,
+    /// 403 `accessNotConfigured`: the Calendar API is not enabled in the
+    /// Cloud project of our OAuth client.
+    ApiDisabled,
+    /// 401: the access token is not valid.
+    Unauthorized,
+    /// Anything else, with the HTTP status and Google's reason.
+    Other(String),
+}
+
 /// A prepared authorization request: the URL to send the browser to.
 pub struct AuthorizeRequest {
     pub url: Url,
@@ -341,6 +357,54 @@ impl Google {
         resp.json::<TokenInfo>()
             .await
             .map_err(|_| GoogleError::Protocol("tokeninfo answer was not understood".into()))
+    }
+
+    /// Ask the Calendar API for the primary calendar with this token.
+    pub async fn calendar_probe(&self, access_token: &str) -> Result<CalendarProbe, GoogleError> {
+        let mut url = self.endpoints.api_base_url.clone();
+        url.set_path(&format!(
+            "{}/calendar/v3/users/me/calendarList/primary",
+            url.path().trim_end_matches('/')
+        ));
+        let resp = self
+            .http
+            .get(url)
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .map_err(|e| GoogleError::Unavailable(describe_reqwest(&e)))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(CalendarProbe::Works);
+        }
+        if status.is_server_error() {
+            return Err(GoogleError::Unavailable(format!(
+                "HTTP {}",
+                status.as_u16()
+            )));
+        }
+        if status.as_u16() == 401 {
+            return Ok(CalendarProbe::Unauthorized);
+        }
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        let reasons: Vec<String> = body["error"]["errors"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e["reason"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let has = |r: &str| reasons.iter().any(|x| x == r);
+        Ok(
+            if has("insufficientPermissions") || has("ACCESS_TOKEN_SCOPE_INSUFFICIENT") {
+                CalendarProbe::ScopeMissing
+            } else if has("accessNotConfigured") || has("SERVICE_DISABLED") {
+                CalendarProbe::ApiDisabled
+            } else {
+                CalendarProbe::Other(format!("HTTP {} {}", status.as_u16(), reasons.join(",")))
+            },
+        )
     }
 
     /// Revoke a token (and with it the whole grant) at Google.

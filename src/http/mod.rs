@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod internal;
 pub mod ops;
 pub mod pages;
 pub mod query;
@@ -57,11 +58,28 @@ pub fn routes(app: &AppState) -> Router<AppState> {
         .route("/api/passport/{provider}/connect", post(api::connect))
         .layer(cors);
 
+    let internal_api = Router::new()
+        .route("/internal/passport/{provider}/token", post(internal::token))
+        .route(
+            "/internal/passport/{provider}/users/{user_id}",
+            axum::routing::delete(internal::disconnect),
+        )
+        .route(
+            "/internal/passport/{provider}/users/{user_id}/diagnosis",
+            get(internal::diagnosis),
+        )
+        .route(
+            "/internal/passport/{provider}/report",
+            get(internal::report),
+        );
+
     Router::new()
         .route("/passport/{provider}", get(pages::item))
         .route("/passport/{provider}/connect", get(pages::connect))
         .route("/passport/{provider}/callback", get(pages::callback))
+        .route("/passport/{provider}/disconnect", post(pages::disconnect))
         .merge(user_api)
+        .merge(internal_api)
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -92,6 +110,7 @@ pub fn with_common_layers(router: Router) -> Router {
         ))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
+        .layer(middleware::from_fn(json_limits))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request| {
@@ -128,6 +147,35 @@ async fn track_metrics(req: Request, next: Next) -> Response {
     metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
         .record(start.elapsed().as_secs_f64());
     resp
+}
+
+/// API routes answer limit violations (body too large, wrong method) in JSON too.
+async fn json_limits(req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let api = path.starts_with("/api/") || path.starts_with("/internal/");
+    let resp = next.run(req).await;
+    if !api {
+        return resp;
+    }
+    let is_json = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    match resp.status() {
+        StatusCode::PAYLOAD_TOO_LARGE if !is_json => crate::error::ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "bad_request",
+            format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+        )
+        .into_response(),
+        StatusCode::METHOD_NOT_ALLOWED if !is_json => crate::error::ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "bad_request",
+            "method not allowed on this route",
+        )
+        .into_response(),
+        _ => resp,
+    }
 }
 
 async fn fallback() -> Response {

@@ -12,6 +12,7 @@ use axum_extra::extract::CookieJar;
 use crate::error::PageError;
 use crate::http::auth::{MaybeUser, PageUser};
 use crate::http::query;
+use crate::passport::disconnect::{self, Revocation};
 use crate::passport::flow::{self, CallbackParams, FlowError};
 use crate::passport::provider::Provider;
 use crate::passport::scopes::{self, ScopeInfo, ScopeSet};
@@ -162,6 +163,7 @@ struct ItemPage {
     scopes: Vec<ScopeRow>,
     needs_reauth: bool,
     reauth_href: String,
+    disconnect_action: String,
 }
 
 fn scope_rows(provider: &Provider, st: &PassportStatus) -> Vec<ScopeRow> {
@@ -266,6 +268,22 @@ async fn banner(
                 boxes,
             }
         }
+        Some("disconnected") => Banner {
+            tone: "ok",
+            title_ko: "연결을 해제했습니다",
+            title_en: "Disconnected",
+            body_ko: if q.get("revoke").map(String::as_str) == Some("failed") {
+                "연결 정보는 삭제했지만 Google에 권한 취소를 알리지 못했습니다. Google 계정 > 보안 > 타사 앱에서 직접 삭제할 수 있습니다.".into()
+            } else {
+                "Google 권한을 취소하고 연결 정보를 삭제했습니다.".into()
+            },
+            body_en: if q.get("revoke").map(String::as_str) == Some("failed") {
+                "The connection is deleted, but Google could not be told to revoke access. You can remove it in your Google Account > Security > Third-party apps.".into()
+            } else {
+                "Google access is revoked and the connection is deleted.".into()
+            },
+            boxes: vec![],
+        },
         Some("error") => Banner {
             tone: "bad",
             title_ko: "연결하지 못했습니다",
@@ -310,9 +328,54 @@ pub async fn item(
         scopes: scope_rows(provider, &st),
         needs_reauth: st.needs_reauth(),
         reauth_href: reauth.path().to_string() + "?" + reauth.query().unwrap_or_default(),
+        disconnect_action: format!("/passport/{}/disconnect", provider.name),
     };
     let mut resp = page.into_response();
     resp.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+/// Did this state-changing request come from our own pages? Browsers send
+/// `Sec-Fetch-Site` or `Origin` with every POST.
+pub(crate) fn same_origin(headers: &axum::http::HeaderMap, app: &AppState) -> bool {
+    let ours = app.settings.public_base_url.origin().ascii_serialization();
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return site.as_bytes() == b"same-origin";
+    }
+    if let Some(origin) = headers.get(axum::http::header::ORIGIN) {
+        return origin.to_str().is_ok_and(|o| o == ours);
+    }
+    headers
+        .get(axum::http::header::REFERER)
+        .and_then(|r| r.to_str().ok())
+        .and_then(|r| url::Url::parse(r).ok())
+        .is_some_and(|u| u.origin().ascii_serialization() == ours)
+}
+
+/// `POST /passport/{provider}/disconnect`: revoke at Google, delete, back to the item page.
+pub async fn disconnect(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    user: Result<PageUser, PageError>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, PageError> {
+    let provider = provider(&app, &name)?;
+    let PageUser(user_id) = user?;
+    if !same_origin(&headers, &app) {
+        return Err(PageError::CrossSite);
+    }
+    let outcome = disconnect::disconnect(&app, provider, user_id).await?;
+    let mut to = format!(
+        "/passport/{}?passport={}&result=disconnected",
+        provider.name, provider.name
+    );
+    if matches!(outcome, Some(Revocation::Failed(_))) {
+        to.push_str("&revoke=failed");
+    }
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(&to) {
+        resp.headers_mut().insert(LOCATION, v);
+    }
     Ok(resp)
 }

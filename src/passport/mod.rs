@@ -1,11 +1,15 @@
 //! The domain: providers, scope sets, the consent flow. Nothing here knows
 //! about axum; handlers call these functions and map their results.
 
+pub mod diagnosis;
+pub mod disconnect;
 pub mod flow;
 pub mod provider;
+pub mod report;
 pub mod return_to;
 pub mod scopes;
 pub mod status;
+pub mod token;
 
 use rand::RngCore;
 use sha2::{Digest, Sha256};

@@ -138,3 +138,113 @@ pub async fn delete(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<bool, sqlx
         .await?;
     Ok(r.rows_affected() > 0)
 }
+
+/// Store a refreshed access token. `scopes` replaces the stored list only
+/// when Google sent one; the refresh token is never touched here.
+pub async fn record_refresh(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    access_token: &str,
+    expires_at: Option<DateTime<Utc>>,
+    scopes: Option<serde_json::Value>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE gmail_token SET
+               access_token = $2,
+               expires_at = $3,
+               scopes = COALESCE($4, scopes),
+               token_type = 'Bearer',
+               status = 'active',
+               last_error = NULL,
+               last_refreshed_at = now(),
+               updated_at = now()
+           WHERE user_id = $1"#,
+        user_id,
+        access_token,
+        expires_at,
+        scopes,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Google refused the refresh token: keep the row, mark it.
+pub async fn mark_reauth_required(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    last_error: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE gmail_token SET status = 'reauth_required', last_error = $2, updated_at = now()
+           WHERE user_id = $1"#,
+        user_id,
+        last_error,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Connections by status (the rollout report).
+pub struct StatusCount {
+    pub status: String,
+    pub n: i64,
+}
+
+pub async fn count_by_status(db: impl PgExecutor<'_>) -> Result<Vec<StatusCount>, sqlx::Error> {
+    sqlx::query_as!(
+        StatusCount,
+        r#"SELECT status, count(*) AS "n!" FROM gmail_token GROUP BY status ORDER BY status"#
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// How many connections lack a scope (given as full URL and short name:
+/// rows of the old service may hold either, as an array or one string).
+pub async fn count_missing(
+    db: impl PgExecutor<'_>,
+    url: &str,
+    short: &str,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM gmail_token
+           WHERE NOT CASE jsonb_typeof(scopes)
+               WHEN 'array' THEN scopes ? $1 OR scopes ? $2
+               WHEN 'string' THEN $1 = ANY(string_to_array(scopes #>> '{}', ' '))
+               ELSE false END"#,
+        url,
+        short,
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// A connection that lacks a scope, for the rollout list.
+pub struct MissingRow {
+    pub user_id: Uuid,
+    pub email: Option<String>,
+    pub status: String,
+    pub consented_at: Option<DateTime<Utc>>,
+}
+
+pub async fn list_missing(
+    db: impl PgExecutor<'_>,
+    url: &str,
+    short: &str,
+) -> Result<Vec<MissingRow>, sqlx::Error> {
+    sqlx::query_as!(
+        MissingRow,
+        r#"SELECT user_id, email, status, consented_at FROM gmail_token
+           WHERE NOT CASE jsonb_typeof(scopes)
+               WHEN 'array' THEN scopes ? $1 OR scopes ? $2
+               WHEN 'string' THEN $1 = ANY(string_to_array(scopes #>> '{}', ' '))
+               ELSE false END
+           ORDER BY consented_at NULLS FIRST, user_id"#,
+        url,
+        short,
+    )
+    .fetch_all(db)
+    .await
+}

@@ -72,6 +72,7 @@ pub async fn fresh_database() -> String {
 pub struct TestApp {
     pub addr: String,
     pub db: PgPool,
+    pub database_url: String,
     pub fake: FakeGoogle,
     pub fake_addr: String,
     pub settings: Settings,
@@ -96,7 +97,26 @@ impl TestApp {
         let fake_addr = format!("http://{}", fake_listener.local_addr().unwrap());
         let router = fake.router();
         tokio::spawn(async move { axum::serve(fake_listener, router).await });
+        Self::spawn_full(database_url, fake, fake_addr, extra).await
+    }
 
+    /// A second server instance on the same database and the same fake Google.
+    pub async fn sibling(&self, extra: &[(&str, &str)]) -> Self {
+        Self::spawn_full(
+            self.database_url.clone(),
+            self.fake.clone(),
+            self.fake_addr.clone(),
+            extra,
+        )
+        .await
+    }
+
+    pub async fn spawn_full(
+        database_url: String,
+        fake: FakeGoogle,
+        fake_addr: String,
+        extra: &[(&str, &str)],
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = format!("http://{}", listener.local_addr().unwrap());
         let mut pairs: HashMap<&str, String> = HashMap::from([
@@ -133,6 +153,7 @@ impl TestApp {
         Self {
             addr,
             db,
+            database_url,
             fake,
             fake_addr,
             settings,
@@ -238,6 +259,37 @@ impl TestApp {
             events,
             states,
         }
+    }
+
+    /// `POST /internal/passport/gmail/token` with the internal key.
+    pub async fn token(
+        &self,
+        user: Uuid,
+        scopes: &[&str],
+    ) -> (StatusCode, serde_json::Value, reqwest::header::HeaderMap) {
+        let resp = self
+            .client()
+            .post(self.url("/internal/passport/gmail/token"))
+            .bearer_auth(INTERNAL_KEY)
+            .json(&serde_json::json!({"user_id": user, "scopes": scopes}))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body, headers)
+    }
+
+    /// Make the stored access token expired.
+    pub async fn expire(&self, user: Uuid) {
+        sqlx::query(
+            "UPDATE gmail_token SET expires_at = now() - interval '1 minute' WHERE user_id = $1",
+        )
+        .bind(user)
+        .execute(&self.db)
+        .await
+        .unwrap();
     }
 
     pub async fn state_count(&self) -> i64 {

@@ -4,9 +4,13 @@
 mod bad_input;
 mod consent;
 mod demo;
+mod disconnect;
+mod doctor;
 mod fake_google;
 mod helpers;
 mod legacy;
 mod ops;
+mod report;
 mod session;
 mod status;
+mod token;

@@ -1,0 +1,481 @@
+//! The doctor: the checks an operator runs by hand when a skill says "no
+//! token", and the real cause in plain words (Korean and English) with its fix.
+//! Scope missing ≠ grant revoked ≠ wrong Google client ≠ API disabled.
+
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::google::{CalendarProbe, GoogleError};
+use crate::passport::provider::Provider;
+use crate::passport::scopes::ScopeSet;
+use crate::passport::token::{self, TokenError};
+use crate::state::AppState;
+use crate::store::gmail_token;
+
+/// How one check went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Problem,
+    Skipped,
+}
+
+/// One check and what it found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub outcome: Outcome,
+    pub ko: String,
+    pub en: String,
+}
+
+/// The cause the doctor settles on, and what to do about it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cause {
+    pub code: &'static str,
+    pub ko: String,
+    pub en: String,
+    pub fix_ko: String,
+    pub fix_en: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Diagnosis {
+    pub user_id: Uuid,
+    pub provider: &'static str,
+    pub connected: bool,
+    pub email: Option<String>,
+    pub status: Option<String>,
+    pub granted_scopes: Vec<String>,
+    pub missing_scopes: Vec<String>,
+    pub cause: Cause,
+    pub checks: Vec<Check>,
+}
+
+fn check(
+    name: &'static str,
+    outcome: Outcome,
+    ko: impl Into<String>,
+    en: impl Into<String>,
+) -> Check {
+    Check {
+        name,
+        outcome,
+        ko: ko.into(),
+        en: en.into(),
+    }
+}
+
+fn cause(code: &'static str, ko: &str, en: &str, fix_ko: &str, fix_en: &str) -> Cause {
+    Cause {
+        code,
+        ko: ko.into(),
+        en: en.into(),
+        fix_ko: fix_ko.into(),
+        fix_en: fix_en.into(),
+    }
+}
+
+const REAUTH_FIX_KO: &str =
+    "사용자가 설정 > 아이템 > Gmail에서 재인증을 누르고 모든 항목을 체크해야 합니다.";
+const REAUTH_FIX_EN: &str =
+    "The user presses 재인증 (Settings > Items > Gmail) and ticks every box.";
+
+/// Name the cause of an `invalid_grant`, as far as it can be told.
+fn invalid_grant_cause(
+    last_error: &str,
+    consented_at: Option<DateTime<Utc>>,
+    failed_at: DateTime<Utc>,
+) -> Cause {
+    let age_days = consented_at.map(|c| (failed_at - c).num_hours() as f64 / 24.0);
+    if let Some(days) = age_days.filter(|d| (6.5..=8.0).contains(d)) {
+        return cause(
+            "testing_mode_expiry",
+            &format!(
+                "Google이 리프레시 토큰을 거부했습니다({last_error}). 동의 후 약 {days:.1}일 만이므로, OAuth 동의 화면이 '테스트' 상태라 7일 만료된 것으로 보입니다."
+            ),
+            &format!(
+                "Google refused the refresh token ({last_error}) about {days:.1} days after consent: the OAuth consent screen is most likely still in Testing, where refresh tokens expire after 7 days."
+            ),
+            "Cloud Console에서 OAuth 동의 화면을 '프로덕션'으로 게시한 뒤, 사용자가 재인증을 누르게 하세요.",
+            "Publish the OAuth consent screen (Testing → In production) in Cloud Console, then have the user press 재인증.",
+        );
+    }
+    cause(
+        "grant_revoked_or_expired",
+        &format!(
+            "Google이 리프레시 토큰을 거부했습니다({last_error}). 사용자가 Google 계정에서 접근 권한을 삭제했거나, 비밀번호를 바꿨거나(Gmail 권한이 있는 토큰은 취소됨), 같은 계정의 토큰이 100개를 넘어 오래된 것이 취소되었거나, 6개월 동안 쓰이지 않았습니다. 권한(scope) 문제가 아닙니다."
+        ),
+        &format!(
+            "Google refused the refresh token ({last_error}): the user removed the app's access in their Google Account, changed their password (tokens with Gmail scopes are revoked), the account passed Google's limit of 100 refresh tokens per client (oldest revoked), or it went unused for six months. This is not a missing scope."
+        ),
+        REAUTH_FIX_KO,
+        REAUTH_FIX_EN,
+    )
+}
+
+/// Run every check for one user.
+pub async fn diagnose(
+    app: &AppState,
+    provider: &Provider,
+    user: Uuid,
+) -> Result<Diagnosis, sqlx::Error> {
+    let mut checks = Vec::new();
+    let Some(row) = gmail_token::find(&app.db, user).await? else {
+        checks.push(check(
+            "connection",
+            Outcome::Problem,
+            "gmail_token에 이 사용자의 행이 없습니다.",
+            "There is no gmail_token row for this user.",
+        ));
+        return Ok(Diagnosis {
+            user_id: user,
+            provider: provider.name,
+            connected: false,
+            email: None,
+            status: None,
+            granted_scopes: vec![],
+            missing_scopes: provider.scopes.short_names(),
+            cause: cause(
+                "no_connection",
+                "Gmail 패스포트가 연결되지 않았습니다.",
+                "The Gmail Passport is not connected.",
+                "사용자가 설정 > 아이템 > Gmail에서 연결하기를 눌러야 합니다.",
+                "The user presses Connect in Settings > Items > Gmail.",
+            ),
+            checks,
+        });
+    };
+    checks.push(check(
+        "connection",
+        Outcome::Ok,
+        format!(
+            "연결됨: {}",
+            row.email.as_deref().unwrap_or("(이메일 모름)")
+        ),
+        format!(
+            "Connected: {}",
+            row.email.as_deref().unwrap_or("(email unknown)")
+        ),
+    ));
+
+    let stored = ScopeSet::from_json(row.scopes.as_ref());
+    let missing = provider.scopes.missing_from(&stored);
+    checks.push(if missing.is_empty() {
+        check(
+            "stored_scopes",
+            Outcome::Ok,
+            "필요한 권한이 모두 저장되어 있습니다.",
+            "Every required scope is stored.",
+        )
+    } else {
+        check(
+            "stored_scopes",
+            Outcome::Problem,
+            format!("저장된 권한에 없는 것: {missing}"),
+            format!("Stored scopes lack: {missing}"),
+        )
+    });
+
+    let mut found: Option<Cause> = None;
+    let mut access: Option<String> = row.access_token.clone().filter(|t| !t.is_empty());
+
+    // Status and a live refresh.
+    if row.status != "active" {
+        let last = row.last_error.clone().unwrap_or_else(|| row.status.clone());
+        checks.push(check(
+            "status",
+            Outcome::Problem,
+            format!("상태가 {}입니다: {last}", row.status),
+            format!("Status is {}: {last}", row.status),
+        ));
+        checks.push(check(
+            "live_refresh",
+            Outcome::Skipped,
+            "이미 재인증 필요로 표시되어 새로 고침을 시도하지 않았습니다.",
+            "Not tried: the connection is already marked as needing 재인증.",
+        ));
+        found = Some(if last.starts_with("no_refresh_token") {
+            cause(
+                "no_refresh_token",
+                "리프레시 토큰이 저장되어 있지 않습니다(이전 서비스에서 옮겨온 행이거나 Google이 주지 않음).",
+                "No refresh token is stored (a row carried over from the old service, or Google sent none).",
+                REAUTH_FIX_KO,
+                REAUTH_FIX_EN,
+            )
+        } else {
+            invalid_grant_cause(&last, row.consented_at, row.updated_at)
+        });
+        access = None;
+    } else {
+        checks.push(check(
+            "status",
+            Outcome::Ok,
+            "상태: 정상(active)",
+            "Status: active",
+        ));
+        match token::refresh_single_flight(app, provider, user, &ScopeSet::new(), true).await {
+            Ok(t) => {
+                checks.push(check(
+                    "live_refresh",
+                    Outcome::Ok,
+                    "리프레시 토큰으로 새 액세스 토큰을 받았습니다.",
+                    "The refresh token gave a new access token.",
+                ));
+                access = Some(t.access_token.expose_secret().to_string());
+            }
+            Err(TokenError::ReauthRequired(why)) => {
+                checks.push(check(
+                    "live_refresh",
+                    Outcome::Problem,
+                    format!("Google이 새로 고침을 거부했습니다: {why}"),
+                    format!("Google refused the refresh: {why}"),
+                ));
+                found = Some(if why.starts_with("no_refresh_token") {
+                    cause(
+                        "no_refresh_token",
+                        "리프레시 토큰이 저장되어 있지 않습니다.",
+                        "No refresh token is stored.",
+                        REAUTH_FIX_KO,
+                        REAUTH_FIX_EN,
+                    )
+                } else {
+                    invalid_grant_cause(&why, row.consented_at, Utc::now())
+                });
+                access = None;
+            }
+            Err(TokenError::Unavailable { reason, .. }) => {
+                checks.push(check(
+                    "live_refresh",
+                    Outcome::Problem,
+                    format!("Google에 연결하지 못했습니다: {reason}"),
+                    format!("Could not reach Google: {reason}"),
+                ));
+                if reason.contains("invalid_client") || reason.contains("unauthorized_client") {
+                    found = Some(cause(
+                        "wrong_client",
+                        "Google이 우리 OAuth 클라이언트를 거부했습니다.",
+                        "Google refused our OAuth client.",
+                        "GOOGLE_CLIENT_ID와 GOOGLE_CLIENT_SECRET이 Cloud Console의 값과 같은지 확인하세요.",
+                        "Check GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET against Cloud Console.",
+                    ));
+                } else {
+                    found = Some(cause(
+                        "google_unavailable",
+                        "Google이 응답하지 않습니다. 연결 자체에는 문제가 없을 수 있습니다.",
+                        "Google is not answering; the connection itself may be fine.",
+                        "잠시 후 다시 진단하세요.",
+                        "Run the doctor again in a while.",
+                    ));
+                }
+            }
+            Err(TokenError::NotConnected) => {
+                checks.push(check(
+                    "live_refresh",
+                    Outcome::Skipped,
+                    "연결이 방금 삭제되었습니다.",
+                    "The connection was just removed.",
+                ));
+            }
+            Err(TokenError::ScopeMissing(_)) => {}
+            Err(TokenError::Database(e)) => return Err(e),
+        }
+    }
+
+    // What Google says about the access token.
+    let mut google_missing = ScopeSet::new();
+    match &access {
+        None => checks.push(check(
+            "tokeninfo",
+            Outcome::Skipped,
+            "확인할 액세스 토큰이 없습니다.",
+            "No access token to inspect.",
+        )),
+        Some(t) => match app.google.tokeninfo(t).await {
+            Ok(info) => {
+                let google_scopes = ScopeSet::from_google(info.scope.as_deref().unwrap_or(""));
+                google_missing = provider.scopes.missing_from(&google_scopes);
+                let aud_ok = info.aud.as_deref() == Some(app.google.client_id());
+                checks.push(check(
+                    "tokeninfo",
+                    if aud_ok && google_missing.is_empty() {
+                        Outcome::Ok
+                    } else {
+                        Outcome::Problem
+                    },
+                    format!(
+                        "Google이 말하는 토큰 권한: {}; 클라이언트(aud) {}",
+                        google_scopes,
+                        if aud_ok { "일치" } else { "불일치" }
+                    ),
+                    format!(
+                        "Google says the token has: {}; audience (aud) {}",
+                        google_scopes,
+                        if aud_ok {
+                            "matches our client"
+                        } else {
+                            "is another client"
+                        }
+                    ),
+                ));
+                if !aud_ok && found.is_none() {
+                    found = Some(cause(
+                        "wrong_client",
+                        "토큰이 다른 OAuth 클라이언트에 발급되었습니다.",
+                        "The token was issued to another OAuth client.",
+                        "GOOGLE_CLIENT_ID를 확인하고, 사용자가 재인증을 누르게 하세요.",
+                        "Check GOOGLE_CLIENT_ID, then have the user press 재인증.",
+                    ));
+                }
+            }
+            Err(GoogleError::Rejected { code, .. }) => checks.push(check(
+                "tokeninfo",
+                Outcome::Problem,
+                format!("Google이 토큰을 모릅니다: {code}"),
+                format!("Google does not accept the token: {code}"),
+            )),
+            Err(e) => checks.push(check(
+                "tokeninfo",
+                Outcome::Problem,
+                format!("tokeninfo 실패: {e}"),
+                format!("tokeninfo failed: {e}"),
+            )),
+        },
+    }
+
+    // The Calendar API itself.
+    match &access {
+        None => checks.push(check(
+            "calendar_api",
+            Outcome::Skipped,
+            "확인할 액세스 토큰이 없습니다.",
+            "No access token to try.",
+        )),
+        Some(t) => match app.google.calendar_probe(t).await {
+            Ok(CalendarProbe::Works) => checks.push(check(
+                "calendar_api",
+                Outcome::Ok,
+                "캘린더 API가 응답합니다.",
+                "The Calendar API answers.",
+            )),
+            Ok(CalendarProbe::ScopeMissing) => {
+                checks.push(check(
+                    "calendar_api",
+                    Outcome::Problem,
+                    "캘린더 API: 403 insufficientPermissions (권한 없음)",
+                    "Calendar API: 403 insufficientPermissions (scope missing)",
+                ));
+            }
+            Ok(CalendarProbe::ApiDisabled) => {
+                checks.push(check(
+                    "calendar_api",
+                    Outcome::Problem,
+                    "캘린더 API: 403 accessNotConfigured (API 사용 안 함)",
+                    "Calendar API: 403 accessNotConfigured (API not enabled)",
+                ));
+                if found.is_none() {
+                    found = Some(cause(
+                        "calendar_api_disabled",
+                        "Cloud 프로젝트에서 Google Calendar API가 사용 설정되어 있지 않습니다. 사용자 권한 문제가 아닙니다.",
+                        "The Google Calendar API is not enabled in the Cloud project. This is not the user's permissions.",
+                        "Cloud Console > API 및 서비스 > 라이브러리에서 Google Calendar API를 사용 설정하세요. 재인증은 필요 없습니다.",
+                        "Enable the Google Calendar API in Cloud Console (APIs & Services > Library). No 재인증 needed.",
+                    ));
+                }
+            }
+            Ok(CalendarProbe::Unauthorized) => checks.push(check(
+                "calendar_api",
+                Outcome::Problem,
+                "캘린더 API: 401 (토큰이 유효하지 않음)",
+                "Calendar API: 401 (token not valid)",
+            )),
+            Ok(CalendarProbe::Other(what)) => checks.push(check(
+                "calendar_api",
+                Outcome::Problem,
+                format!("캘린더 API: {what}"),
+                format!("Calendar API: {what}"),
+            )),
+            Err(e) => checks.push(check(
+                "calendar_api",
+                Outcome::Problem,
+                format!("캘린더 API에 연결하지 못했습니다: {e}"),
+                format!("Could not reach the Calendar API: {e}"),
+            )),
+        },
+    }
+
+    let all_missing = missing.union(&google_missing);
+    let cause = found.unwrap_or_else(|| {
+        if !all_missing.is_empty() {
+            Cause {
+                code: "scope_missing",
+                ko: format!("연결은 정상이지만 권한이 빠져 있습니다: {all_missing}. 토큰이 취소된 것이 아닙니다."),
+                en: format!("The connection works but lacks scopes: {all_missing}. The grant is not revoked."),
+                fix_ko: REAUTH_FIX_KO.into(),
+                fix_en: REAUTH_FIX_EN.into(),
+            }
+        } else {
+            cause(
+                "works",
+                "문제가 없습니다: 토큰, 권한, 캘린더 API 모두 정상입니다.",
+                "Everything works: token, scopes and the Calendar API.",
+                "할 일이 없습니다.",
+                "Nothing to do.",
+            )
+        }
+    });
+
+    let fresh = gmail_token::find(&app.db, user).await?;
+    let (email, status, granted) = match &fresh {
+        Some(r) => (
+            r.email.clone(),
+            Some(r.status.clone()),
+            ScopeSet::from_json(r.scopes.as_ref()),
+        ),
+        None => (row.email.clone(), None, stored.clone()),
+    };
+    Ok(Diagnosis {
+        user_id: user,
+        provider: provider.name,
+        connected: fresh.is_some(),
+        email,
+        status,
+        missing_scopes: provider.scopes.missing_from(&granted).short_names(),
+        granted_scopes: granted.short_names(),
+        cause,
+        checks,
+    })
+}
+
+impl Diagnosis {
+    /// Plain text for the terminal, Korean first.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&format!(
+            "user {}  provider {}  email {}  status {}\n\n",
+            self.user_id,
+            self.provider,
+            self.email.as_deref().unwrap_or("-"),
+            self.status.as_deref().unwrap_or("not connected"),
+        ));
+        for c in &self.checks {
+            let mark = match c.outcome {
+                Outcome::Ok => "ok  ",
+                Outcome::Problem => "FAIL",
+                Outcome::Skipped => "skip",
+            };
+            out.push_str(&format!(
+                "[{mark}] {:<14} {}\n                    {}\n",
+                c.name, c.ko, c.en
+            ));
+        }
+        out.push_str(&format!(
+            "\n원인 / cause ({}):\n  {}\n  {}\n해결 / fix:\n  {}\n  {}\n",
+            self.cause.code, self.cause.ko, self.cause.en, self.cause.fix_ko, self.cause.fix_en
+        ));
+        out
+    }
+}

@@ -1,0 +1,117 @@
+//! The rollout report: connections by status, and who still lacks which scope.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::passport::provider::Provider;
+use crate::passport::scopes::{short_name, ScopeSet};
+use crate::store::gmail_token;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub provider: &'static str,
+    pub total: i64,
+    /// Connections by status: active, reauth_required, revoked.
+    pub by_status: BTreeMap<String, i64>,
+    /// For each required scope (short name), how many connections lack it.
+    pub missing: BTreeMap<String, i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MissingUser {
+    pub user_id: Uuid,
+    pub email: Option<String>,
+    pub status: String,
+    pub last_consent_at: Option<DateTime<Utc>>,
+}
+
+pub async fn build(db: &sqlx::PgPool, provider: &Provider) -> Result<Report, sqlx::Error> {
+    let mut by_status: BTreeMap<String, i64> = ["active", "reauth_required", "revoked"]
+        .into_iter()
+        .map(|s| (s.to_string(), 0))
+        .collect();
+    for c in gmail_token::count_by_status(db).await? {
+        by_status.insert(c.status, c.n);
+    }
+    let mut missing = BTreeMap::new();
+    for url in provider.scopes.iter() {
+        let short = short_name(url);
+        missing.insert(
+            short.to_string(),
+            gmail_token::count_missing(db, url, short).await?,
+        );
+    }
+    Ok(Report {
+        provider: provider.name,
+        total: by_status.values().sum(),
+        by_status,
+        missing,
+    })
+}
+
+/// Users whose connection lacks `scope` (short name or URL), oldest consent first.
+pub async fn missing_users(
+    db: &sqlx::PgPool,
+    scope: &ScopeSet,
+) -> Result<Vec<MissingUser>, sqlx::Error> {
+    let mut out: Vec<MissingUser> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for url in scope.iter() {
+        for r in gmail_token::list_missing(db, url, short_name(url)).await? {
+            if seen.insert(r.user_id) {
+                out.push(MissingUser {
+                    user_id: r.user_id,
+                    email: r.email,
+                    status: r.status,
+                    last_consent_at: r.consented_at,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Report {
+    pub fn to_text(&self) -> String {
+        let mut s = format!(
+            "Gmail Passport ({}): {} connections\n",
+            self.provider, self.total
+        );
+        s.push_str("\nby status / 상태별\n");
+        for (k, v) in &self.by_status {
+            s.push_str(&format!("  {k:<16} {v:>8}\n"));
+        }
+        s.push_str("\nlacking each required scope / 권한이 없는 연결\n");
+        for (k, v) in &self.missing {
+            s.push_str(&format!("  {k:<16} {v:>8}\n"));
+        }
+        s
+    }
+}
+
+/// CSV of users to upgrade: `user_id,email,status,last_consent_at`.
+pub fn to_csv(users: &[MissingUser]) -> String {
+    let mut s = String::from("user_id,email,status,last_consent_at\n");
+    for u in users {
+        let email = u.email.clone().unwrap_or_default();
+        // Quote fields that could break the format.
+        let email = if email.contains([',', '"', '\n']) {
+            format!("\"{}\"", email.replace('"', "\"\""))
+        } else {
+            email
+        };
+        s.push_str(&format!(
+            "{},{},{},{}\n",
+            u.user_id,
+            email,
+            u.status,
+            u.last_consent_at
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default()
+        ));
+    }
+    s
+}
