@@ -148,11 +148,28 @@ async fn home() -> Response {
 }
 
 /// The demo's router: the service plus the sign-in page.
-pub fn demo_app(state: AppState) -> Router {
+pub fn demo_app(state: AppState, fake: FakeGoogle) -> Router {
+    let reset = move |State(app): State<AppState>, headers: axum::http::HeaderMap| {
+        let fake = fake.clone();
+        async move {
+            if !crate::http::pages::same_origin(&headers, &app) {
+                return crate::error::PageError::CrossSite.into_response();
+            }
+            fake.reset();
+            if let Err(e) = seed(&app, &fake).await {
+                return crate::error::PageError::internal(&e).into_response();
+            }
+            let mut resp = StatusCode::SEE_OTHER.into_response();
+            resp.headers_mut()
+                .insert(LOCATION, HeaderValue::from_static("/demo"));
+            resp
+        }
+    };
     let routes = crate::http::routes(&state)
         .route("/", get(home))
         .route("/demo", get(sign_in_page))
         .route("/demo/sign-in", post(sign_in))
+        .route("/demo/reset", post(reset))
         .with_state(state);
     crate::http::with_common_layers(routes)
 }
@@ -183,8 +200,15 @@ pub fn demo_settings(
     set("GOOGLE_REVOKE_URL", format!("{fake_base}/revoke"));
     set("GOOGLE_TOKENINFO_URL", format!("{fake_base}/tokeninfo"));
     set("GOOGLE_API_BASE_URL", fake_base.to_string());
-    set("SESSION_JWT_SECRET", random_token());
-    set("INTERNAL_API_KEYS", random_token());
+    // Scripts driving the demo (the browser tests) may fix these.
+    set(
+        "SESSION_JWT_SECRET",
+        std::env::var("SESSION_JWT_SECRET").unwrap_or_else(|_| random_token()),
+    );
+    set(
+        "INTERNAL_API_KEYS",
+        std::env::var("INTERNAL_API_KEYS").unwrap_or_else(|_| random_token()),
+    );
     if let Ok(scopes) = std::env::var("GMAIL_PASSPORT_SCOPES") {
         set("GMAIL_PASSPORT_SCOPES", scopes);
     }
@@ -268,13 +292,14 @@ pub async fn run(bind: SocketAddr, fake_bind: SocketAddr) -> anyhow::Result<()> 
     println!("  Press Ctrl-C to stop.");
     println!();
 
+    let fake_router = fake.router();
     let fake_task = tokio::spawn(async move {
-        axum::serve(fake_listener, fake.router())
+        axum::serve(fake_listener, fake_router)
             .with_graceful_shutdown(crate::shutdown_signal())
             .await
     });
     let db = state.db.clone();
-    axum::serve(listener, demo_app(state))
+    axum::serve(listener, demo_app(state, fake))
         .with_graceful_shutdown(crate::shutdown_signal())
         .await?;
     db.close().await;

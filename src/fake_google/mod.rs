@@ -180,6 +180,17 @@ impl FakeGoogle {
         self.lock().events.clone()
     }
 
+    /// Forget every code, token, grant, event, count and switch (the demo's
+    /// reset); registered redirect URIs stay.
+    pub fn reset(&self) {
+        let mut s = self.lock();
+        let redirect_uris = std::mem::take(&mut s.redirect_uris);
+        *s = FakeState {
+            redirect_uris,
+            ..FakeState::default()
+        };
+    }
+
     /// Register one more redirect URI (tests learn their port after start).
     pub fn register_redirect_uri(&self, uri: &str) {
         let mut s = self.lock();
@@ -253,6 +264,7 @@ impl FakeGoogle {
             .route("/tokeninfo", get(tokeninfo).post(tokeninfo))
             .route("/revoke", axum::routing::post(revoke))
             .route("/fake.css", get(stylesheet))
+            .route("/favicon.ico", get(crate::http::favicon))
             .route(
                 "/calendar/v3/users/me/calendarList/primary",
                 get(calendar_primary),

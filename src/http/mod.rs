@@ -84,6 +84,7 @@ pub fn routes(app: &AppState) -> Router<AppState> {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/static/passport.css", get(stylesheet))
+        .route("/favicon.ico", get(favicon))
 }
 
 /// Wrap a router with the layers every route shares: request ids, tracing
@@ -180,6 +181,17 @@ async fn json_limits(req: Request, next: Next) -> Response {
 
 async fn fallback() -> Response {
     PageError::NotFound.into_response()
+}
+
+/// The icon browsers ask for (SVG, which every current browser accepts).
+pub async fn favicon() -> impl IntoResponse {
+    (
+        [
+            (CONTENT_TYPE, "image/svg+xml"),
+            (axum::http::header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        include_str!("../../static/favicon.svg"),
+    )
 }
 
 async fn stylesheet() -> impl IntoResponse {

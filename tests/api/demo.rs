@@ -27,7 +27,8 @@ async fn demo_journey_from_sign_in_to_calendar_granted() {
         .expect("seeding again resets");
     let router = fake.router();
     tokio::spawn(async move { axum::serve(fake_listener, router).await });
-    tokio::spawn(async move { axum::serve(listener, demo::demo_app(state)).await });
+    let demo_fake = fake.clone();
+    tokio::spawn(async move { axum::serve(listener, demo::demo_app(state, demo_fake)).await });
     let base = settings
         .public_base_url
         .as_str()
@@ -80,4 +81,30 @@ async fn demo_journey_from_sign_in_to_calendar_granted() {
     let item = browser.get(landed.as_str()).await.text().await.unwrap();
     assert!(item.contains("권한이 추가되었습니다"));
     assert!(!item.contains("class=\"missing\""));
+
+    // Reset puts Jisoo back to Gmail only, at the fake too.
+    let reset = browser
+        .client
+        .post(format!("{base}/demo/reset"))
+        .header("origin", &base)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reset.status(), StatusCode::SEE_OTHER);
+    let item = browser.get("/passport/gmail").await.text().await.unwrap();
+    assert!(item.contains("캘린더 권한이 없어 일정을 등록할 수 없습니다"));
+    assert_eq!(fake.calls("token"), 0, "the fake forgot everything");
+    let landed = browser
+        .reauth(
+            None,
+            "jisoo@example.com",
+            &["calendar", "calendar.events"],
+            true,
+        )
+        .await;
+    assert_eq!(
+        query_map(&landed)["result"],
+        "upgraded",
+        "earlier grants kept at the fake after reset"
+    );
 }
