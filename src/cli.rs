@@ -57,6 +57,13 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
         format: ReportFormat,
     },
+    /// Re-encrypt every stored token under the active key of
+    /// TOKEN_ENCRYPTION_KEYS (the first), in batches, while serving goes on.
+    RotateKeys {
+        /// Rows per batch.
+        #[arg(long, default_value_t = 500)]
+        batch: i64,
+    },
     /// Run only the fake Google (for local development against `serve`).
     FakeGoogle {
         #[arg(long, default_value = "127.0.0.1:51124")]
@@ -100,6 +107,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Demo { bind, fake_bind } => crate::demo::run(bind, fake_bind).await,
             Command::Doctor { user, json } => doctor(user, json).await,
             Command::Report { missing, format } => report(missing, format).await,
+            Command::RotateKeys { batch } => rotate_keys(batch).await,
             Command::FakeGoogle {
                 bind,
                 client_id,
@@ -140,11 +148,18 @@ async fn serve() -> anyhow::Result<()> {
     telemetry::init(telemetry::format_from_env());
     let settings = Settings::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
     telemetry::init(settings.log_format);
+    if settings.allow_plaintext_tokens {
+        tracing::warn!(
+            "ALLOW_PLAINTEXT_TOKENS=true: new tokens are written UNENCRYPTED for the cut-over; \
+             turn it off once no service reads gmail_token directly, then run `auth-server rotate-keys`"
+        );
+    }
     let pool = connect_with_retry(settings.database_url.expose_secret()).await?;
     let listener = tokio::net::TcpListener::bind(settings.bind_addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind_addr))?;
-    tracing::info!(addr = %settings.bind_addr, public = %settings.public_base_url, "auth-server listening");
+    let local = listener.local_addr()?;
+    tracing::info!(addr = %local, public = %settings.public_base_url, "auth-server listening");
     crate::serve(listener, AppState::new(settings, pool)).await?;
     tracing::info!("auth-server stopped");
     Ok(())
@@ -221,6 +236,36 @@ async fn report(missing: Option<String>, format: ReportFormat) -> anyhow::Result
         }
     }
     app.db.close().await;
+    Ok(())
+}
+
+async fn rotate_keys(batch: i64) -> anyhow::Result<()> {
+    let app = operator_state().await?;
+    let Some(active) = app.cipher.active_key().map(str::to_string) else {
+        anyhow::bail!(
+            "no active key: set TOKEN_ENCRYPTION_KEYS (the first key is the active one) and unset ALLOW_PLAINTEXT_TOKENS"
+        );
+    };
+    if !(1..=10_000).contains(&batch) {
+        anyhow::bail!("--batch must be between 1 and 10000");
+    }
+    let r = crate::passport::keys::rotate(&app.db, &app.cipher, batch).await?;
+    println!(
+        "active key {active}: {} rows scanned, {} re-encrypted, {} already current, {} changed meanwhile (current), {} consent verifiers re-encrypted",
+        r.rows_scanned, r.rows_rewritten, r.rows_current, r.rows_changed_meanwhile, r.verifiers_rewritten
+    );
+    app.db.close().await;
+    if !r.unreadable.is_empty() {
+        anyhow::bail!(
+            "{} rows use a key that is not in TOKEN_ENCRYPTION_KEYS and were left as they are: {}",
+            r.unreadable.len(),
+            r.unreadable
+                .iter()
+                .map(|u| u.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     Ok(())
 }
 

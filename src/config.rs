@@ -7,7 +7,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use figment::providers::{Env, Serialized};
+use figment::providers::Serialized;
 use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -38,6 +38,12 @@ pub const KEYS: &[&str] = &[
     "GOOGLE_HTTP_TIMEOUT_SECS",
     "TOKEN_REFRESH_MARGIN_SECS",
     "REFRESH_COOLDOWN_SECS",
+    "TOKEN_ENCRYPTION_KEYS",
+    "ALLOW_PLAINTEXT_TOKENS",
+    "RATE_LIMIT_BROWSER_IP_PER_MIN",
+    "RATE_LIMIT_CONNECT_USER_PER_MIN",
+    "RATE_LIMIT_TOKEN_IP_PER_MIN",
+    "RATE_LIMIT_TOKEN_USER_PER_MIN",
 ];
 
 pub const DEFAULT_BIND_ADDR: &str = "0.0.0.0:51123";
@@ -94,6 +100,24 @@ pub struct Settings {
     /// After Google failed a refresh (5xx, timeout), answer from the recorded
     /// failure for this long instead of calling again.
     pub refresh_cooldown: Duration,
+    /// Keys for tokens at rest; the first seals new values.
+    pub token_keys: Vec<crate::crypto::KeySpec>,
+    /// Keep writing tokens in plaintext (cut-over while old readers remain).
+    pub allow_plaintext_tokens: bool,
+    pub rate_limits: RateLimits,
+}
+
+/// Requests per minute; 0 turns a limit off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Connect and callback, per client IP.
+    pub browser_ip_per_min: u32,
+    /// Connect (page and API), per signed-in user.
+    pub connect_user_per_min: u32,
+    /// Token API, per client IP (skills come from few hosts).
+    pub token_ip_per_min: u32,
+    /// Token API, per user asked for.
+    pub token_user_per_min: u32,
 }
 
 impl fmt::Debug for Settings {
@@ -117,6 +141,9 @@ impl fmt::Debug for Settings {
             .field("log_format", &self.log_format)
             .field("refresh_margin", &self.refresh_margin)
             .field("refresh_cooldown", &self.refresh_cooldown)
+            .field("token_keys", &self.token_keys)
+            .field("allow_plaintext_tokens", &self.allow_plaintext_tokens)
+            .field("rate_limits", &self.rate_limits)
             .finish()
     }
 }
@@ -167,6 +194,12 @@ struct Raw {
     google_http_timeout_secs: Option<String>,
     token_refresh_margin_secs: Option<String>,
     refresh_cooldown_secs: Option<String>,
+    token_encryption_keys: Option<String>,
+    allow_plaintext_tokens: Option<String>,
+    rate_limit_browser_ip_per_min: Option<String>,
+    rate_limit_connect_user_per_min: Option<String>,
+    rate_limit_token_ip_per_min: Option<String>,
+    rate_limit_token_user_per_min: Option<String>,
 }
 
 impl Settings {
@@ -184,11 +217,24 @@ impl Settings {
             .iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
             .collect();
-        let figment = Figment::new().merge(Serialized::defaults(lower)).merge(
-            Env::raw()
-                .only(KEYS)
-                .map(|k| k.as_str().to_ascii_lowercase().into()),
-        );
+        Self::from_layers(lower, std::env::vars())
+    }
+
+    /// Defaults, then the given environment. Values stay verbatim strings:
+    /// figment's `Env` provider would parse `true`, `30` or `0123…` into
+    /// booleans and numbers (and change secrets that look like numbers).
+    fn from_layers<I>(defaults: BTreeMap<String, String>, env: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let env: BTreeMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| KEYS.contains(&k.as_str()))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
+        let figment = Figment::new()
+            .merge(Serialized::defaults(defaults))
+            .merge(Serialized::defaults(env));
         Self::from_figment(figment)
     }
 
@@ -270,6 +316,29 @@ impl Checker {
                     None
                 }
             },
+        }
+    }
+
+    fn per_minute(&mut self, key: &str, v: Option<String>, default: u32) -> u32 {
+        match non_empty(v) {
+            None => default,
+            Some(s) => s.parse::<u32>().unwrap_or_else(|_| {
+                self.problems.push(format!(
+                    "{key} must be a whole number of requests per minute (0 turns it off)"
+                ));
+                default
+            }),
+        }
+    }
+
+    fn flag(&mut self, key: &str, v: Option<String>) -> bool {
+        match non_empty(v).as_deref() {
+            None | Some("false") | Some("0") | Some("no") => false,
+            Some("true") | Some("1") | Some("yes") => true,
+            Some(_) => {
+                self.problems.push(format!("{key} must be true or false"));
+                false
+            }
         }
     }
 
@@ -486,6 +555,48 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         }
     };
 
+    let allow_plaintext_tokens = c.flag("ALLOW_PLAINTEXT_TOKENS", raw.allow_plaintext_tokens);
+    let token_keys = match non_empty(raw.token_encryption_keys) {
+        None => Vec::new(),
+        Some(s) => crate::crypto::parse_keys(&s).unwrap_or_else(|e| {
+            c.problems.push(format!("TOKEN_ENCRYPTION_KEYS: {e}"));
+            Vec::new()
+        }),
+    };
+    if token_keys.is_empty()
+        && !allow_plaintext_tokens
+        && !c
+            .problems
+            .iter()
+            .any(|p| p.starts_with("TOKEN_ENCRYPTION_KEYS"))
+    {
+        c.problems.push(
+            "TOKEN_ENCRYPTION_KEYS is not set: give id:base64key pairs (32-byte AES-256 keys, e.g. `k1:$(openssl rand -base64 32)`), or set ALLOW_PLAINTEXT_TOKENS=true for the cut-over".into(),
+        );
+    }
+    let rate_limits = RateLimits {
+        browser_ip_per_min: c.per_minute(
+            "RATE_LIMIT_BROWSER_IP_PER_MIN",
+            raw.rate_limit_browser_ip_per_min,
+            60,
+        ),
+        connect_user_per_min: c.per_minute(
+            "RATE_LIMIT_CONNECT_USER_PER_MIN",
+            raw.rate_limit_connect_user_per_min,
+            20,
+        ),
+        token_ip_per_min: c.per_minute(
+            "RATE_LIMIT_TOKEN_IP_PER_MIN",
+            raw.rate_limit_token_ip_per_min,
+            120_000,
+        ),
+        token_user_per_min: c.per_minute(
+            "RATE_LIMIT_TOKEN_USER_PER_MIN",
+            raw.rate_limit_token_user_per_min,
+            600,
+        ),
+    };
+
     if !c.problems.is_empty() {
         return Err(ConfigError {
             problems: c.problems,
@@ -522,6 +633,9 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         log_format: log_format.expect("validated"),
         refresh_margin: refresh_margin.expect("validated"),
         refresh_cooldown: refresh_cooldown.expect("validated"),
+        token_keys,
+        allow_plaintext_tokens,
+        rate_limits,
     })
 }
 
@@ -541,6 +655,10 @@ mod tests {
             (
                 "INVENTORY_URL",
                 "https://ro-being.com/settings/items".into(),
+            ),
+            (
+                "TOKEN_ENCRYPTION_KEYS",
+                "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into(),
             ),
         ]
     }
@@ -611,6 +729,56 @@ mod tests {
         p.push(("INVENTORY_URL", "https://evil.example/x".into()));
         let err = Settings::from_pairs(p).unwrap_err();
         assert!(err.to_string().contains("INVENTORY_URL"));
+    }
+
+    #[test]
+    fn encryption_keys_are_required_unless_plaintext_is_allowed() {
+        let mut p = good();
+        p.retain(|(k, _)| *k != "TOKEN_ENCRYPTION_KEYS");
+        let err = Settings::from_pairs(p.clone()).unwrap_err();
+        assert!(
+            err.to_string().contains("TOKEN_ENCRYPTION_KEYS is not set"),
+            "{err}"
+        );
+        p.push(("ALLOW_PLAINTEXT_TOKENS", "true".into()));
+        assert!(
+            Settings::from_pairs(p.clone())
+                .unwrap()
+                .allow_plaintext_tokens
+        );
+        p.push(("TOKEN_ENCRYPTION_KEYS", "k1:AAAA".into()));
+        assert!(Settings::from_pairs(p)
+            .unwrap_err()
+            .to_string()
+            .contains("32 bytes"));
+    }
+
+    #[test]
+    fn environment_values_stay_verbatim_strings() {
+        let mut env: Vec<(String, String)> = good()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        env.retain(|(k, _)| k != "INTERNAL_API_KEYS");
+        env.push(("INTERNAL_API_KEYS".into(), "0123456789012345678901".into()));
+        env.push(("ALLOW_PLAINTEXT_TOKENS".into(), "true".into()));
+        env.push(("REFRESH_COOLDOWN_SECS".into(), "30".into()));
+        env.push(("UNRELATED_VARIABLE".into(), "ignored".into()));
+        let s = Settings::from_layers(BTreeMap::new(), env).unwrap();
+        assert!(s.allow_plaintext_tokens);
+        assert_eq!(s.refresh_cooldown, Duration::from_secs(30));
+        assert_eq!(
+            s.internal_api_keys[0].expose_secret(),
+            "0123456789012345678901"
+        );
+    }
+
+    #[test]
+    fn debug_output_redacts_the_keys() {
+        let s = Settings::from_pairs(good()).unwrap();
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains("AAECAwQF"), "{dbg}");
+        assert_eq!(s.token_keys[0].id, "k1");
     }
 
     #[test]

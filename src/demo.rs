@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::config::Settings;
+use crate::crypto::Field;
 use crate::fake_google::{FakeConfig, FakeGoogle};
 use crate::passport::random_token;
 use crate::store::{self, gmail_token};
@@ -209,6 +210,17 @@ pub fn demo_settings(
         "INTERNAL_API_KEYS",
         std::env::var("INTERNAL_API_KEYS").unwrap_or_else(|_| random_token()),
     );
+    set(
+        "TOKEN_ENCRYPTION_KEYS",
+        std::env::var("TOKEN_ENCRYPTION_KEYS").unwrap_or_else(|_| {
+            use base64::Engine;
+            let key: [u8; 32] = rand::random();
+            format!(
+                "demo:{}",
+                base64::engine::general_purpose::STANDARD.encode(key)
+            )
+        }),
+    );
     if let Ok(scopes) = std::env::var("GMAIL_PASSPORT_SCOPES") {
         set("GMAIL_PASSPORT_SCOPES", scopes);
     }
@@ -237,8 +249,8 @@ pub async fn seed(app: &AppState, fake: &FakeGoogle) -> anyhow::Result<()> {
                 user_id: user.id,
                 email: Some(email),
                 google_sub: &account.sub,
-                access_token: &access,
-                refresh_token: Some(&refresh),
+                access_token: &app.cipher.seal(user.id, Field::AccessToken, &access),
+                refresh_token: Some(&app.cipher.seal(user.id, Field::RefreshToken, &refresh)),
                 token_type: "Bearer",
                 expires_at: Some(chrono::Utc::now() + chrono::Duration::seconds(3599)),
                 scopes: granted.to_json(),
@@ -299,9 +311,12 @@ pub async fn run(bind: SocketAddr, fake_bind: SocketAddr) -> anyhow::Result<()> 
             .await
     });
     let db = state.db.clone();
-    axum::serve(listener, demo_app(state, fake))
-        .with_graceful_shutdown(crate::shutdown_signal())
-        .await?;
+    axum::serve(
+        listener,
+        demo_app(state, fake).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(crate::shutdown_signal())
+    .await?;
     db.close().await;
     fake_task.abort();
     Ok(())

@@ -20,6 +20,9 @@ pub struct ApiError {
     pub reauth_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub missing: Option<Vec<String>>,
+    /// Seconds, sent as `Retry-After`.
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -30,6 +33,20 @@ impl ApiError {
             message: message.into(),
             reauth_url: None,
             missing: None,
+            retry_after: None,
+        }
+    }
+
+    /// Over a rate limit: 429 with `Retry-After`.
+    pub fn rate_limited(limited: crate::http::limits::Limited) -> Self {
+        let secs = limited.0.as_secs_f64().ceil().max(1.0) as u64;
+        Self {
+            retry_after: Some(secs),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many requests; retry in {secs} s"),
+            )
         }
     }
 
@@ -65,6 +82,12 @@ impl From<sqlx::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut resp = (self.status, axum::Json(&self)).into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs),
+            );
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
@@ -96,6 +119,8 @@ pub enum PageError {
     UserMismatch,
     /// A state-changing request that did not come from our own pages.
     CrossSite,
+    /// Too many requests; retry after this many seconds.
+    RateLimited(u64),
     /// Our failure.
     Internal,
 }
@@ -121,6 +146,7 @@ impl PageError {
                 StatusCode::BAD_REQUEST
             }
             Self::BrowserMismatch | Self::UserMismatch | Self::CrossSite => StatusCode::FORBIDDEN,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -200,6 +226,14 @@ impl PageError {
                 "Gmail 패스포트 페이지를 열고 버튼을 직접 눌러 주세요.",
                 "Open the Gmail Passport page and press the button there.",
             ],
+            Self::RateLimited(_) => [
+                "요청이 너무 많습니다",
+                "Too many requests",
+                "짧은 시간에 요청이 너무 많이 와서 잠시 멈췄습니다. 아무것도 바뀌지 않았습니다.",
+                "Too many requests arrived in a short time, so this one was paused. Nothing changed.",
+                "1분쯤 기다린 뒤 다시 시도해 주세요.",
+                "Wait about a minute, then try again.",
+            ],
             Self::Internal => [
                 "일시적인 오류가 발생했습니다",
                 "Something went wrong on our side",
@@ -214,6 +248,18 @@ impl PageError {
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
         Self::Internal
+    }
+}
+
+impl From<crate::http::limits::Limited> for PageError {
+    fn from(l: crate::http::limits::Limited) -> Self {
+        Self::RateLimited(l.0.as_secs_f64().ceil().max(1.0) as u64)
+    }
+}
+
+impl From<crate::http::limits::Limited> for ApiError {
+    fn from(l: crate::http::limits::Limited) -> Self {
+        Self::rate_limited(l)
     }
 }
 
@@ -236,8 +282,21 @@ impl IntoResponse for PageError {
             next_ko,
             next_en,
         };
+        let retry = match self {
+            Self::RateLimited(secs) => Some(secs),
+            _ => None,
+        };
         match page.render() {
-            Ok(html) => (status, Html(html)).into_response(),
+            Ok(html) => {
+                let mut resp = (status, Html(html)).into_response();
+                if let Some(secs) = retry {
+                    resp.headers_mut().insert(
+                        axum::http::header::RETRY_AFTER,
+                        axum::http::HeaderValue::from(secs),
+                    );
+                }
+                resp
+            }
             Err(e) => {
                 tracing::error!(error = %e, "error page did not render");
                 (status, title_en).into_response()

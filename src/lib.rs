@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod demo;
 pub mod error;
 pub mod fake_google;
@@ -46,9 +47,12 @@ where
 {
     let purge = tokio::spawn(purge_expired_states(state.clone()));
     let db = state.db.clone();
-    let result = axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
     purge.abort();
     db.close().await;
     result
@@ -59,6 +63,7 @@ async fn purge_expired_states(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tick.tick().await;
+        state.limiters.shrink();
         match store::oauth_state::purge_expired(&state.db).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(purged = n, "expired consent attempts deleted"),

@@ -7,7 +7,9 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use sqlx::PgPool;
 
 use crate::config::Settings;
+use crate::crypto::TokenCipher;
 use crate::google::{http_client, Google};
+use crate::http::limits::Limiters;
 use crate::passport::provider::Providers;
 use crate::passport::token::{Cooldowns, KeyedLocks};
 
@@ -22,6 +24,9 @@ pub struct AppState {
     pub refresh_locks: Arc<KeyedLocks>,
     /// Recent refresh failures, answered from for a short while.
     pub refresh_cooldowns: Arc<Cooldowns>,
+    /// Tokens at rest.
+    pub cipher: Arc<TokenCipher>,
+    pub limiters: Arc<Limiters>,
 }
 
 impl AppState {
@@ -29,6 +34,8 @@ impl AppState {
         let http = http_client(settings.google_http_timeout);
         let google = Google::new(&settings, http);
         let providers = Providers::new(settings.gmail_scopes.clone());
+        let cipher = TokenCipher::new(&settings.token_keys, settings.allow_plaintext_tokens);
+        let limiters = Limiters::new(&settings.rate_limits);
         Self {
             db,
             google,
@@ -37,6 +44,8 @@ impl AppState {
             metrics: metrics_handle(),
             refresh_locks: Arc::new(KeyedLocks::default()),
             refresh_cooldowns: Arc::new(Cooldowns::default()),
+            cipher: Arc::new(cipher),
+            limiters: Arc::new(limiters),
         }
     }
 }

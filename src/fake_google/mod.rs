@@ -120,6 +120,8 @@ struct FakeState {
     behaviour: Behaviour,
     /// Events created through the fake Calendar API.
     events: Vec<serde_json::Value>,
+    /// Every secret issued, for leak tests.
+    issued: Vec<String>,
 }
 
 /// Switches for answers Google gives only sometimes, and for outages.
@@ -180,6 +182,13 @@ impl FakeGoogle {
         self.lock().events.clone()
     }
 
+    /// Every code, access token and refresh token the fake ever issued (for
+    /// tests that prove none of them leaks).
+    pub fn issued_secrets(&self) -> Vec<String> {
+        let s = self.lock();
+        s.issued.clone()
+    }
+
     /// Forget every code, token, grant, event, count and switch (the demo's
     /// reset); registered redirect URIs stay.
     pub fn reset(&self) {
@@ -226,6 +235,8 @@ impl FakeGoogle {
             .extend(scopes.iter().cloned());
         let refresh = format!("1//fake-{}", random_token());
         let access = format!("ya29.fake-{}", random_token());
+        s.issued.push(refresh.clone());
+        s.issued.push(access.clone());
         s.refresh.insert(
             refresh.clone(),
             RefreshGrant {
@@ -558,6 +569,7 @@ async fn consent(State(fake): State<FakeGoogle>, RawForm(form): RawForm) -> Resp
             .or_default()
             .extend(now_granted);
         scope_param = code_scopes.iter().cloned().collect::<Vec<_>>().join(" ");
+        s.issued.push(code.clone());
         s.codes.insert(
             code.clone(),
             CodeGrant {
@@ -630,6 +642,7 @@ fn pkce_ok(challenge: &Option<(String, String)>, verifier: Option<&str>) -> bool
 
 fn issue_access(s: &mut FakeState, sub: &str, scopes: &BTreeSet<String>) -> String {
     let access = format!("ya29.fake-{}", random_token());
+    s.issued.push(access.clone());
     s.access.insert(
         access.clone(),
         AccessGrant {
@@ -725,6 +738,7 @@ async fn token(
                 && !s.behaviour.omit_refresh_token
             {
                 let refresh = format!("1//fake-{}", random_token());
+                s.issued.push(refresh.clone());
                 s.refresh.insert(
                     refresh.clone(),
                     RefreshGrant {

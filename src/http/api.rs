@@ -10,11 +10,28 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::http::auth::ApiUser;
+use crate::http::limits::ClientIp;
 use crate::http::pages::flow_cookie;
 use crate::passport::flow::{self, FlowError};
 use crate::passport::provider::Provider;
 use crate::passport::status;
 use crate::state::AppState;
+
+/// A browser request must come from our origin or an allowed one; script
+/// callers (no `Origin`, no `Sec-Fetch-Site`) are judged by their session only.
+fn allowed_origin(headers: &axum::http::HeaderMap, app: &AppState) -> bool {
+    match headers
+        .get(axum::http::header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+    {
+        Some(origin) => url::Url::parse(origin)
+            .map(|u| app.settings.allowed_return_origins.contains(&u.origin()))
+            .unwrap_or(false),
+        None => headers
+            .get("sec-fetch-site")
+            .is_none_or(|s| s.as_bytes() == b"same-origin" || s.as_bytes() == b"none"),
+    }
+}
 
 fn provider<'a>(app: &'a AppState, name: &str) -> Result<&'a Provider, ApiError> {
     app.providers
@@ -79,10 +96,21 @@ pub async fn connect(
     State(app): State<AppState>,
     Path(name): Path<String>,
     user: Result<ApiUser, ApiError>,
+    ClientIp(ip): ClientIp,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let provider = provider(&app, &name)?;
+    app.limiters.browser_ip(ip)?;
     let ApiUser(user_id) = user?;
+    if !allowed_origin(&headers, &app) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            "this request comes from a site that is not allowed to start a consent",
+        ));
+    }
+    app.limiters.connect_user(user_id)?;
     let body: ConnectBody = if body.iter().all(u8::is_ascii_whitespace) {
         ConnectBody::default()
     } else {
@@ -99,6 +127,7 @@ pub async fn connect(
                 "{r}; allowed origins are PUBLIC_BASE_URL and ALLOWED_RETURN_ORIGINS"
             )),
             FlowError::Database(e) => ApiError::from(e),
+            FlowError::Crypto(e) => ApiError::internal(&e),
             other => ApiError::internal(&other),
         })?;
     let cookie = flow_cookie(

@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::http::auth::bearer;
+use crate::http::limits::ClientIp;
 use crate::http::query;
 use crate::passport::disconnect::{self, Revocation};
 use crate::passport::provider::Provider;
@@ -159,6 +160,11 @@ fn token_error(app: &AppState, provider: &Provider, e: TokenError) -> ApiError {
             "upstream_unavailable",
             format!("{reason}; nothing was changed, try again later"),
         ),
+        TokenError::Crypto(e) => ApiError {
+            // Names the key id, never a secret.
+            message: format!("{e}; operators: check TOKEN_ENCRYPTION_KEYS"),
+            ..ApiError::internal(&e)
+        },
         TokenError::Database(e) => ApiError::internal(&e),
     }
 }
@@ -168,12 +174,15 @@ pub async fn token(
     State(app): State<AppState>,
     Path(name): Path<String>,
     caller: Result<InternalCaller, ApiError>,
+    ClientIp(ip): ClientIp,
     body: axum::body::Bytes,
 ) -> Response {
     let result: Result<token::IssuedToken, ErrorWithRetry> = async {
         let provider = provider(&app, &name)?;
+        app.limiters.token_ip(ip).map_err(ApiError::from)?;
         caller?;
         let (user, scopes) = parse_token_request(&body)?;
+        app.limiters.token_user(user).map_err(ApiError::from)?;
         token::token_for(&app, provider, user, &scopes)
             .await
             .map_err(|e| {

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod auth;
 pub mod internal;
+pub mod limits;
 pub mod ops;
 pub mod pages;
 pub mod query;
@@ -110,6 +111,7 @@ pub fn with_common_layers(router: Router) -> Router {
             HeaderValue::from_static("no-referrer"),
         ))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(limits::header_limit))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
         .layer(middleware::from_fn(json_limits))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))

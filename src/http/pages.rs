@@ -11,6 +11,7 @@ use axum_extra::extract::CookieJar;
 
 use crate::error::PageError;
 use crate::http::auth::{MaybeUser, PageUser};
+use crate::http::limits::ClientIp;
 use crate::http::query;
 use crate::passport::disconnect::{self, Revocation};
 use crate::passport::flow::{self, CallbackParams, FlowError};
@@ -38,6 +39,7 @@ impl From<FlowError> for PageError {
             FlowError::BrowserMismatch => PageError::BrowserMismatch,
             FlowError::UserMismatch => PageError::UserMismatch,
             FlowError::Database(e) => PageError::internal(&e),
+            FlowError::Crypto(e) => PageError::internal(&e),
         }
     }
 }
@@ -82,10 +84,13 @@ pub async fn connect(
     State(app): State<AppState>,
     Path(name): Path<String>,
     user: Result<PageUser, PageError>,
+    ClientIp(ip): ClientIp,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
     let provider = provider(&app, &name)?;
+    app.limiters.browser_ip(ip)?;
     let PageUser(user_id) = user?;
+    app.limiters.connect_user(user_id)?;
     let q = strict_query(raw)?;
     let started = flow::start(
         &app,
@@ -108,11 +113,13 @@ pub async fn callback(
     State(app): State<AppState>,
     Path(name): Path<String>,
     MaybeUser(signed_in): MaybeUser,
+    ClientIp(ip): ClientIp,
     headers: axum::http::HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
     let jar = CookieJar::from_headers(&headers);
     let provider = provider(&app, &name)?;
+    app.limiters.browser_ip(ip)?;
     let mut q = strict_query(raw)?;
     let params = CallbackParams {
         state: q.remove("state"),

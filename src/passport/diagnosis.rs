@@ -181,7 +181,16 @@ pub async fn diagnose(
     });
 
     let mut found: Option<Cause> = None;
-    let mut access: Option<String> = row.access_token.clone().filter(|t| !t.is_empty());
+    let mut access: Option<String> = app
+        .cipher
+        .open_opt(
+            user,
+            crate::crypto::Field::AccessToken,
+            row.access_token.as_deref(),
+        )
+        .ok()
+        .flatten()
+        .map(|t| t.expose_secret().to_string());
 
     // Status and a live refresh.
     if row.status != "active" {
@@ -281,6 +290,22 @@ pub async fn diagnose(
                 ));
             }
             Err(TokenError::ScopeMissing(_)) => {}
+            Err(TokenError::Crypto(e)) => {
+                checks.push(check(
+                    "live_refresh",
+                    Outcome::Problem,
+                    format!("저장된 토큰을 복호화할 수 없습니다: {e}"),
+                    format!("The stored token cannot be decrypted: {e}"),
+                ));
+                found = Some(cause(
+                    "token_undecryptable",
+                    "저장된 토큰의 암호화 키가 설정에 없습니다.",
+                    "The key the stored token was encrypted with is not configured.",
+                    "TOKEN_ENCRYPTION_KEYS에 그 키를 다시 넣거나, 사용자가 재인증을 누르게 하세요.",
+                    "Put that key back into TOKEN_ENCRYPTION_KEYS, or have the user press 재인증.",
+                ));
+                access = None;
+            }
             Err(TokenError::Database(e)) => return Err(e),
         }
     }

@@ -4,6 +4,7 @@
 use secrecy::SecretString;
 use uuid::Uuid;
 
+use crate::crypto::Field;
 use crate::google::GoogleError;
 use crate::passport::provider::Provider;
 use crate::state::AppState;
@@ -48,15 +49,21 @@ pub async fn disconnect(
     let Some(row) = gmail_token::find_for_update(&mut *tx, user).await? else {
         return Ok(None);
     };
-    let token = row
-        .refresh_token
-        .clone()
-        .filter(|t| !t.is_empty())
-        .or_else(|| row.access_token.clone().filter(|t| !t.is_empty()))
-        .map(SecretString::from);
+    let refresh = app
+        .cipher
+        .open_opt(user, Field::RefreshToken, row.refresh_token.as_deref());
+    let access = app
+        .cipher
+        .open_opt(user, Field::AccessToken, row.access_token.as_deref());
+    let token: Result<Option<SecretString>, _> = match (refresh, access) {
+        (Ok(Some(r)), _) => Ok(Some(r)),
+        (Ok(None), Ok(a)) => Ok(a),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
     let revocation = match token {
-        None => Revocation::NothingToRevoke,
-        Some(t) => match app
+        Err(e) => Revocation::Failed(format!("the stored token cannot be decrypted: {e}")),
+        Ok(None) => Revocation::NothingToRevoke,
+        Ok(Some(t)) => match app
             .google
             .revoke(secrecy::ExposeSecret::expose_secret(&t))
             .await

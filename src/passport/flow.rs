@@ -7,6 +7,7 @@ use secrecy::ExposeSecret;
 use url::Url;
 use uuid::Uuid;
 
+use crate::crypto::Field;
 use crate::google::GoogleError;
 use crate::passport::provider::Provider;
 use crate::passport::return_to::{self, ReturnToError};
@@ -36,6 +37,8 @@ pub enum FlowError {
     UserMismatch,
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("stored secret: {0}")]
+    Crypto(#[from] crate::crypto::CryptoError),
 }
 
 /// A started consent: where to send the browser, and the browser-binding nonce
@@ -91,7 +94,7 @@ pub async fn start(
             state_hash: &state_hash,
             user_id,
             provider: provider.name,
-            pkce_verifier: &verifier,
+            pkce_verifier: &app.cipher.seal(user_id, Field::PkceVerifier, &verifier),
             requested_scopes: provider.scopes.to_json(),
             return_to: return_to.as_str(),
             browser_nonce_hash: &nonce_hash,
@@ -212,6 +215,9 @@ pub async fn complete(
         return Err(FlowError::ExpiredState);
     }
     let user_id = attempt.user_id;
+    let verifier = app
+        .cipher
+        .open(user_id, Field::PkceVerifier, &attempt.pkce_verifier)?;
     // Stored by us after validation; re-parse defensively.
     let return_to =
         Url::parse(&attempt.return_to).unwrap_or_else(|_| app.settings.inventory_url.clone());
@@ -228,7 +234,7 @@ pub async fn complete(
         tracing::warn!(%user_id, error = %sanitize(&other), "google returned an error to the callback");
         Outcome::Error("google_error")
     } else if let Some(code) = code {
-        exchange_and_store(app, provider, user_id, &code, &attempt.pkce_verifier).await?
+        exchange_and_store(app, provider, user_id, &code, verifier.expose_secret()).await?
     } else {
         Outcome::Error("missing_code")
     };
@@ -299,10 +305,23 @@ async fn exchange_and_store(
     // Keep the stored refresh token when Google sent none, but never carry
     // one over to another account.
     let refresh_token: Option<String> = match &tokens.refresh_token {
-        Some(r) => Some(r.expose_secret().to_string()),
-        None if !account_changed => prev.as_ref().and_then(|p| p.refresh_token.clone()),
+        Some(r) => Some(
+            app.cipher
+                .seal(user_id, Field::RefreshToken, r.expose_secret()),
+        ),
+        None if !account_changed => {
+            // Re-sealed under the active key (plaintext rows get encrypted here).
+            let old = prev.as_ref().and_then(|p| p.refresh_token.as_deref());
+            app.cipher
+                .open_opt(user_id, Field::RefreshToken, old)?
+                .map(|r| {
+                    app.cipher
+                        .seal(user_id, Field::RefreshToken, r.expose_secret())
+                })
+        }
         None => None,
     };
+    let sealed_access = app.cipher.seal(user_id, Field::AccessToken, access);
     let last_error = refresh_token
         .is_none()
         .then_some("no_refresh_token: Google returned no refresh token; press 재인증");
@@ -319,7 +338,7 @@ async fn exchange_and_store(
             user_id,
             email: email.as_deref(),
             google_sub: &account.sub,
-            access_token: access,
+            access_token: &sealed_access,
             refresh_token: refresh_token.as_deref(),
             token_type: &tokens.token_type,
             expires_at: tokens.expires_at,

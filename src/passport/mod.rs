@@ -4,6 +4,7 @@
 pub mod diagnosis;
 pub mod disconnect;
 pub mod flow;
+pub mod keys;
 pub mod provider;
 pub mod report;
 pub mod return_to;

@@ -11,6 +11,7 @@ use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
+use crate::crypto::Field;
 use crate::google::GoogleError;
 use crate::passport::provider::Provider;
 use crate::passport::scopes::ScopeSet;
@@ -59,6 +60,8 @@ pub enum TokenError {
     },
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("{0}")]
+    Crypto(#[from] crate::crypto::CryptoError),
 }
 
 impl TokenError {
@@ -69,7 +72,7 @@ impl TokenError {
             Self::ScopeMissing(_) => "scope_missing",
             Self::ReauthRequired(_) => "reauth_required",
             Self::Unavailable { .. } => "upstream_unavailable",
-            Self::Database(_) => "internal",
+            Self::Database(_) | Self::Crypto(_) => "internal",
         }
     }
 }
@@ -155,13 +158,18 @@ fn check_usable(row: &TokenRow, requested: &ScopeSet) -> Result<ScopeSet, TokenE
     Ok(granted)
 }
 
-fn issue(row: &TokenRow, granted: ScopeSet) -> IssuedToken {
-    IssuedToken {
-        access_token: SecretString::from(row.access_token.clone().unwrap_or_default()),
+fn issue(app: &AppState, row: &TokenRow, granted: ScopeSet) -> Result<IssuedToken, TokenError> {
+    let access = app.cipher.open(
+        row.user_id,
+        Field::AccessToken,
+        row.access_token.as_deref().unwrap_or_default(),
+    )?;
+    Ok(IssuedToken {
+        access_token: access,
         expires_at: row.expires_at,
         scopes: granted,
         email: row.email.clone(),
-    }
+    })
 }
 
 /// A token for `user` that covers `requested` and stays valid for at least the
@@ -177,7 +185,7 @@ pub async fn token_for(
         .ok_or(TokenError::NotConnected)?;
     let granted = check_usable(&row, requested)?;
     if is_fresh(&row, app.settings.refresh_margin) {
-        return Ok(issue(&row, granted));
+        return issue(app, &row, granted);
     }
     refresh_single_flight(app, provider, user, requested, false).await
 }
@@ -214,9 +222,12 @@ pub async fn refresh_single_flight(
     let granted = check_usable(&row, requested)?;
     if !force && is_fresh(&row, app.settings.refresh_margin) {
         tx.commit().await?;
-        return Ok(issue(&row, granted));
+        return issue(app, &row, granted);
     }
-    let Some(refresh_token) = row.refresh_token.clone().filter(|r| !r.is_empty()) else {
+    let refresh_token =
+        app.cipher
+            .open_opt(user, Field::RefreshToken, row.refresh_token.as_deref())?;
+    let Some(refresh_token) = refresh_token else {
         let why = "no_refresh_token: no refresh token is stored; press 재인증";
         gmail_token::mark_reauth_required(&mut *tx, user, why).await?;
         passport_event::insert(
@@ -236,7 +247,11 @@ pub async fn refresh_single_flight(
     let mut attempt = 0;
     let result = loop {
         attempt += 1;
-        match app.google.refresh(&redirect_uri, &refresh_token).await {
+        match app
+            .google
+            .refresh(&redirect_uri, refresh_token.expose_secret())
+            .await
+        {
             Err(GoogleError::Unavailable(reason)) if attempt < REFRESH_ATTEMPTS => {
                 let base = REFRESH_BACKOFF * 2u32.pow(attempt - 1);
                 let jitter = rand::thread_rng().gen_range(0..=base.as_millis() as u64 / 2);
@@ -253,7 +268,11 @@ pub async fn refresh_single_flight(
             gmail_token::record_refresh(
                 &mut *tx,
                 user,
-                tokens.access_token.expose_secret(),
+                &app.cipher.seal(
+                    user,
+                    Field::AccessToken,
+                    tokens.access_token.expose_secret(),
+                ),
                 tokens.expires_at,
                 new_scopes.as_ref().map(ScopeSet::to_json),
             )

@@ -248,3 +248,54 @@ pub async fn list_missing(
     .fetch_all(db)
     .await
 }
+
+/// The stored secrets of one row, for key rotation.
+pub struct SecretsRow {
+    pub user_id: Uuid,
+    pub access_token: Option<String>,
+    pub refresh_token: Option<String>,
+}
+
+/// Rows after `after` (by user id), `limit` at a time.
+pub async fn secrets_page(
+    db: impl PgExecutor<'_>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<SecretsRow>, sqlx::Error> {
+    sqlx::query_as!(
+        SecretsRow,
+        r#"SELECT user_id, access_token, refresh_token FROM gmail_token
+           WHERE $1::uuid IS NULL OR user_id > $1
+           ORDER BY user_id LIMIT $2"#,
+        after,
+        limit,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Replace a row's stored secrets if they are still what was read (a refresh
+/// in between already re-sealed them). True when the row was rewritten.
+pub async fn rewrite_secrets(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    old_access: Option<&str>,
+    old_refresh: Option<&str>,
+    new_access: Option<&str>,
+    new_refresh: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query!(
+        r#"UPDATE gmail_token SET access_token = $4, refresh_token = $5
+           WHERE user_id = $1
+             AND access_token IS NOT DISTINCT FROM $2
+             AND refresh_token IS NOT DISTINCT FROM $3"#,
+        user_id,
+        old_access,
+        old_refresh,
+        new_access,
+        new_refresh,
+    )
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}

@@ -121,3 +121,36 @@ pub async fn purge_expired(db: impl PgExecutor<'_>) -> Result<u64, sqlx::Error> 
         .await?;
     Ok(r.rows_affected())
 }
+
+/// A consent attempt's sealed verifier, for key rotation.
+pub struct VerifierRow {
+    pub state_hash: Vec<u8>,
+    pub user_id: Uuid,
+    pub pkce_verifier: String,
+}
+
+pub async fn verifiers(db: impl PgExecutor<'_>) -> Result<Vec<VerifierRow>, sqlx::Error> {
+    sqlx::query_as!(
+        VerifierRow,
+        r#"SELECT state_hash, user_id, pkce_verifier FROM oauth_state WHERE expires_at > now()"#
+    )
+    .fetch_all(db)
+    .await
+}
+
+pub async fn rewrite_verifier(
+    db: impl PgExecutor<'_>,
+    state_hash: &[u8],
+    old: &str,
+    new: &str,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query!(
+        r#"UPDATE oauth_state SET pkce_verifier = $3 WHERE state_hash = $1 AND pkce_verifier = $2"#,
+        state_hash,
+        old,
+        new,
+    )
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}

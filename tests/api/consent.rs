@@ -135,8 +135,8 @@ async fn reauth_of_a_gmail_only_passport_adds_calendar_and_says_upgraded() {
         scopes.contains(&"calendar".to_string()) && scopes.contains(&"calendar.events".to_string())
     );
     assert_ne!(
-        row.refresh_token.as_deref(),
-        Some(old_refresh.as_str()),
+        app.refresh_of(user).await,
+        Some(old_refresh.clone()),
         "prompt=consent gave a new refresh token"
     );
     let ev = &app.events(user).await[0];
@@ -248,7 +248,14 @@ async fn a_token_answer_without_refresh_token_keeps_the_stored_one() {
     let landed = browser.reauth(None, JISOO, ALL, true).await;
     assert_eq!(query_map(&landed)["result"], "upgraded");
     let row = app.row(user).await.unwrap();
-    assert_eq!(row.refresh_token.as_deref(), Some(old_refresh.as_str()));
+    assert_eq!(app.refresh_of(user).await, Some(old_refresh.clone()));
+    assert!(
+        row.refresh_token
+            .as_deref()
+            .unwrap()
+            .starts_with("enc:v1:t1:"),
+        "kept, and sealed under the active key"
+    );
     assert!(row.last_error.is_none());
 }
 

@@ -201,6 +201,34 @@ async fn the_doctor_command_prints_the_cause() {
 
 /// Run the `auth-server` binary with the test app's settings.
 pub async fn run_cli(app: &TestApp, args: &[&str]) -> String {
+    let out = run_cli_env(app, args, &[]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Run the binary with extra or overriding environment; returns its output.
+pub async fn run_cli_env(
+    app: &TestApp,
+    args: &[&str],
+    extra: &[(&str, &str)],
+) -> std::process::Output {
+    let extra: Vec<(&str, String)> = extra.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    cli_command(app, args, &extra)
+        .output()
+        .await
+        .expect("run auth-server")
+}
+
+/// The `auth-server` binary with the test app's settings as its environment.
+pub fn cli_command(
+    app: &TestApp,
+    args: &[&str],
+    extra: &[(&str, String)],
+) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_auth-server"));
     cmd.args(args)
         .env_clear()
@@ -223,16 +251,14 @@ pub async fn run_cli(app: &TestApp, args: &[&str]) -> String {
         ("SESSION_JWT_SECRET", JWT_SECRET.to_string()),
         ("INTERNAL_API_KEYS", INTERNAL_KEY.to_string()),
         ("RUST_LOG", "warn".to_string()),
+        ("TOKEN_ENCRYPTION_KEYS", format!("{KEY_T1},{KEY_T0}")),
     ] {
+        cmd.env(k, v);
+    }
+    for (k, v) in extra {
         cmd.env(k, v);
     }
     // No .env of the developer's may leak into the test.
     cmd.current_dir(std::env::temp_dir());
-    let out = cmd.output().await.expect("run auth-server");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    cmd
 }

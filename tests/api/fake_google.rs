@@ -92,8 +92,7 @@ async fn refresh_tokens_only_with_consent_or_first_grant_and_invalid_grant_after
     let user = Uuid::new_v4();
     let browser = app.browser(Some(user));
     browser.reauth(None, JISOO, ALL, true).await;
-    let row = app.row(user).await.unwrap();
-    let refresh = row.refresh_token.clone().unwrap();
+    let refresh = app.refresh_of(user).await.unwrap();
 
     // The refresh grant works and reports the scopes.
     let form = [
@@ -118,14 +117,10 @@ async fn refresh_tokens_only_with_consent_or_first_grant_and_invalid_grant_after
     let cb = browser.decide(&authorize, JISOO, ALL, true).await;
     let done = browser.callback(&cb).await;
     assert_eq!(query_map(&location(&done))["result"], "connected");
-    assert_eq!(
-        app.row(user).await.unwrap().refresh_token.as_deref(),
-        Some(refresh.as_str()),
-        "kept"
-    );
+    assert_eq!(app.refresh_of(user).await, Some(refresh.clone()), "kept");
 
     // Revocation: refresh then answers invalid_grant; tokeninfo refuses the access token.
-    let access = app.row(user).await.unwrap().access_token.unwrap();
+    let access = app.access_of(user).await.unwrap();
     let r = app
         .client()
         .post(format!("{}/revoke", app.fake_addr))

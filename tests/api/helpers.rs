@@ -4,12 +4,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use auth_server::crypto::Field;
 use auth_server::fake_google::{FakeConfig, FakeGoogle};
 use auth_server::store::{self, gmail_token, passport_event};
 use auth_server::{AppState, Settings};
 use reqwest::cookie::Jar;
 use reqwest::header::LOCATION;
 use reqwest::{Response, StatusCode};
+use secrecy::ExposeSecret;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Executor, PgPool};
 use url::Url;
@@ -19,6 +21,9 @@ pub const CLIENT_ID: &str = "test-client.apps.googleusercontent.com";
 pub const CLIENT_SECRET: &str = "test-client-secret-0123456789";
 pub const JWT_SECRET: &str = "test-session-secret-0123456789-abcdefghijkl";
 pub const INTERNAL_KEY: &str = "test-internal-key-0123456789";
+/// Two AES-256 keys: `t1` is active in tests, `t0` an older one.
+pub const KEY_T1: &str = "t1:VGhpcyBpcyB0aGUgdDEgdGVzdCBrZXkgMzIgYnl0ZSE=";
+pub const KEY_T0: &str = "t0:T2xkZXIgdDAga2V5IGZvciByb3RhdGlvbiB0ZXN0cyE=";
 pub const ROBEING: &str = "https://ro-being.com";
 pub const JISOO: &str = "jisoo@example.com";
 pub const MINHO: &str = "minho@example.com";
@@ -76,6 +81,7 @@ pub struct TestApp {
     pub fake: FakeGoogle,
     pub fake_addr: String,
     pub settings: Settings,
+    pub cipher: auth_server::crypto::TokenCipher,
     pub shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -135,6 +141,7 @@ impl TestApp {
             ("SESSION_JWT_SECRET", JWT_SECRET.into()),
             ("INTERNAL_API_KEYS", INTERNAL_KEY.into()),
             ("GOOGLE_HTTP_TIMEOUT_SECS", "5".into()),
+            ("TOKEN_ENCRYPTION_KEYS", format!("{KEY_T1},{KEY_T0}")),
         ]);
         for (k, v) in extra {
             pairs.insert(k, v.to_string());
@@ -156,6 +163,10 @@ impl TestApp {
             database_url,
             fake,
             fake_addr,
+            cipher: auth_server::crypto::TokenCipher::new(
+                &settings.token_keys,
+                settings.allow_plaintext_tokens,
+            ),
             settings,
             shutdown: Some(tx),
         }
@@ -214,8 +225,8 @@ impl TestApp {
                 user_id: user,
                 email: Some(email),
                 google_sub: &account.sub,
-                access_token: &access,
-                refresh_token: Some(&refresh),
+                access_token: &self.cipher.seal(user, Field::AccessToken, &access),
+                refresh_token: Some(&self.cipher.seal(user, Field::RefreshToken, &refresh)),
                 token_type: "Bearer",
                 expires_at: Some(chrono::Utc::now() + chrono::Duration::minutes(50)),
                 scopes: granted.to_json(),
@@ -229,6 +240,24 @@ impl TestApp {
 
     pub async fn row(&self, user: Uuid) -> Option<gmail_token::TokenRow> {
         gmail_token::find(&self.db, user).await.unwrap()
+    }
+
+    /// The stored access token, decrypted.
+    pub async fn access_of(&self, user: Uuid) -> Option<String> {
+        let row = self.row(user).await?;
+        self.cipher
+            .open_opt(user, Field::AccessToken, row.access_token.as_deref())
+            .unwrap()
+            .map(|s| s.expose_secret().to_string())
+    }
+
+    /// The stored refresh token, decrypted.
+    pub async fn refresh_of(&self, user: Uuid) -> Option<String> {
+        let row = self.row(user).await?;
+        self.cipher
+            .open_opt(user, Field::RefreshToken, row.refresh_token.as_deref())
+            .unwrap()
+            .map(|s| s.expose_secret().to_string())
     }
 
     pub async fn events(&self, user: Uuid) -> Vec<passport_event::EventRow> {

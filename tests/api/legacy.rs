@@ -94,5 +94,9 @@ async fn migrations_adopt_the_old_table_and_its_rows_report_calendar_missing() {
     assert_eq!(query_map(&landed)["result"], "upgraded");
     let row = app.row(a).await.unwrap();
     assert_eq!(row.email.as_deref(), Some(JISOO));
-    assert_ne!(row.refresh_token.as_deref(), Some("1//legacy-a"));
+    assert_ne!(app.refresh_of(a).await.as_deref(), Some("1//legacy-a"));
+    assert!(
+        row.refresh_token.as_deref().unwrap().starts_with("enc:v1:"),
+        "encrypted on its next write"
+    );
 }

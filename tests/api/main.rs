@@ -11,6 +11,7 @@ mod helpers;
 mod legacy;
 mod ops;
 mod report;
+mod security;
 mod session;
 mod status;
 mod token;
