@@ -277,7 +277,13 @@ pub async fn run(bind: SocketAddr, fake_bind: SocketAddr) -> anyhow::Result<()> 
     let fake_listener = tokio::net::TcpListener::bind(fake_bind)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {fake_bind} for the fake Google: {e}"))?;
-    let fake_base = format!("http://{}", fake_listener.local_addr()?);
+    // The browser is sent to the fake: never to 0.0.0.0.
+    let fake_addr = fake_listener.local_addr()?;
+    let fake_base = if fake_addr.ip().is_unspecified() {
+        format!("http://127.0.0.1:{}", fake_addr.port())
+    } else {
+        format!("http://{fake_addr}")
+    };
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;

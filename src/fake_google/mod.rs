@@ -623,7 +623,10 @@ fn client_credentials(headers: &HeaderMap, form: &[(String, String)]) -> Option<
 
 fn pkce_ok(challenge: &Option<(String, String)>, verifier: Option<&str>) -> bool {
     match (challenge, verifier) {
-        (None, _) => true,
+        // RFC 9700 §4.8.2: no challenge in the authorization request, then a
+        // token request carrying a verifier is a downgrade attempt.
+        (None, None) => true,
+        (None, Some(_)) => false,
         (Some(_), None) => false,
         (Some((c, method)), Some(v)) => {
             if v.len() < 43 || v.len() > 128 {
@@ -1076,5 +1079,6 @@ mod tests {
         ));
         assert!(!pkce_ok(&Some((challenge, "S256".into())), None));
         assert!(pkce_ok(&None, None));
+        assert!(!pkce_ok(&None, Some(verifier)), "PKCE downgrade refused");
     }
 }

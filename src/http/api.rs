@@ -1,6 +1,7 @@
 //! The user JSON API: connection status and starting a consent from a script.
 
-use axum::extract::{Path, State};
+use crate::http::ApiPath;
+use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, SET_COOKIE};
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
@@ -54,7 +55,7 @@ pub struct StatusBody {
 
 pub async fn status(
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     user: Result<ApiUser, ApiError>,
 ) -> Result<Response, ApiError> {
     let provider = provider(&app, &name)?;
@@ -94,7 +95,7 @@ pub struct ConnectAnswer {
 /// `{"authorize_url": …}`, with the flow cookie set on this browser.
 pub async fn connect(
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     user: Result<ApiUser, ApiError>,
     ClientIp(ip): ClientIp,
     headers: axum::http::HeaderMap,

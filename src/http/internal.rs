@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use crate::http::ApiPath;
+use axum::extract::{FromRequestParts, RawQuery, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
@@ -172,7 +173,7 @@ fn token_error(app: &AppState, provider: &Provider, e: TokenError) -> ApiError {
 /// `POST /internal/passport/{provider}/token`.
 pub async fn token(
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     caller: Result<InternalCaller, ApiError>,
     ClientIp(ip): ClientIp,
     body: axum::body::Bytes,
@@ -253,7 +254,7 @@ pub(crate) fn disconnect_answer(r: &Revocation) -> DisconnectAnswer {
 /// `DELETE /internal/passport/{provider}/users/{user_id}`.
 pub async fn disconnect(
     State(app): State<AppState>,
-    Path((name, user)): Path<(String, String)>,
+    ApiPath((name, user)): ApiPath<(String, String)>,
     caller: Result<InternalCaller, ApiError>,
 ) -> Result<Response, ApiError> {
     let provider = provider(&app, &name)?;
@@ -272,7 +273,7 @@ pub async fn disconnect(
 /// `GET /internal/passport/{provider}/users/{user_id}/diagnosis`.
 pub async fn diagnosis(
     State(app): State<AppState>,
-    Path((name, user)): Path<(String, String)>,
+    ApiPath((name, user)): ApiPath<(String, String)>,
     caller: Result<InternalCaller, ApiError>,
 ) -> Result<Response, ApiError> {
     let provider = provider(&app, &name)?;
@@ -285,7 +286,7 @@ pub async fn diagnosis(
 /// `GET /internal/passport/{provider}/report[?missing=calendar&format=csv]`.
 pub async fn report(
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     caller: Result<InternalCaller, ApiError>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {

@@ -1,8 +1,9 @@
 //! Browser routes: the item page, connect / 재인증, and Google's callback.
 
+use crate::http::PagePath;
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::header::{CACHE_CONTROL, LOCATION, SET_COOKIE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -82,7 +83,7 @@ fn redirect(to: &str, cookie: Option<Cookie<'static>>) -> Response {
 /// `GET /passport/{provider}/connect?return_to=URL`: start a consent, 302 to Google.
 pub async fn connect(
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    PagePath(name): PagePath<String>,
     user: Result<PageUser, PageError>,
     ClientIp(ip): ClientIp,
     RawQuery(raw): RawQuery,
@@ -111,7 +112,7 @@ pub async fn connect(
 /// `GET /passport/{provider}/callback?code&state` (or `?error&state`).
 pub async fn callback(
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    PagePath(name): PagePath<String>,
     MaybeUser(signed_in): MaybeUser,
     ClientIp(ip): ClientIp,
     headers: axum::http::HeaderMap,
@@ -307,7 +308,7 @@ async fn banner(
 /// `GET /passport/{provider}`: the inventory card.
 pub async fn item(
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    PagePath(name): PagePath<String>,
     user: Result<PageUser, PageError>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
@@ -363,7 +364,7 @@ pub(crate) fn same_origin(headers: &axum::http::HeaderMap, app: &AppState) -> bo
 /// `POST /passport/{provider}/disconnect`: revoke at Google, delete, back to the item page.
 pub async fn disconnect(
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    PagePath(name): PagePath<String>,
     user: Result<PageUser, PageError>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, PageError> {

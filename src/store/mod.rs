@@ -28,7 +28,11 @@ pub fn connect_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
 /// Connect and run the embedded migrations.
 pub async fn connect_and_migrate(url: &str) -> Result<PgPool, sqlx::Error> {
     let pool = pool_options().connect_with(connect_options(url)?).await?;
-    MIGRATOR.run(&pool).await?;
+    // Migrations only ever add; an older binary (a rollback) must still start
+    // on a database a newer one has migrated.
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.set_ignore_missing(true);
+    migrator.run(&pool).await?;
     Ok(pool)
 }
 
