@@ -44,6 +44,7 @@ pub const KEYS: &[&str] = &[
     "RATE_LIMIT_CONNECT_USER_PER_MIN",
     "RATE_LIMIT_TOKEN_IP_PER_MIN",
     "RATE_LIMIT_TOKEN_USER_PER_MIN",
+    "SHUTDOWN_GRACE_SECS",
 ];
 
 pub const DEFAULT_BIND_ADDR: &str = "0.0.0.0:51123";
@@ -105,6 +106,8 @@ pub struct Settings {
     /// Keep writing tokens in plaintext (cut-over while old readers remain).
     pub allow_plaintext_tokens: bool,
     pub rate_limits: RateLimits,
+    /// On SIGTERM, how long in-flight requests may still run.
+    pub shutdown_grace: Duration,
 }
 
 /// Requests per minute; 0 turns a limit off.
@@ -144,6 +147,7 @@ impl fmt::Debug for Settings {
             .field("token_keys", &self.token_keys)
             .field("allow_plaintext_tokens", &self.allow_plaintext_tokens)
             .field("rate_limits", &self.rate_limits)
+            .field("shutdown_grace", &self.shutdown_grace)
             .finish()
     }
 }
@@ -200,6 +204,7 @@ struct Raw {
     rate_limit_connect_user_per_min: Option<String>,
     rate_limit_token_ip_per_min: Option<String>,
     rate_limit_token_user_per_min: Option<String>,
+    shutdown_grace_secs: Option<String>,
 }
 
 impl Settings {
@@ -443,6 +448,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         300,
         0..=3000,
     );
+    let shutdown_grace = c.seconds("SHUTDOWN_GRACE_SECS", raw.shutdown_grace_secs, 20, 1..=300);
     let refresh_cooldown = c.seconds(
         "REFRESH_COOLDOWN_SECS",
         raw.refresh_cooldown_secs,
@@ -636,6 +642,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         token_keys,
         allow_plaintext_tokens,
         rate_limits,
+        shutdown_grace: shutdown_grace.expect("validated"),
     })
 }
 

@@ -47,14 +47,32 @@ where
 {
     let purge = tokio::spawn(purge_expired_states(state.clone()));
     let db = state.db.clone();
-    let result = axum::serve(
+    let grace = state.settings.shutdown_grace;
+    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    let signal = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(true);
+    };
+    let server = axum::serve(
         listener,
         app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    .with_graceful_shutdown(signal);
+    // In-flight requests may finish, but only for the grace period.
+    let deadline = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+        tokio::time::sleep(grace).await;
+    };
+    let result = tokio::select! {
+        r = async { server.await } => r,
+        _ = deadline => {
+            tracing::warn!(grace_secs = grace.as_secs(), "grace period over; dropping the remaining connections");
+            Ok(())
+        }
+    };
     purge.abort();
     db.close().await;
+    tracing::info!("server stopped; database pool closed");
     result
 }
 

@@ -7,7 +7,12 @@ use crate::config::LogFormat;
 /// Install the global subscriber (once; later calls do nothing).
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt().with_env_filter(filter).with_target(false);
+    // Colours only on a terminal: never escape codes in log files.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(ansi);
     let _ = match format {
         LogFormat::Json => builder
             .json()

@@ -11,6 +11,7 @@ mod fuzz;
 mod helpers;
 mod hostile;
 mod legacy;
+mod lifecycle;
 mod ops;
 mod report;
 mod security;

@@ -218,7 +218,7 @@ async fn serve_refuses_to_start_without_a_key_unless_plaintext_is_allowed() {
 
 /// Start `auth-server serve` with the test app's settings on a free port;
 /// returns once it listens, with the lines logged so far.
-async fn spawn_server(
+pub async fn spawn_server(
     app: &TestApp,
     extra: &[(&str, &str)],
 ) -> (tokio::process::Child, Vec<String>) {

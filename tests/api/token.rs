@@ -504,6 +504,10 @@ async fn token_answers_are_counted_in_metrics() {
     app.seed_passport(user, JISOO, GMAIL_ONLY).await;
     app.token(user, &["calendar.events"]).await;
     app.token(user, &["gmail.send"]).await;
+    let refreshing = Uuid::new_v4();
+    app.seed_passport(refreshing, MINHO, ALL).await;
+    app.expire(refreshing).await;
+    assert_eq!(app.token(refreshing, &[]).await.0, StatusCode::OK);
     let m = app
         .client()
         .get(app.url("/metrics"))
@@ -519,6 +523,10 @@ async fn token_answers_are_counted_in_metrics() {
     );
     assert!(
         m.contains("passport_token_requests_total{code=\"ok\"}"),
+        "{m}"
+    );
+    assert!(
+        m.contains("passport_refresh_total{outcome=\"refreshed\"}"),
         "{m}"
     );
 }

@@ -1,0 +1,170 @@
+//! Process lifecycle: graceful shutdown on SIGTERM, and a database that is
+//! not there yet at start.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::helpers::*;
+use auth_server::fake_google::Behaviour;
+use reqwest::StatusCode;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use uuid::Uuid;
+
+fn sigterm(pid: u32) {
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -TERM");
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
+    let app = TestApp::spawn().await;
+    let user = Uuid::new_v4();
+    app.seed_passport(user, JISOO, ALL).await;
+    app.expire(user).await;
+    // Google takes 2 s to refresh: the request is in flight when SIGTERM comes.
+    app.fake.set_behaviour(Behaviour {
+        token_delay_ms: 2000,
+        ..Behaviour::default()
+    });
+    let (mut child, lines) = crate::security::spawn_server(&app, &[]).await;
+    let listening = lines
+        .iter()
+        .find(|l| l.contains("auth-server listening"))
+        .unwrap();
+    let addr = listening
+        .split("addr=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let base = format!("http://{addr}");
+
+    let client = app.client();
+    let url = format!("{base}/internal/passport/gmail/token");
+    let in_flight = tokio::spawn(async move {
+        client
+            .post(url)
+            .bearer_auth(INTERNAL_KEY)
+            .json(&serde_json::json!({"user_id": user, "scopes": ["calendar.events"]}))
+            .send()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        app.fake.calls("token.refresh_token.attempt"),
+        1,
+        "the refresh is under way"
+    );
+    sigterm(child.id().unwrap());
+
+    let resp = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request was answered");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(body["access_token"].as_str().unwrap().starts_with("ya29."));
+
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("exits")
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    // And it no longer accepts connections.
+    assert!(app
+        .client()
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .is_err());
+}
+
+/// Forward one TCP connection to PostgreSQL.
+async fn forward(mut inbound: tokio::net::TcpStream) {
+    if let Ok(mut outbound) = tokio::net::TcpStream::connect("127.0.0.1:5432").await {
+        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+    }
+}
+
+#[tokio::test]
+async fn a_database_that_comes_up_late_is_waited_for() {
+    let app = TestApp::spawn().await;
+    let admin: url::Url = admin_url().parse().unwrap();
+    if admin.port().unwrap_or(5432) != 5432 || admin.host_str() != Some("127.0.0.1") {
+        // The forwarder below targets the standard local server.
+        eprintln!("skipped: needs PostgreSQL on 127.0.0.1:5432");
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut db_url: url::Url = app.database_url.parse().unwrap();
+    db_url.set_port(Some(port)).unwrap();
+    let http_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let env = vec![
+        ("DATABASE_URL", db_url.to_string()),
+        ("BIND_ADDR", format!("127.0.0.1:{http_port}")),
+        ("PUBLIC_BASE_URL", format!("http://127.0.0.1:{http_port}")),
+        ("RUST_LOG", "info".to_string()),
+        ("LOG_FORMAT", "pretty".to_string()),
+    ];
+    let mut cmd = crate::doctor::cli_command(&app, &["serve"], &env);
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+
+    // It says the database is unreachable and keeps trying.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("still running");
+        assert!(!line.contains("panicked"), "{line}");
+        if line.contains("database unreachable; retrying") {
+            break;
+        }
+    }
+    // The database "comes up".
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(forward(s));
+        }
+    });
+    loop {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("still running");
+        if line.contains("auth-server listening") {
+            break;
+        }
+    }
+    let ready = app
+        .client()
+        .get(format!("http://127.0.0.1:{http_port}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    child.kill().await.unwrap();
+}
