@@ -286,6 +286,10 @@ impl FakeGoogle {
             )
             .route("/__fake/calls", get(calls))
             .route("/__fake/behaviour", axum::routing::put(set_behaviour))
+            .route(
+                "/__fake/seed-grant",
+                axum::routing::post(seed_grant_endpoint),
+            )
             .with_state(self.clone())
     }
 }
@@ -1034,6 +1038,28 @@ async fn calendar_insert_event(
 async fn set_behaviour(State(fake): State<FakeGoogle>, Json(b): Json<Behaviour>) -> Response {
     fake.set_behaviour(b);
     Json(json!({"ok": true})).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct SeedGrant {
+    email: String,
+    scopes: Vec<String>,
+}
+
+/// `POST /__fake/seed-grant` `{"email", "scopes"}` → `{"access_token",
+/// "refresh_token"}`: a grant as if the account had consented (benchmarks and
+/// scripts that run the fake in another process).
+async fn seed_grant_endpoint(
+    State(fake): State<FakeGoogle>,
+    Json(req): Json<SeedGrant>,
+) -> Response {
+    let scopes: Vec<&str> = req.scopes.iter().map(String::as_str).collect();
+    match fake.seed_grant(&req.email, &scopes) {
+        Some((access, refresh)) => {
+            Json(json!({"access_token": access, "refresh_token": refresh, "expires_in": ACCESS_TOKEN_SECS})).into_response()
+        }
+        None => oauth_error(StatusCode::BAD_REQUEST, "unknown_account", "no such account at the fake"),
+    }
 }
 
 async fn calls(State(fake): State<FakeGoogle>) -> Response {
