@@ -317,6 +317,10 @@ pub async fn run(bind: SocketAddr, fake_bind: SocketAddr) -> anyhow::Result<()> 
             .await
     });
     let db = state.db.clone();
+    tokio::spawn(crate::passport::cache::listen(
+        state.db.clone(),
+        state.token_cache.clone(),
+    ));
     axum::serve(
         listener,
         demo_app(state, fake).into_make_service_with_connect_info::<SocketAddr>(),

@@ -46,6 +46,10 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let purge = tokio::spawn(purge_expired_states(state.clone()));
+    let cache_listener = tokio::spawn(passport::cache::listen(
+        state.db.clone(),
+        state.token_cache.clone(),
+    ));
     let db = state.db.clone();
     let grace = state.settings.shutdown_grace;
     let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
@@ -71,6 +75,7 @@ where
         }
     };
     purge.abort();
+    cache_listener.abort();
     db.close().await;
     tracing::info!("server stopped; database pool closed");
     result

@@ -10,6 +10,7 @@ use crate::config::Settings;
 use crate::crypto::TokenCipher;
 use crate::google::{http_client, Google};
 use crate::http::limits::Limiters;
+use crate::passport::cache::TokenCache;
 use crate::passport::provider::Providers;
 use crate::passport::token::{Cooldowns, KeyedLocks};
 
@@ -27,6 +28,8 @@ pub struct AppState {
     /// Tokens at rest.
     pub cipher: Arc<TokenCipher>,
     pub limiters: Arc<Limiters>,
+    /// Decrypted valid tokens, invalidated by LISTEN/NOTIFY.
+    pub token_cache: Arc<TokenCache>,
 }
 
 impl AppState {
@@ -46,6 +49,7 @@ impl AppState {
             refresh_cooldowns: Arc::new(Cooldowns::default()),
             cipher: Arc::new(cipher),
             limiters: Arc::new(limiters),
+            token_cache: Arc::new(TokenCache::default()),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The domain: providers, scope sets, the consent flow. Nothing here knows
 //! about axum; handlers call these functions and map their results.
 
+pub mod cache;
 pub mod diagnosis;
 pub mod disconnect;
 pub mod flow;

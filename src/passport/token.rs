@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::crypto::Field;
 use crate::google::GoogleError;
+use crate::passport::cache::Cached;
 use crate::passport::provider::Provider;
 use crate::passport::scopes::ScopeSet;
 use crate::state::AppState;
@@ -180,12 +181,38 @@ pub async fn token_for(
     user: Uuid,
     requested: &ScopeSet,
 ) -> Result<IssuedToken, TokenError> {
+    if let Some(c) = app.token_cache.get(user, app.settings.refresh_margin) {
+        let missing = requested.missing_from(&c.scopes);
+        if !missing.is_empty() {
+            return Err(TokenError::ScopeMissing(missing));
+        }
+        return Ok(IssuedToken {
+            access_token: c.access_token,
+            expires_at: Some(c.expires_at),
+            scopes: c.scopes,
+            email: c.email,
+        });
+    }
+    let generation = app.token_cache.generation();
     let row = gmail_token::find(&app.db, user)
         .await?
         .ok_or(TokenError::NotConnected)?;
     let granted = check_usable(&row, requested)?;
     if is_fresh(&row, app.settings.refresh_margin) {
-        return issue(app, &row, granted);
+        let issued = issue(app, &row, granted)?;
+        if let Some(expires_at) = issued.expires_at {
+            app.token_cache.insert_if_unchanged(
+                user,
+                generation,
+                Cached {
+                    access_token: issued.access_token.clone(),
+                    expires_at,
+                    scopes: issued.scopes.clone(),
+                    email: issued.email.clone(),
+                },
+            );
+        }
+        return Ok(issued);
     }
     refresh_single_flight(app, provider, user, requested, false).await
 }

@@ -2,6 +2,7 @@
 //! One binary (faster to link); a fresh database per test.
 
 mod bad_input;
+mod cache;
 mod consent;
 mod demo;
 mod disconnect;

@@ -1,0 +1,233 @@
+//! An in-process cache of decrypted, valid access tokens, so that the token
+//! API answers without a database round trip. Correctness first:
+//!
+//! * every change to `gmail_token`, by any writer, is announced by a trigger
+//!   (`pg_notify('gmail_token_changed', user_id)`); each instance listens and
+//!   drops that user's entry within milliseconds;
+//! * an entry read from the database is only stored if no invalidation
+//!   arrived while it was being read (a generation counter), so a row deleted
+//!   or revoked meanwhile is never cached;
+//! * the cache is only used while the listener is connected; when the
+//!   connection drops it is cleared and switched off until it is back;
+//! * only `active` rows whose token stays valid beyond the refresh margin are
+//!   served from it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::RwLock;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use crate::passport::scopes::ScopeSet;
+
+/// The channel the trigger notifies on.
+pub const CHANNEL: &str = "gmail_token_changed";
+
+/// A cached token.
+#[derive(Clone)]
+pub struct Cached {
+    pub access_token: SecretString,
+    pub expires_at: DateTime<Utc>,
+    pub scopes: ScopeSet,
+    pub email: Option<String>,
+}
+
+pub struct TokenCache {
+    map: RwLock<HashMap<Uuid, Cached>>,
+    generation: AtomicU64,
+    enabled: AtomicBool,
+    max_entries: usize,
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        Self::new(200_000)
+    }
+}
+
+impl TokenCache {
+    pub fn new(max_entries: usize) -> Self {
+        Self {
+            map: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            enabled: AtomicBool::new(false),
+            max_entries,
+        }
+    }
+
+    /// A cached token still valid beyond `margin`, if the cache is on.
+    pub fn get(&self, user: Uuid, margin: Duration) -> Option<Cached> {
+        if !self.enabled.load(Ordering::Acquire) {
+            return None;
+        }
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        let c = map.get(&user)?;
+        let margin = chrono::Duration::from_std(margin).unwrap_or_default();
+        (c.expires_at > Utc::now() + margin).then(|| c.clone())
+    }
+
+    /// Take this before reading a row that may be cached afterwards.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Store an entry read since `generation`, unless anything was
+    /// invalidated in between.
+    pub fn insert_if_unchanged(&self, user: Uuid, generation: u64, entry: Cached) {
+        if !self.enabled.load(Ordering::Acquire) {
+            return;
+        }
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        // Checked under the write lock: invalidations take it too.
+        if self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
+        if map.len() >= self.max_entries && !map.contains_key(&user) {
+            map.clear();
+        }
+        map.insert(user, entry);
+    }
+
+    /// Drop one user's entry.
+    pub fn invalidate(&self, user: Uuid) {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        map.remove(&user);
+    }
+
+    /// Drop everything.
+    pub fn clear(&self) {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        map.clear();
+    }
+
+    /// Switch the cache on (listener connected) or off (clearing it).
+    pub fn set_enabled(&self, on: bool) {
+        if !on {
+            self.clear();
+        }
+        self.enabled.store(on, Ordering::Release);
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.load(Ordering::Acquire)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Apply one notification payload.
+    pub fn apply(&self, payload: &str) {
+        match Uuid::parse_str(payload) {
+            Ok(user) => self.invalidate(user),
+            Err(_) => self.clear(),
+        }
+    }
+}
+
+/// Listen for changes until `stop` resolves; keeps reconnecting, and keeps the
+/// cache off while it is not connected.
+pub async fn listen(db: sqlx::PgPool, cache: std::sync::Arc<TokenCache>) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let mut listener = match sqlx::postgres::PgListener::connect_with(&db).await {
+            Ok(l) => l,
+            Err(e) => {
+                cache.set_enabled(false);
+                tracing::warn!(error = %e, "token cache listener cannot connect; cache off");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen(CHANNEL).await {
+            cache.set_enabled(false);
+            tracing::warn!(error = %e, "token cache listener cannot LISTEN; cache off");
+            tokio::time::sleep(backoff).await;
+            continue;
+        }
+        backoff = Duration::from_millis(200);
+        cache.clear();
+        cache.set_enabled(true);
+        tracing::debug!("token cache listening for gmail_token changes");
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(n)) => {
+                    cache.apply(n.payload());
+                    metrics::counter!("passport_token_cache_invalidations_total").increment(1);
+                }
+                Ok(None) => {
+                    // The connection dropped; notifications may be lost.
+                    // PgListener reconnects on the next call.
+                    tracing::warn!("token cache listener lost its connection; cache cleared");
+                    cache.clear();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "token cache listener failed; cache off");
+                    cache.set_enabled(false);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Cached {
+        Cached {
+            access_token: SecretString::from("ya29.x".to_string()),
+            expires_at: Utc::now() + chrono::Duration::minutes(30),
+            scopes: ScopeSet::new(),
+            email: None,
+        }
+    }
+
+    #[test]
+    fn nothing_is_served_while_off() {
+        let c = TokenCache::new(10);
+        let u = Uuid::new_v4();
+        c.insert_if_unchanged(u, c.generation(), entry());
+        assert!(c.get(u, Duration::ZERO).is_none());
+        c.set_enabled(true);
+        c.insert_if_unchanged(u, c.generation(), entry());
+        assert!(c.get(u, Duration::ZERO).is_some());
+        c.set_enabled(false);
+        assert!(c.get(u, Duration::ZERO).is_none());
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn an_invalidation_during_the_read_prevents_the_insert() {
+        let c = TokenCache::new(10);
+        c.set_enabled(true);
+        let u = Uuid::new_v4();
+        let g = c.generation();
+        c.apply(&u.to_string());
+        c.insert_if_unchanged(u, g, entry());
+        assert!(c.get(u, Duration::ZERO).is_none());
+    }
+
+    #[test]
+    fn entries_close_to_expiry_are_not_served() {
+        let c = TokenCache::new(10);
+        c.set_enabled(true);
+        let u = Uuid::new_v4();
+        c.insert_if_unchanged(u, c.generation(), entry());
+        assert!(c.get(u, Duration::from_secs(60)).is_some());
+        assert!(c.get(u, Duration::from_secs(3600)).is_none());
+        c.apply("*");
+        assert!(c.get(u, Duration::ZERO).is_none());
+    }
+}

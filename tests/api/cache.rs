@@ -1,0 +1,143 @@
+//! The token cache: answers without the database, and is invalidated on every
+//! instance within milliseconds when a row changes anywhere.
+
+use std::time::{Duration, Instant};
+
+use crate::helpers::*;
+use reqwest::StatusCode;
+use uuid::Uuid;
+
+/// Wait until the instance's cache listener is connected.
+async fn cache_ready(app: &TestApp, user: Uuid) {
+    for _ in 0..100 {
+        let _ = app.token(user, &[]).await;
+        // A fill succeeds only while the listener is connected.
+        sqlx::query("ALTER TABLE gmail_token RENAME TO gmail_token_probe")
+            .execute(&app.db)
+            .await
+            .unwrap();
+        let cached = app.token(user, &[]).await.0 == StatusCode::OK;
+        sqlx::query("ALTER TABLE gmail_token_probe RENAME TO gmail_token")
+            .execute(&app.db)
+            .await
+            .unwrap();
+        if cached {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the token cache never came on");
+}
+
+#[tokio::test]
+async fn valid_tokens_are_answered_without_the_database() {
+    let app = TestApp::spawn().await;
+    let user = Uuid::new_v4();
+    let (access, _) = app.seed_passport(user, JISOO, ALL).await;
+    cache_ready(&app, user).await;
+    // With the table gone, only the cache can answer.
+    sqlx::query("ALTER TABLE gmail_token RENAME TO gmail_token_away")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let (status, body, _) = app.token(user, &["calendar.events"]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["access_token"], access);
+    sqlx::query("ALTER TABLE gmail_token_away RENAME TO gmail_token")
+        .execute(&app.db)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn cached_scopes_are_still_checked() {
+    let app = TestApp::spawn().await;
+    let user = Uuid::new_v4();
+    app.seed_passport(user, JISOO, GMAIL_ONLY).await;
+    cache_ready(&app, user).await;
+    let (status, body, _) = app.token(user, &["calendar.events"]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["missing"], serde_json::json!(["calendar.events"]));
+}
+
+/// Poll `app` until `done` says the answer reflects the change; returns how
+/// long that took and how many stale answers were given meanwhile.
+async fn until_changed(
+    app: &TestApp,
+    user: Uuid,
+    done: impl Fn(StatusCode) -> bool,
+) -> (Duration, usize) {
+    let start = Instant::now();
+    let mut stale = 0;
+    loop {
+        let (status, _, _) = app.token(user, &[]).await;
+        if done(status) {
+            return (start.elapsed(), stale);
+        }
+        stale += 1;
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "still served from the cache after 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_disconnect_on_another_instance_is_never_served_from_the_cache() {
+    let a = TestApp::spawn().await;
+    let b = a.sibling(&[]).await;
+    let user = Uuid::new_v4();
+    a.seed_passport(user, JISOO, ALL).await;
+    cache_ready(&a, user).await;
+    assert_eq!(a.token(user, &[]).await.0, StatusCode::OK);
+
+    let resp = b
+        .client()
+        .delete(b.url(&format!("/internal/passport/gmail/users/{user}")))
+        .bearer_auth(INTERNAL_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (latency, stale) = until_changed(&a, user, |s| s == StatusCode::NOT_FOUND).await;
+    eprintln!("invalidation across instances: {latency:?}, {stale} stale answers");
+    assert!(latency < Duration::from_millis(500), "{latency:?}");
+    // And it stays gone.
+    for _ in 0..20 {
+        assert_eq!(a.token(user, &[]).await.0, StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn a_revocation_written_by_anyone_is_never_served_from_the_cache() {
+    let a = TestApp::spawn().await;
+    let b = a.sibling(&[]).await;
+    let user = Uuid::new_v4();
+    a.seed_passport(user, JISOO, ALL).await;
+    cache_ready(&a, user).await;
+    cache_ready(&b, user).await;
+    // Another service (or an operator) marks the connection revoked.
+    sqlx::query("UPDATE gmail_token SET status = 'revoked' WHERE user_id = $1")
+        .bind(user)
+        .execute(&a.db)
+        .await
+        .unwrap();
+    for app in [&a, &b] {
+        let (latency, _) = until_changed(app, user, |s| s == StatusCode::CONFLICT).await;
+        assert!(latency < Duration::from_millis(500), "{latency:?}");
+    }
+    // A new token stored by a refresh elsewhere replaces the cached one.
+    sqlx::query("UPDATE gmail_token SET status = 'active' WHERE user_id = $1")
+        .bind(user)
+        .execute(&a.db)
+        .await
+        .unwrap();
+    a.expire(user).await;
+    let (status, body, _) = b.token(user, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let fresh = body["access_token"].as_str().unwrap().to_string();
+    let (latency, _) = until_changed(&a, user, |_| true).await;
+    let _ = latency;
+    assert_eq!(a.token(user, &[]).await.1["access_token"], fresh);
+}
