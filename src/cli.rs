@@ -64,6 +64,11 @@ pub enum Command {
         #[arg(long, default_value_t = 500)]
         batch: i64,
     },
+    /// Webhook outbox operations.
+    Webhooks {
+        #[command(subcommand)]
+        action: WebhooksAction,
+    },
     /// Run only the fake Google (for local development against `serve`).
     FakeGoogle {
         #[arg(long, default_value = "127.0.0.1:51124")]
@@ -77,6 +82,16 @@ pub enum Command {
         /// Registered redirect URI(s); when none is given any is accepted.
         #[arg(long)]
         redirect_uri: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksAction {
+    /// Put dead letters back in the queue.
+    Retry {
+        /// Re-queue every dead letter (required: says what is retried).
+        #[arg(long)]
+        dead: bool,
     },
 }
 
@@ -108,6 +123,9 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Doctor { user, json } => doctor(user, json).await,
             Command::Report { missing, format } => report(missing, format).await,
             Command::RotateKeys { batch } => rotate_keys(batch).await,
+            Command::Webhooks {
+                action: WebhooksAction::Retry { dead },
+            } => webhooks_retry(dead).await,
             Command::FakeGoogle {
                 bind,
                 client_id,
@@ -197,9 +215,26 @@ async fn report(missing: Option<String>, format: ReportFormat) -> anyhow::Result
     match missing {
         None => {
             let r = report::build(&app.db, &provider).await?;
+            let b = store::webhook_outbox::backlog(&app.db).await?;
             match format {
-                ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&r)?),
-                ReportFormat::Table => print!("{}", r.to_text()),
+                ReportFormat::Json => {
+                    let mut v = serde_json::to_value(&r)?;
+                    v["webhooks"] = serde_json::json!({
+                        "pending": b.pending, "dead": b.dead, "delivered": b.delivered,
+                        "oldest_pending": b.oldest_pending,
+                    });
+                    println!("{}", serde_json::to_string_pretty(&v)?)
+                }
+                ReportFormat::Table => {
+                    print!("{}", r.to_text());
+                    println!(
+                        "\nwebhooks / 웹훅\n  pending          {:>8}\n  dead letters     {:>8}\n  delivered        {:>8}{}",
+                        b.pending,
+                        b.dead,
+                        b.delivered,
+                        b.oldest_pending.map(|t| format!("\n  oldest pending   {}", t.to_rfc3339())).unwrap_or_default()
+                    );
+                }
                 ReportFormat::Csv => {
                     println!("kind,name,count");
                     for (k, v) in &r.by_status {
@@ -235,6 +270,17 @@ async fn report(missing: Option<String>, format: ReportFormat) -> anyhow::Result
             }
         }
     }
+    app.db.close().await;
+    Ok(())
+}
+
+async fn webhooks_retry(dead: bool) -> anyhow::Result<()> {
+    if !dead {
+        anyhow::bail!("say what to retry: `auth-server webhooks retry --dead`");
+    }
+    let app = operator_state().await?;
+    let n = store::webhook_outbox::retry_dead(&app.db).await?;
+    println!("{n} dead letters re-queued; the dispatcher delivers them shortly");
     app.db.close().await;
     Ok(())
 }

@@ -45,6 +45,16 @@ pub const KEYS: &[&str] = &[
     "RATE_LIMIT_TOKEN_IP_PER_MIN",
     "RATE_LIMIT_TOKEN_USER_PER_MIN",
     "SHUTDOWN_GRACE_SECS",
+    "WEBHOOK_URL",
+    "WEBHOOK_SECRET",
+    "WEBHOOK_MAX_ATTEMPTS",
+    "WEBHOOK_RETRY_BASE_MS",
+    "WEBHOOK_TIMEOUT_SECS",
+    "WEBHOOK_POLL_MS",
+    "WEBHOOK_LEASE_SECS",
+    "SWEEP_AFTER_SECS",
+    "SWEEP_PER_MINUTE",
+    "SWEEP_INTERVAL_SECS",
 ];
 
 pub const DEFAULT_BIND_ADDR: &str = "0.0.0.0:51123";
@@ -108,6 +118,49 @@ pub struct Settings {
     pub rate_limits: RateLimits,
     /// On SIGTERM, how long in-flight requests may still run.
     pub shutdown_grace: Duration,
+    /// Where state changes are announced; `None`: webhooks off.
+    pub webhooks: Option<WebhookSettings>,
+    pub sweep: SweepSettings,
+}
+
+/// Webhook delivery.
+#[derive(Clone)]
+pub struct WebhookSettings {
+    pub url: Url,
+    pub secret: SecretString,
+    /// Attempts before an event becomes a dead letter.
+    pub max_attempts: u32,
+    /// First retry delay; doubled each time (with jitter), capped at an hour.
+    pub retry_base: Duration,
+    pub timeout: Duration,
+    pub poll: Duration,
+    /// How long a dispatcher holds an event it is delivering.
+    pub lease: Duration,
+}
+
+impl fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookSettings")
+            .field("url", &self.url.as_str())
+            .field("secret", &"[redacted]")
+            .field("max_attempts", &self.max_attempts)
+            .field("retry_base", &self.retry_base)
+            .field("timeout", &self.timeout)
+            .field("poll", &self.poll)
+            .field("lease", &self.lease)
+            .finish()
+    }
+}
+
+/// The background refresh sweep.
+#[derive(Debug, Clone, Copy)]
+pub struct SweepSettings {
+    /// Refresh active connections not refreshed for this long; zero: off.
+    pub after: Duration,
+    /// At most this many refreshes per minute.
+    pub per_minute: u32,
+    /// How often a sweep starts.
+    pub interval: Duration,
 }
 
 /// Requests per minute; 0 turns a limit off.
@@ -148,6 +201,8 @@ impl fmt::Debug for Settings {
             .field("allow_plaintext_tokens", &self.allow_plaintext_tokens)
             .field("rate_limits", &self.rate_limits)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("webhooks", &self.webhooks)
+            .field("sweep", &self.sweep)
             .finish()
     }
 }
@@ -205,6 +260,16 @@ struct Raw {
     rate_limit_token_ip_per_min: Option<String>,
     rate_limit_token_user_per_min: Option<String>,
     shutdown_grace_secs: Option<String>,
+    webhook_url: Option<String>,
+    webhook_secret: Option<String>,
+    webhook_max_attempts: Option<String>,
+    webhook_retry_base_ms: Option<String>,
+    webhook_timeout_secs: Option<String>,
+    webhook_poll_ms: Option<String>,
+    webhook_lease_secs: Option<String>,
+    sweep_after_secs: Option<String>,
+    sweep_per_minute: Option<String>,
+    sweep_interval_secs: Option<String>,
 }
 
 impl Settings {
@@ -449,6 +514,113 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         0..=3000,
     );
     let shutdown_grace = c.seconds("SHUTDOWN_GRACE_SECS", raw.shutdown_grace_secs, 20, 1..=300);
+    let number = |c: &mut Checker,
+                  key: &str,
+                  v: Option<String>,
+                  default: u64,
+                  range: std::ops::RangeInclusive<u64>|
+     -> u64 {
+        match non_empty(v) {
+            None => default,
+            Some(s) => match s.parse::<u64>() {
+                Ok(n) if range.contains(&n) => n,
+                _ => {
+                    c.problems.push(format!(
+                        "{key} must be a whole number from {} to {}",
+                        range.start(),
+                        range.end()
+                    ));
+                    default
+                }
+            },
+        }
+    };
+    let webhooks = match non_empty(raw.webhook_url) {
+        None => None,
+        Some(u) => {
+            let url = c.url("WEBHOOK_URL", Some(u), None);
+            let secret = non_empty(raw.webhook_secret);
+            match &secret {
+                None => c.problems.push(
+                    "WEBHOOK_SECRET is not set (needed with WEBHOOK_URL, at least 32 bytes)".into(),
+                ),
+                Some(s) if s.len() < 32 => c
+                    .problems
+                    .push("WEBHOOK_SECRET must be at least 32 bytes long".into()),
+                _ => {}
+            }
+            let max_attempts = number(
+                &mut c,
+                "WEBHOOK_MAX_ATTEMPTS",
+                raw.webhook_max_attempts,
+                12,
+                1..=100,
+            ) as u32;
+            let retry_base = Duration::from_millis(number(
+                &mut c,
+                "WEBHOOK_RETRY_BASE_MS",
+                raw.webhook_retry_base_ms,
+                10_000,
+                10..=3_600_000,
+            ));
+            let timeout = Duration::from_secs(number(
+                &mut c,
+                "WEBHOOK_TIMEOUT_SECS",
+                raw.webhook_timeout_secs,
+                10,
+                1..=120,
+            ));
+            let poll = Duration::from_millis(number(
+                &mut c,
+                "WEBHOOK_POLL_MS",
+                raw.webhook_poll_ms,
+                1000,
+                10..=60_000,
+            ));
+            let lease = Duration::from_secs(number(
+                &mut c,
+                "WEBHOOK_LEASE_SECS",
+                raw.webhook_lease_secs,
+                60,
+                1..=3600,
+            ));
+            match (url, secret) {
+                (Some(url), Some(secret)) => Some(WebhookSettings {
+                    url,
+                    secret: SecretString::from(secret),
+                    max_attempts,
+                    retry_base,
+                    timeout,
+                    poll,
+                    lease,
+                }),
+                _ => None,
+            }
+        }
+    };
+    let sweep = SweepSettings {
+        after: Duration::from_secs(number(
+            &mut c,
+            "SWEEP_AFTER_SECS",
+            raw.sweep_after_secs,
+            86_400,
+            0..=31_536_000,
+        )),
+        per_minute: number(
+            &mut c,
+            "SWEEP_PER_MINUTE",
+            raw.sweep_per_minute,
+            60,
+            1..=60_000,
+        ) as u32,
+        interval: Duration::from_secs(number(
+            &mut c,
+            "SWEEP_INTERVAL_SECS",
+            raw.sweep_interval_secs,
+            60,
+            1..=86_400,
+        )),
+    };
     let refresh_cooldown = c.seconds(
         "REFRESH_COOLDOWN_SECS",
         raw.refresh_cooldown_secs,
@@ -643,6 +815,8 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         allow_plaintext_tokens,
         rate_limits,
         shutdown_grace: shutdown_grace.expect("validated"),
+        webhooks,
+        sweep,
     })
 }
 

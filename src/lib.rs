@@ -50,6 +50,8 @@ where
         state.db.clone(),
         state.token_cache.clone(),
     ));
+    let dispatcher = tokio::spawn(passport::webhooks::run_dispatcher(state.clone()));
+    let sweeper = tokio::spawn(passport::sweep::run_sweeper(state.clone()));
     let db = state.db.clone();
     let grace = state.settings.shutdown_grace;
     let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
@@ -76,6 +78,8 @@ where
     };
     purge.abort();
     cache_listener.abort();
+    dispatcher.abort();
+    sweeper.abort();
     db.close().await;
     tracing::info!("server stopped; database pool closed");
     result

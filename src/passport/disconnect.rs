@@ -7,6 +7,7 @@ use uuid::Uuid;
 use crate::crypto::Field;
 use crate::google::GoogleError;
 use crate::passport::provider::Provider;
+use crate::passport::webhooks;
 use crate::state::AppState;
 use crate::store::gmail_token;
 use crate::store::passport_event::{self, EventKind, NewEvent};
@@ -91,6 +92,20 @@ pub async fn disconnect(
             detail: detail.as_deref(),
             ..NewEvent::new(user, provider.name, EventKind::Disconnected)
         },
+    )
+    .await?;
+    let facts = webhooks::Facts {
+        email: row.email.as_deref(),
+        revocation: Some(revocation.code()),
+        ..Default::default()
+    };
+    webhooks::enqueue(
+        &mut tx,
+        app,
+        provider.name,
+        webhooks::Kind::Disconnected,
+        user,
+        facts,
     )
     .await?;
     tx.commit().await?;

@@ -12,6 +12,7 @@ use crate::google::GoogleError;
 use crate::passport::provider::Provider;
 use crate::passport::return_to::{self, ReturnToError};
 use crate::passport::scopes::ScopeSet;
+use crate::passport::webhooks;
 use crate::passport::{is_token_shaped, random_token, sha256};
 use crate::state::AppState;
 use crate::store::passport_event::{self, EventKind, NewEvent};
@@ -377,6 +378,31 @@ async fn exchange_and_store(
         },
     )
     .await?;
+    let hook = match kind {
+        EventKind::AccountChanged => webhooks::Kind::AccountChanged,
+        EventKind::PartialGrant => webhooks::Kind::PartialGrant,
+        EventKind::Upgraded => webhooks::Kind::Upgraded,
+        _ => webhooks::Kind::Connected,
+    };
+    let facts = webhooks::Facts {
+        email: email.as_deref(),
+        previous_email: prev.as_ref().and_then(|p| p.email.as_deref()),
+        granted: Some(&granted),
+        missing: Some(&missing),
+        ..Default::default()
+    };
+    webhooks::enqueue(&mut tx, app, provider.name, hook, user_id, facts.clone()).await?;
+    if prev.as_ref().is_some_and(|p| p.status != "active") {
+        webhooks::enqueue(
+            &mut tx,
+            app,
+            provider.name,
+            webhooks::Kind::Recovered,
+            user_id,
+            facts,
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(outcome)
 }

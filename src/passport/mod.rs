@@ -11,7 +11,9 @@ pub mod report;
 pub mod return_to;
 pub mod scopes;
 pub mod status;
+pub mod sweep;
 pub mod token;
+pub mod webhooks;
 
 use rand::RngCore;
 use sha2::{Digest, Sha256};

@@ -16,6 +16,7 @@ use crate::google::GoogleError;
 use crate::passport::cache::Cached;
 use crate::passport::provider::Provider;
 use crate::passport::scopes::ScopeSet;
+use crate::passport::webhooks;
 use crate::state::AppState;
 use crate::store::gmail_token::{self, TokenRow};
 use crate::store::passport_event::{self, EventKind, NewEvent};
@@ -265,6 +266,20 @@ pub async fn refresh_single_flight(
             },
         )
         .await?;
+        let facts = webhooks::Facts {
+            email: row.email.as_deref(),
+            cause: Some("no_refresh_token"),
+            ..Default::default()
+        };
+        webhooks::enqueue(
+            &mut tx,
+            app,
+            provider.name,
+            webhooks::Kind::ReauthRequired,
+            user,
+            facts,
+        )
+        .await?;
         tx.commit().await?;
         count_refresh("reauth_required");
         return Err(TokenError::ReauthRequired(why.into()));
@@ -345,6 +360,21 @@ pub async fn refresh_single_flight(
                     detail: Some(&desc),
                     ..NewEvent::new(user, provider.name, EventKind::ReauthRequired)
                 },
+            )
+            .await?;
+            let cause = format!("invalid_grant: {desc}");
+            let facts = webhooks::Facts {
+                email: row.email.as_deref(),
+                cause: Some(cause.trim_end_matches(": ")),
+                ..Default::default()
+            };
+            webhooks::enqueue(
+                &mut tx,
+                app,
+                provider.name,
+                webhooks::Kind::ReauthRequired,
+                user,
+                facts,
             )
             .await?;
             tx.commit().await?;

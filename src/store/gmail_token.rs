@@ -299,3 +299,35 @@ pub async fn rewrite_secrets(
     .await?;
     Ok(r.rows_affected() == 1)
 }
+
+/// Active connections the sweep should refresh: not refreshed, consented or
+/// swept for `after_secs`, oldest first.
+pub async fn due_for_sweep(
+    db: impl PgExecutor<'_>,
+    after_secs: f64,
+    limit: i64,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT user_id FROM gmail_token
+           WHERE status = 'active'
+             AND greatest(last_refreshed_at, consented_at, swept_at, created_at)
+                 < now() - make_interval(secs => $1)
+           ORDER BY greatest(last_refreshed_at, consented_at, swept_at, created_at)
+           LIMIT $2"#,
+        after_secs,
+        limit,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// The sweep tried this connection now (whatever the outcome).
+pub async fn mark_swept(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE gmail_token SET swept_at = now() WHERE user_id = $1"#,
+        user_id
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}

@@ -3,6 +3,7 @@
 pub mod gmail_token;
 pub mod oauth_state;
 pub mod passport_event;
+pub mod webhook_outbox;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
@@ -70,5 +71,28 @@ pub async fn ensure_database(url: &str) -> Result<(), sqlx::Error> {
             .execute(&mut admin)
             .await?;
     }
+    Ok(())
+}
+
+/// Key of the advisory lock that lets one instance sweep at a time.
+const SWEEP_LOCK: i64 = 0x6175_7468_7377_6570; // "authswep"
+
+/// Try to become the sweeper; the lock lives as long as this connection.
+pub async fn try_sweep_lock(conn: &mut sqlx::PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT pg_try_advisory_lock($1) AS "locked!""#,
+        SWEEP_LOCK
+    )
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn sweep_unlock(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT pg_advisory_unlock($1) AS "unlocked!""#,
+        SWEEP_LOCK
+    )
+    .fetch_one(conn)
+    .await?;
     Ok(())
 }

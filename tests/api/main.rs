@@ -19,3 +19,4 @@ mod security;
 mod session;
 mod status;
 mod token;
+mod webhooks;

@@ -1,0 +1,104 @@
+//! The background refresh sweep: every `active` connection not refreshed for
+//! `SWEEP_AFTER_SECS` (default 24 h) is refreshed, in small paced batches, so
+//! that revocations are found before a skill fails in front of the user and
+//! Google never expires a refresh token for sitting unused six months.
+//!
+//! It uses the same single-flight refresh as the token API (a sweep and a
+//! skill never refresh one user twice); one instance sweeps at a time (a
+//! session advisory lock, released by PostgreSQL if that instance dies, so
+//! another one picks the work up); its pace is bounded by `SWEEP_PER_MINUTE`.
+
+use std::time::Duration;
+
+use crate::passport::scopes::ScopeSet;
+use crate::passport::token::{self, TokenError};
+use crate::state::AppState;
+use crate::store::{self, gmail_token};
+
+/// What one sweep did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Another instance holds the sweep.
+    pub skipped: bool,
+    pub refreshed: u32,
+    pub reauth_required: u32,
+    pub unavailable: u32,
+    pub other: u32,
+}
+
+/// One sweep: up to a minute's worth of connections, paced.
+pub async fn sweep_once(app: &AppState) -> Result<SweepReport, sqlx::Error> {
+    let s = app.settings.sweep;
+    let mut report = SweepReport::default();
+    if s.after.is_zero() {
+        return Ok(report);
+    }
+    let mut lock_conn = app.db.acquire().await?;
+    if !store::try_sweep_lock(&mut lock_conn).await? {
+        report.skipped = true;
+        return Ok(report);
+    }
+    metrics::counter!("passport_sweeps_total").increment(1);
+    let result = sweep_locked(app, &mut report).await;
+    let unlocked = store::sweep_unlock(&mut lock_conn).await;
+    result?;
+    unlocked?;
+    Ok(report)
+}
+
+async fn sweep_locked(app: &AppState, report: &mut SweepReport) -> Result<(), sqlx::Error> {
+    let s = app.settings.sweep;
+    let provider = app.providers.gmail().clone();
+    let due =
+        gmail_token::due_for_sweep(&app.db, s.after.as_secs_f64(), s.per_minute as i64).await?;
+    let pause = Duration::from_secs(60) / s.per_minute.max(1);
+    for (i, user) in due.iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(pause).await;
+        }
+        let outcome =
+            token::refresh_single_flight(app, &provider, *user, &ScopeSet::new(), true).await;
+        let label = match &outcome {
+            Ok(_) => {
+                report.refreshed += 1;
+                "refreshed"
+            }
+            Err(TokenError::ReauthRequired(_)) => {
+                report.reauth_required += 1;
+                "reauth_required"
+            }
+            Err(TokenError::Unavailable { .. }) => {
+                report.unavailable += 1;
+                "unavailable"
+            }
+            Err(TokenError::Database(e)) => return Err(sqlx::Error::Protocol(e.to_string())),
+            Err(_) => {
+                report.other += 1;
+                "other"
+            }
+        };
+        metrics::counter!("passport_sweep_outcomes_total", "outcome" => label).increment(1);
+        // Unavailable: tried again at the next sweep. Otherwise recorded.
+        if !matches!(outcome, Err(TokenError::Unavailable { .. })) {
+            gmail_token::mark_swept(&app.db, *user).await?;
+        }
+    }
+    if !due.is_empty() {
+        tracing::info!(?report, "refresh sweep done");
+    }
+    Ok(())
+}
+
+/// Sweep forever (a task of `serve`).
+pub async fn run_sweeper(app: AppState) {
+    let s = app.settings.sweep;
+    if s.after.is_zero() {
+        return;
+    }
+    loop {
+        if let Err(e) = sweep_once(&app).await {
+            tracing::warn!(error = %e, "refresh sweep failed; will try again");
+        }
+        tokio::time::sleep(s.interval).await;
+    }
+}

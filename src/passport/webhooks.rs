@@ -1,0 +1,272 @@
+//! Durable webhooks. A state change writes its announcement to the outbox in
+//! the same transaction; a dispatcher (any number of instances) delivers it
+//! to `WEBHOOK_URL`, signed, at least once, retrying with exponential backoff
+//! and jitter for hours, and keeps what never got through as a dead letter.
+//!
+//! Request: `POST WEBHOOK_URL`, JSON body (see docs/webhooks.md), headers
+//! `X-Passport-Event-Id` (the idempotency id), `X-Passport-Timestamp` (unix
+//! seconds) and `X-Passport-Signature: v1=<hex HMAC-SHA256(secret,
+//! "<timestamp>.<body>")>`. Never a token in it.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use hmac::{Hmac, Mac};
+use rand::Rng;
+use secrecy::ExposeSecret;
+use serde_json::json;
+use sha2::Sha256;
+use uuid::Uuid;
+
+use crate::config::WebhookSettings;
+use crate::passport::scopes::ScopeSet;
+use crate::state::AppState;
+use crate::store::webhook_outbox::{self, Claimed, NewOutbox};
+
+/// The longest wait between two attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// Events claimed per round.
+const BATCH: i64 = 20;
+
+/// A state change to announce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Connected,
+    Upgraded,
+    PartialGrant,
+    AccountChanged,
+    ReauthRequired,
+    Recovered,
+    Disconnected,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connected => "connected",
+            Self::Upgraded => "upgraded",
+            Self::PartialGrant => "partial_grant",
+            Self::AccountChanged => "account_changed",
+            Self::ReauthRequired => "reauth_required",
+            Self::Recovered => "recovered",
+            Self::Disconnected => "disconnected",
+        }
+    }
+}
+
+/// What the announcement says about the connection (never a token).
+#[derive(Debug, Default, Clone)]
+pub struct Facts<'a> {
+    pub email: Option<&'a str>,
+    pub previous_email: Option<&'a str>,
+    pub granted: Option<&'a ScopeSet>,
+    pub missing: Option<&'a ScopeSet>,
+    /// Why the connection broke (`reauth_required`).
+    pub cause: Option<&'a str>,
+    /// How the grant ended at Google (`disconnected`).
+    pub revocation: Option<&'a str>,
+}
+
+/// Write an announcement in the caller's transaction (nothing when webhooks
+/// are off).
+pub async fn enqueue(
+    tx: &mut sqlx::PgConnection,
+    app: &AppState,
+    provider: &str,
+    kind: Kind,
+    user: Uuid,
+    facts: Facts<'_>,
+) -> Result<(), sqlx::Error> {
+    if app.settings.webhooks.is_none() {
+        return Ok(());
+    }
+    let event_id = Uuid::new_v4();
+    let mut data = serde_json::Map::new();
+    if let Some(e) = facts.email {
+        data.insert("email".into(), json!(e));
+    }
+    if let Some(e) = facts.previous_email {
+        data.insert("previous_email".into(), json!(e));
+    }
+    if let Some(g) = facts.granted {
+        data.insert("granted_scopes".into(), json!(g.short_names()));
+    }
+    if let Some(m) = facts.missing {
+        data.insert("missing_scopes".into(), json!(m.short_names()));
+    }
+    if let Some(c) = facts.cause {
+        data.insert("cause".into(), json!(c));
+    }
+    if let Some(r) = facts.revocation {
+        data.insert("revocation".into(), json!(r));
+    }
+    let payload = json!({
+        "id": event_id,
+        "type": format!("passport.{}", kind.as_str()),
+        "provider": provider,
+        "user_id": user,
+        "occurred_at": Utc::now(),
+        "reauth_url": app.settings.public_url(&format!("/passport/{provider}/connect")).to_string(),
+        "data": data,
+    });
+    webhook_outbox::insert(
+        &mut *tx,
+        &NewOutbox {
+            event_id,
+            kind: kind.as_str(),
+            user_id: user,
+            payload,
+        },
+    )
+    .await
+}
+
+/// `v1=` + hex HMAC-SHA256 over `"<timestamp>.<body>"`.
+pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let bytes = mac.finalize().into_bytes();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("v1={hex}")
+}
+
+/// Delay before attempt `attempts + 1`: base × 2^(attempts-1), capped, with
+/// up to 25 % jitter.
+pub fn backoff(base: Duration, attempts: u32) -> Duration {
+    let exp = base.saturating_mul(2u32.saturating_pow(attempts.saturating_sub(1).min(20)));
+    let capped = exp.min(MAX_BACKOFF);
+    let jitter = rand::thread_rng().gen_range(0..=capped.as_millis() as u64 / 4);
+    capped + Duration::from_millis(jitter)
+}
+
+/// How one delivery went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    Delivered,
+    /// Try again later.
+    Failed(String),
+    /// The receiver says the endpoint is gone (410): stop.
+    Gone,
+}
+
+async fn deliver(app: &AppState, hooks: &WebhookSettings, event: &Claimed) -> Delivery {
+    let body = match serde_json::to_vec(&event.payload) {
+        Ok(b) => b,
+        Err(e) => return Delivery::Failed(format!("cannot encode: {e}")),
+    };
+    let ts = Utc::now().timestamp();
+    let signature = sign(hooks.secret.expose_secret().as_bytes(), ts, &body);
+    let resp = app
+        .google
+        .http()
+        .post(hooks.url.clone())
+        .timeout(hooks.timeout)
+        .header("content-type", "application/json")
+        .header("x-passport-event-id", event.event_id.to_string())
+        .header("x-passport-timestamp", ts.to_string())
+        .header("x-passport-signature", signature)
+        .body(body)
+        .send()
+        .await;
+    match resp {
+        Ok(r) if r.status().is_success() => Delivery::Delivered,
+        Ok(r) if r.status().as_u16() == 410 => Delivery::Gone,
+        Ok(r) => Delivery::Failed(format!("receiver answered HTTP {}", r.status().as_u16())),
+        Err(e) if e.is_timeout() => Delivery::Failed("receiver timed out".into()),
+        Err(e) if e.is_connect() => Delivery::Failed("cannot connect to the receiver".into()),
+        Err(_) => Delivery::Failed("the connection to the receiver failed".into()),
+    }
+}
+
+/// One round: claim due events, deliver them, record the outcomes. Returns
+/// how many were claimed.
+pub async fn dispatch_once(app: &AppState) -> Result<usize, sqlx::Error> {
+    let Some(hooks) = app.settings.webhooks.clone() else {
+        return Ok(0);
+    };
+    let claimed = webhook_outbox::claim(&app.db, BATCH, hooks.lease.as_secs_f64()).await?;
+    for event in &claimed {
+        let outcome = deliver(app, &hooks, event).await;
+        let label = match &outcome {
+            Delivery::Delivered => {
+                webhook_outbox::mark_delivered(&app.db, event.id).await?;
+                "delivered"
+            }
+            Delivery::Gone => {
+                webhook_outbox::mark_dead(&app.db, event.id, "receiver answered 410 Gone").await?;
+                tracing::warn!(event = %event.event_id, kind = %event.kind, "webhook receiver is gone (410); dead letter");
+                "dead"
+            }
+            Delivery::Failed(why) if event.attempts as u32 >= hooks.max_attempts => {
+                webhook_outbox::mark_dead(&app.db, event.id, why).await?;
+                tracing::warn!(event = %event.event_id, kind = %event.kind, attempts = event.attempts, error = %why, "webhook gave up; dead letter");
+                "dead"
+            }
+            Delivery::Failed(why) => {
+                let wait = backoff(hooks.retry_base, event.attempts as u32);
+                let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                webhook_outbox::mark_retry(&app.db, event.id, next, why).await?;
+                tracing::info!(event = %event.event_id, attempts = event.attempts, retry_in_ms = wait.as_millis() as u64, error = %why, "webhook delivery failed; will retry");
+                "retry"
+            }
+        };
+        metrics::counter!("passport_webhook_deliveries_total", "outcome" => label).increment(1);
+    }
+    Ok(claimed.len())
+}
+
+/// Deliver forever (a task of `serve`). Database errors are logged and the
+/// loop goes on: a restarting database only delays deliveries.
+pub async fn run_dispatcher(app: AppState) {
+    let Some(hooks) = app.settings.webhooks.clone() else {
+        return;
+    };
+    let mut rounds: u64 = 0;
+    loop {
+        match dispatch_once(&app).await {
+            Ok(n) if n as i64 == BATCH => continue,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "webhook dispatcher: database unavailable; retrying")
+            }
+        }
+        rounds += 1;
+        if rounds % 30 == 1 {
+            if let Ok(b) = webhook_outbox::backlog(&app.db).await {
+                metrics::gauge!("passport_webhook_outbox_pending").set(b.pending as f64);
+                metrics::gauge!("passport_webhook_outbox_dead").set(b.dead as f64);
+            }
+        }
+        tokio::time::sleep(hooks.poll).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_is_hmac_sha256_over_timestamp_and_body() {
+        // HMAC-SHA256("key", "1700000000.{}") computed independently.
+        let s = sign(b"key", 1_700_000_000, b"{}");
+        assert_eq!(
+            s,
+            "v1=9d713ed406bb7076d4123f0dc2c39d2df5c654ed4b0cd56b52c8b4c940bd63ae"
+        );
+        assert_ne!(s, sign(b"key", 1_700_000_001, b"{}"));
+        assert_ne!(s, sign(b"other", 1_700_000_000, b"{}"));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let base = Duration::from_secs(10);
+        assert!(
+            backoff(base, 1) >= Duration::from_secs(10)
+                && backoff(base, 1) <= Duration::from_millis(12_500)
+        );
+        assert!(backoff(base, 4) >= Duration::from_secs(80));
+        assert!(backoff(base, 30) <= MAX_BACKOFF + MAX_BACKOFF / 4);
+    }
+}

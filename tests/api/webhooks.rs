@@ -1,0 +1,566 @@
+//! Proactive health: the refresh sweep finds broken passports first, and
+//! durable, signed webhooks tell ro-being — through receivers that fail,
+//! time out, vanish, restart, and two dispatchers at once.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::helpers::*;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use uuid::Uuid;
+
+const SECRET: &str = "webhook-secret-for-tests-0123456789abcdef";
+
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Ok,
+    Status(u16),
+    /// Answer only after this long (longer than the delivery timeout).
+    Hang(Duration),
+    /// Close the connection without answering.
+    Close,
+}
+
+#[derive(Debug, Clone)]
+struct Hit {
+    event_id: String,
+    timestamp: String,
+    signature: String,
+    body: Vec<u8>,
+}
+
+/// A small HTTP receiver whose answers the test scripts.
+#[derive(Clone)]
+struct Receiver {
+    url: String,
+    hits: Arc<Mutex<Vec<Hit>>>,
+    script: Arc<Mutex<VecDeque<Mode>>>,
+    fallback: Arc<Mutex<Mode>>,
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hooks/passport", listener.local_addr().unwrap());
+        let r = Receiver {
+            url,
+            hits: Arc::default(),
+            script: Arc::default(),
+            fallback: Arc::new(Mutex::new(Mode::Ok)),
+        };
+        let me = r.clone();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let me = me.clone();
+                tokio::spawn(async move { me.serve(sock).await });
+            }
+        });
+        r
+    }
+
+    fn then(&self, modes: &[Mode]) {
+        self.script.lock().unwrap().extend(modes.iter().copied());
+    }
+
+    fn set(&self, mode: Mode) {
+        *self.fallback.lock().unwrap() = mode;
+    }
+
+    async fn serve(&self, mut sock: TcpStream) {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let (head_end, content_length) = loop {
+            let n = match sock.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap())
+                    })
+                    .unwrap_or(0);
+                break (i + 4, len);
+            }
+        };
+        while buf.len() < head_end + content_length {
+            let n = match sock.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        let header = |name: &str| {
+            head.lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                })
+                .unwrap_or_default()
+        };
+        self.hits.lock().unwrap().push(Hit {
+            event_id: header("x-passport-event-id"),
+            timestamp: header("x-passport-timestamp"),
+            signature: header("x-passport-signature"),
+            body: buf[head_end..head_end + content_length].to_vec(),
+        });
+        let mode = self
+            .script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(*self.fallback.lock().unwrap());
+        let status = match mode {
+            Mode::Ok => 200,
+            Mode::Status(s) => s,
+            Mode::Hang(d) => {
+                tokio::time::sleep(d).await;
+                200
+            }
+            Mode::Close => return,
+        };
+        let _ = sock
+            .write_all(
+                format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await;
+    }
+
+    fn hits(&self) -> Vec<Hit> {
+        self.hits.lock().unwrap().clone()
+    }
+
+    /// Wait until `pred` holds for the hits so far.
+    async fn wait_for(&self, what: &str, pred: impl Fn(&[Hit]) -> bool) -> Vec<Hit> {
+        let start = Instant::now();
+        loop {
+            let hits = self.hits();
+            if pred(&hits) {
+                return hits;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "timed out waiting for {what}: {hits:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn hook_settings(receiver: &Receiver) -> Vec<(&'static str, String)> {
+    vec![
+        ("WEBHOOK_URL", receiver.url.clone()),
+        ("WEBHOOK_SECRET", SECRET.into()),
+        ("WEBHOOK_POLL_MS", "30".into()),
+        ("WEBHOOK_RETRY_BASE_MS", "40".into()),
+        ("WEBHOOK_LEASE_SECS", "2".into()),
+        ("WEBHOOK_TIMEOUT_SECS", "1".into()),
+        ("WEBHOOK_MAX_ATTEMPTS", "4".into()),
+    ]
+}
+
+async fn spawn_with_hooks(receiver: &Receiver, extra: &[(&str, &str)]) -> TestApp {
+    let s = hook_settings(receiver);
+    let mut all: Vec<(&str, &str)> = s.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    all.extend_from_slice(extra);
+    TestApp::spawn_with(&all).await
+}
+
+/// Verify a delivery as the receiving team would: HMAC-SHA256 over
+/// "<timestamp>.<body>" with the shared secret.
+fn verify(hit: &Hit) -> serde_json::Value {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(format!("{}.", hit.timestamp).as_bytes());
+    mac.update(&hit.body);
+    let expected = mac.finalize().into_bytes();
+    let got = hit.signature.strip_prefix("v1=").expect("v1= signature");
+    let got: Vec<u8> = (0..got.len() / 2)
+        .map(|i| u8::from_str_radix(&got[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    assert_eq!(got.as_slice(), &expected[..], "signature verifies");
+    let age = chrono::Utc::now().timestamp() - hit.timestamp.parse::<i64>().unwrap();
+    assert!((0..60).contains(&age), "fresh timestamp");
+    let v: serde_json::Value = serde_json::from_slice(&hit.body).unwrap();
+    assert_eq!(
+        v["id"].as_str().unwrap(),
+        hit.event_id,
+        "idempotency id in header and body"
+    );
+    let text = String::from_utf8_lossy(&hit.body);
+    for leak in ["ya29.", "1//", "enc:v1", "access_token", "refresh_token"] {
+        assert!(!text.contains(leak), "webhook carries `{leak}`: {text}");
+    }
+    v
+}
+
+async fn outbox(app: &TestApp) -> Vec<(String, String, i32)> {
+    sqlx::query_as("SELECT event_id::text, status, attempts FROM webhook_outbox ORDER BY id")
+        .fetch_all(&app.db)
+        .await
+        .unwrap()
+}
+
+async fn insert_events(app: &TestApp, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO webhook_outbox (event_id, kind, user_id, payload) VALUES ($1, 'connected', $2, jsonb_build_object('id', $1::text, 'type', 'passport.connected'))",
+        )
+        .bind(id)
+        .bind(Uuid::new_v4())
+        .execute(&app.db)
+        .await
+        .unwrap();
+        ids.push(id.to_string());
+    }
+    ids
+}
+
+#[tokio::test]
+async fn a_connection_is_announced_signed_verifiable_and_without_tokens() {
+    let receiver = Receiver::start().await;
+    let app = spawn_with_hooks(&receiver, &[]).await;
+    let user = Uuid::new_v4();
+    app.browser(Some(user)).reauth(None, JISOO, ALL, true).await;
+    let hits = receiver.wait_for("connected", |h| !h.is_empty()).await;
+    let v = verify(&hits[0]);
+    assert_eq!(v["type"], "passport.connected");
+    assert_eq!(v["user_id"], user.to_string());
+    assert_eq!(v["provider"], "gmail");
+    assert_eq!(v["data"]["email"], JISOO);
+    assert_eq!(v["data"]["missing_scopes"], serde_json::json!([]));
+    assert_eq!(
+        v["reauth_url"],
+        format!("{}/passport/gmail/connect", app.addr)
+    );
+    let rows = outbox(&app).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].1.as_str(), rows[0].2), ("delivered", 1));
+}
+
+#[tokio::test]
+async fn the_sweep_finds_a_revoked_passport_before_any_skill_asks_and_tells_ro_being() {
+    let receiver = Receiver::start().await;
+    let app = spawn_with_hooks(
+        &receiver,
+        &[("SWEEP_AFTER_SECS", "3600"), ("SWEEP_INTERVAL_SECS", "1")],
+    )
+    .await;
+    let stale = Uuid::new_v4();
+    let fresh = Uuid::new_v4();
+    app.seed_passport(stale, JISOO, ALL).await;
+    app.seed_passport(fresh, MINHO, ALL).await;
+    sqlx::query(
+        "UPDATE gmail_token SET created_at = now() - interval '2 days', consented_at = now() - interval '2 days' WHERE user_id = $1",
+    )
+    .bind(stale)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    // The user removed the app at Google; nobody has asked for a token since.
+    app.fake.revoke_account(JISOO);
+
+    let start = Instant::now();
+    loop {
+        if app.row(stale).await.unwrap().status == "reauth_required" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the sweep did not find it"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        app.fake.calls("token.refresh_token"),
+        1,
+        "only the stale connection was refreshed"
+    );
+    assert_eq!(app.row(fresh).await.unwrap().status, "active");
+    let hits = receiver
+        .wait_for("reauth_required", |h| !h.is_empty())
+        .await;
+    let v = verify(&hits[0]);
+    assert_eq!(v["type"], "passport.reauth_required");
+    assert_eq!(v["user_id"], stale.to_string());
+    assert!(
+        v["data"]["cause"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid_grant"),
+        "{v}"
+    );
+
+    // 재인증 afterwards announces the recovery.
+    app.browser(Some(stale))
+        .reauth(None, JISOO, ALL, true)
+        .await;
+    let hits = receiver.wait_for("recovered", |h| h.len() >= 3).await;
+    let types: Vec<String> = hits
+        .iter()
+        .map(|h| verify(h)["type"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        types.contains(&"passport.recovered".to_string()),
+        "{types:?}"
+    );
+}
+
+#[tokio::test]
+async fn failures_are_retried_with_backoff_until_delivered() {
+    let receiver = Receiver::start().await;
+    receiver.then(&[
+        Mode::Status(500),
+        Mode::Close,
+        Mode::Hang(Duration::from_secs(3)),
+    ]);
+    let app = spawn_with_hooks(&receiver, &[]).await;
+    let ids = insert_events(&app, 1).await;
+    let hits = receiver
+        .wait_for("the fourth attempt", |h| h.len() >= 4)
+        .await;
+    assert!(
+        hits.iter().all(|h| h.event_id == ids[0]),
+        "the same idempotency id every time"
+    );
+    let start = Instant::now();
+    loop {
+        let rows = outbox(&app).await;
+        if rows[0].1 == "delivered" {
+            assert_eq!(
+                rows[0].2, 4,
+                "500, closed connection, timeout, then delivered"
+            );
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+#[tokio::test]
+async fn gone_and_exhausted_events_become_dead_letters_that_can_be_retried() {
+    let receiver = Receiver::start().await;
+    receiver.then(&[Mode::Status(410)]);
+    let app = spawn_with_hooks(&receiver, &[]).await;
+    let gone = insert_events(&app, 1).await;
+    receiver.wait_for("410", |h| !h.is_empty()).await;
+    // An event that fails every time: dead after WEBHOOK_MAX_ATTEMPTS (4).
+    receiver.set(Mode::Status(503));
+    let exhausted = insert_events(&app, 1).await;
+    let start = Instant::now();
+    loop {
+        let rows = outbox(&app).await;
+        if rows.iter().all(|r| r.1 == "dead") {
+            assert_eq!(rows[0].2, 1, "410: no retry");
+            assert_eq!(rows[1].2, 4, "gave up after 4 attempts");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "{rows:?}");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let report = crate::doctor::run_cli_env(&app, &["report"], &[]).await;
+    let text = String::from_utf8_lossy(&report.stdout).to_string();
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("dead letters") && l.trim_end().ends_with(" 2")),
+        "{text}"
+    );
+
+    // The receiver is back; an operator re-queues the dead letters.
+    receiver.set(Mode::Ok);
+    let hooks = hook_settings(&receiver);
+    let env: Vec<(&str, &str)> = hooks.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = crate::doctor::run_cli_env(&app, &["webhooks", "retry", "--dead"], &env).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 dead letters re-queued"));
+    let delivered: Vec<String> = [gone[0].clone(), exhausted[0].clone()].to_vec();
+    receiver
+        .wait_for("both delivered", |h| {
+            delivered
+                .iter()
+                .all(|id| h.iter().filter(|x| &x.event_id == id).count() >= 2)
+        })
+        .await;
+    let start = Instant::now();
+    while outbox(&app).await.iter().any(|r| r.1 != "delivered") {
+        assert!(start.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_dispatcher_killed_mid_delivery_is_taken_over_by_another() {
+    let receiver = Receiver::start().await;
+    // The first delivery hangs: the dispatcher dies while waiting for it.
+    receiver.then(&[Mode::Hang(Duration::from_secs(30))]);
+    let a = spawn_with_hooks(&receiver, &[("WEBHOOK_TIMEOUT_SECS", "30")]).await;
+    let ids = insert_events(&a, 1).await;
+    receiver
+        .wait_for("the hanging delivery", |h| !h.is_empty())
+        .await;
+    let database_url = a.database_url.clone();
+    let fake = a.fake.clone();
+    let fake_addr = a.fake_addr.clone();
+    drop(a); // SIGTERM-like stop: the dispatcher task is aborted mid-delivery.
+
+    let hooks = hook_settings(&receiver);
+    let env: Vec<(&str, &str)> = hooks.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let b = TestApp::spawn_full(database_url, fake, fake_addr, &env).await;
+    let hits = receiver.wait_for("redelivery", |h| h.len() >= 2).await;
+    assert!(hits.iter().all(|h| h.event_id == ids[0]));
+    let start = Instant::now();
+    loop {
+        let rows = outbox(&b).await;
+        if rows[0].1 == "delivered" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{rows:?}");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+#[tokio::test]
+async fn two_dispatchers_deliver_every_event_once() {
+    let receiver = Receiver::start().await;
+    // A little latency so that both instances are busy at the same time.
+    receiver.set(Mode::Hang(Duration::from_millis(30)));
+    let a = spawn_with_hooks(&receiver, &[]).await;
+    let hooks = hook_settings(&receiver);
+    let env: Vec<(&str, &str)> = hooks.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let b = a.sibling(&env).await;
+    let ids = insert_events(&a, 40).await;
+    let hits = receiver.wait_for("40 deliveries", |h| h.len() >= 40).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let hits = if receiver.hits().len() > hits.len() {
+        receiver.hits()
+    } else {
+        hits
+    };
+    let mut per_id: HashMap<String, usize> = HashMap::new();
+    for h in &hits {
+        *per_id.entry(h.event_id.clone()).or_default() += 1;
+    }
+    for id in &ids {
+        assert_eq!(
+            per_id.get(id),
+            Some(&1),
+            "event {id} delivered exactly once"
+        );
+    }
+    assert!(outbox(&b).await.iter().all(|r| r.1 == "delivered"));
+}
+
+/// A TCP forwarder to PostgreSQL that can "restart" the database: drop every
+/// connection and refuse new ones for a while.
+struct DbProxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+    kill: tokio::sync::broadcast::Sender<()>,
+}
+
+impl DbProxy {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let (kill, _) = tokio::sync::broadcast::channel::<()>(4);
+        let (up2, kill2) = (up.clone(), kill.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // dropped: connection refused, in effect
+                }
+                let mut killed = kill2.subscribe();
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect("127.0.0.1:5432").await {
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            _ = killed.recv() => {}
+                        }
+                    }
+                });
+            }
+        });
+        DbProxy { port, up, kill }
+    }
+
+    async fn restart(&self, down_for: Duration) {
+        self.up.store(false, Ordering::SeqCst);
+        let _ = self.kill.send(());
+        tokio::time::sleep(down_for).await;
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn deliveries_go_on_after_the_database_restarts() {
+    let admin: url::Url = admin_url().parse().unwrap();
+    if admin.port().unwrap_or(5432) != 5432 || admin.host_str() != Some("127.0.0.1") {
+        eprintln!("skipped: needs PostgreSQL on 127.0.0.1:5432");
+        return;
+    }
+    let receiver = Receiver::start().await;
+    let direct = fresh_database().await;
+    let proxy = DbProxy::start().await;
+    let mut via_proxy: url::Url = direct.parse().unwrap();
+    via_proxy.set_port(Some(proxy.port)).unwrap();
+    let hooks = hook_settings(&receiver);
+    let env: Vec<(&str, &str)> = hooks.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let app = TestApp::spawn_on(via_proxy.to_string(), &env).await;
+    let direct_pool = sqlx::PgPool::connect(&direct).await.unwrap();
+
+    let insert = |pool: sqlx::PgPool| async move {
+        let id = Uuid::new_v4();
+        sqlx::query("INSERT INTO webhook_outbox (event_id, kind, user_id, payload) VALUES ($1, 'connected', $2, '{}')")
+            .bind(id)
+            .bind(Uuid::new_v4())
+            .execute(&pool)
+            .await
+            .unwrap();
+        id.to_string()
+    };
+    let first = insert(direct_pool.clone()).await;
+    receiver
+        .wait_for("before the restart", |h| {
+            h.iter().any(|x| x.event_id == first)
+        })
+        .await;
+
+    proxy.restart(Duration::from_millis(1500)).await;
+    let second = insert(direct_pool.clone()).await;
+    receiver
+        .wait_for("after the restart", |h| {
+            h.iter().any(|x| x.event_id == second)
+        })
+        .await;
+    let start = Instant::now();
+    loop {
+        let statuses: Vec<String> = sqlx::query_scalar("SELECT status FROM webhook_outbox")
+            .fetch_all(&direct_pool)
+            .await
+            .unwrap();
+        if statuses.iter().all(|s| s == "delivered") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{statuses:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(app);
+}
