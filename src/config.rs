@@ -55,6 +55,7 @@ pub const KEYS: &[&str] = &[
     "SWEEP_AFTER_SECS",
     "SWEEP_PER_MINUTE",
     "SWEEP_INTERVAL_SECS",
+    "TRUSTED_PROXIES",
 ];
 
 pub const DEFAULT_BIND_ADDR: &str = "0.0.0.0:51123";
@@ -121,6 +122,8 @@ pub struct Settings {
     /// Where state changes are announced; `None`: webhooks off.
     pub webhooks: Option<WebhookSettings>,
     pub sweep: SweepSettings,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (rate limits).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// Webhook delivery.
@@ -203,6 +206,7 @@ impl fmt::Debug for Settings {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("webhooks", &self.webhooks)
             .field("sweep", &self.sweep)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
 }
@@ -270,6 +274,7 @@ struct Raw {
     sweep_after_secs: Option<String>,
     sweep_per_minute: Option<String>,
     sweep_interval_secs: Option<String>,
+    trusted_proxies: Option<String>,
 }
 
 impl Settings {
@@ -346,6 +351,15 @@ impl Settings {
 
     pub fn client_secret(&self) -> &str {
         self.google_client_secret.expose_secret()
+    }
+}
+
+fn is_loopback(u: &Url) -> bool {
+    match u.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 
@@ -500,6 +514,24 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         raw.google_api_base_url,
         Some(DEFAULT_API_BASE_URL),
     );
+    // The client secret and tokens travel to these: https, except to a fake
+    // Google on this machine (tests, the demo).
+    for (key, u) in [
+        ("GOOGLE_AUTH_URL", &auth_url),
+        ("GOOGLE_TOKEN_URL", &token_url),
+        ("GOOGLE_USERINFO_URL", &userinfo_url),
+        ("GOOGLE_REVOKE_URL", &revoke_url),
+        ("GOOGLE_TOKENINFO_URL", &tokeninfo_url),
+        ("GOOGLE_API_BASE_URL", &api_base_url),
+    ] {
+        if let Some(u) = u {
+            if u.scheme() != "https" && !is_loopback(u) {
+                c.problems.push(format!(
+                    "{key} must use https (plain http is only allowed to this machine)"
+                ));
+            }
+        }
+    }
 
     let google_http_timeout = c.seconds(
         "GOOGLE_HTTP_TIMEOUT_SECS",
@@ -598,6 +630,20 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
             }
         }
     };
+    let mut trusted_proxies = Vec::new();
+    for item in non_empty(raw.trusted_proxies)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        match item.parse::<std::net::IpAddr>() {
+            Ok(ip) => trusted_proxies.push(ip),
+            Err(_) => c
+                .problems
+                .push(format!("TRUSTED_PROXIES: `{item}` is not an IP address")),
+        }
+    }
     let sweep = SweepSettings {
         after: Duration::from_secs(number(
             &mut c,
@@ -817,6 +863,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         shutdown_grace: shutdown_grace.expect("validated"),
         webhooks,
         sweep,
+        trusted_proxies,
     })
 }
 
@@ -952,6 +999,20 @@ mod tests {
             s.internal_api_keys[0].expose_secret(),
             "0123456789012345678901"
         );
+    }
+
+    #[test]
+    fn google_endpoints_must_be_https_except_on_this_machine() {
+        let mut p = good();
+        p.push(("GOOGLE_TOKEN_URL", "http://oauth2.example.com/token".into()));
+        let err = Settings::from_pairs(p.clone()).unwrap_err();
+        assert!(
+            err.to_string().contains("GOOGLE_TOKEN_URL must use https"),
+            "{err}"
+        );
+        p.retain(|(k, _)| *k != "GOOGLE_TOKEN_URL");
+        p.push(("GOOGLE_TOKEN_URL", "http://127.0.0.1:51124/token".into()));
+        assert!(Settings::from_pairs(p).is_ok());
     }
 
     #[test]

@@ -39,6 +39,7 @@ impl From<FlowError> for PageError {
             FlowError::ExpiredState => PageError::StateExpired,
             FlowError::BrowserMismatch => PageError::BrowserMismatch,
             FlowError::UserMismatch => PageError::UserMismatch,
+            FlowError::NoSession => PageError::SignInNeeded,
             FlowError::Database(e) => PageError::internal(&e),
             FlowError::Crypto(e) => PageError::internal(&e),
         }
@@ -86,11 +87,15 @@ pub async fn connect(
     PagePath(name): PagePath<String>,
     user: Result<PageUser, PageError>,
     ClientIp(ip): ClientIp,
+    headers: axum::http::HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
     let provider = provider(&app, &name)?;
     app.limiters.browser_ip(ip)?;
     let PageUser(user_id) = user?;
+    if !navigation_allowed(&headers, &app) {
+        return Err(PageError::CrossSite);
+    }
     app.limiters.connect_user(user_id)?;
     let q = strict_query(raw)?;
     let started = flow::start(
@@ -342,6 +347,19 @@ pub async fn item(
     resp.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
+}
+
+/// May this navigation start a consent? Links from our pages, from
+/// ro-being's allowed origins, or typed in; not from a foreign site.
+pub(crate) fn navigation_allowed(headers: &axum::http::HeaderMap, app: &AppState) -> bool {
+    match headers.get("sec-fetch-site").map(|v| v.as_bytes()) {
+        Some(b"cross-site") => headers
+            .get(axum::http::header::REFERER)
+            .and_then(|r| r.to_str().ok())
+            .and_then(|r| url::Url::parse(r).ok())
+            .is_some_and(|u| app.settings.allowed_return_origins.contains(&u.origin())),
+        _ => true,
+    }
 }
 
 /// Did this state-changing request come from our own pages? Browsers send

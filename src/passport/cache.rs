@@ -25,10 +25,15 @@ use crate::passport::scopes::ScopeSet;
 
 /// The channel the trigger notifies on.
 pub const CHANNEL: &str = "gmail_token_changed";
+/// No entry is served longer than this after it was read.
+pub const MAX_AGE: Duration = Duration::from_secs(30);
 
 /// A cached token.
 #[derive(Clone)]
 pub struct Cached {
+    /// When it was read from the database (entries older than [`MAX_AGE`]
+    /// are not served, bounding staleness even if a notification were lost).
+    pub read_at: std::time::Instant,
     pub access_token: SecretString,
     pub expires_at: DateTime<Utc>,
     pub scopes: ScopeSet,
@@ -66,7 +71,7 @@ impl TokenCache {
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
         let c = map.get(&user)?;
         let margin = chrono::Duration::from_std(margin).unwrap_or_default();
-        (c.expires_at > Utc::now() + margin).then(|| c.clone())
+        (c.expires_at > Utc::now() + margin && c.read_at.elapsed() < MAX_AGE).then(|| c.clone())
     }
 
     /// Take this before reading a row that may be cached afterwards.
@@ -187,6 +192,7 @@ mod tests {
 
     fn entry() -> Cached {
         Cached {
+            read_at: std::time::Instant::now(),
             access_token: SecretString::from("ya29.x".to_string()),
             expires_at: Utc::now() + chrono::Duration::minutes(30),
             scopes: ScopeSet::new(),

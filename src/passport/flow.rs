@@ -36,6 +36,8 @@ pub enum FlowError {
     BrowserMismatch,
     #[error("state belongs to another signed-in user")]
     UserMismatch,
+    #[error("nobody is signed in at the callback")]
+    NoSession,
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("stored secret: {0}")]
@@ -191,11 +193,13 @@ pub async fn complete(
     // The attempt is only consumed when this browser holds the nonce it was
     // started with: another browser's visit leaves it to its owner.
     let nonce_hash = browser_nonce.filter(|n| is_token_shaped(n)).map(sha256);
-    let taken = match &nonce_hash {
-        Some(h) => {
-            oauth_state::take(&app.db, &state_hash, provider.name, h, signed_in_user).await?
+    // And only by the ro-being user who started it, signed in now: on a
+    // shared browser, nobody else's Google account can land on their passport.
+    let taken = match (&nonce_hash, signed_in_user) {
+        (Some(h), Some(user)) => {
+            oauth_state::take(&app.db, &state_hash, provider.name, h, Some(user)).await?
         }
-        None => None,
+        _ => None,
     };
     let Some(attempt) = taken else {
         let peeked = oauth_state::peek(&app.db, &state_hash, provider.name).await?;
@@ -208,6 +212,7 @@ pub async fn complete(
             return Err(FlowError::ExpiredState);
         }
         return Err(match signed_in_user {
+            None => FlowError::NoSession,
             Some(u) if u != peeked.user_id => FlowError::UserMismatch,
             _ => FlowError::BrowserMismatch,
         });
@@ -305,6 +310,16 @@ async fn exchange_and_store(
             });
     // Keep the stored refresh token when Google sent none, but never carry
     // one over to another account.
+    // Another Google account replaces this one: its grant is revoked below,
+    // once the new connection is stored, so that no dropped grant stays alive.
+    let replaced_grant = if account_changed {
+        let old = prev.as_ref().and_then(|p| p.refresh_token.as_deref());
+        app.cipher
+            .open_opt(user_id, Field::RefreshToken, old)
+            .unwrap_or(None)
+    } else {
+        None
+    };
     let refresh_token: Option<String> = match &tokens.refresh_token {
         Some(r) => Some(
             app.cipher
@@ -404,6 +419,11 @@ async fn exchange_and_store(
         .await?;
     }
     tx.commit().await?;
+    if let Some(old) = replaced_grant {
+        if let Err(e) = app.google.revoke(old.expose_secret()).await {
+            tracing::warn!(%user_id, error = %e, "could not revoke the replaced account's grant");
+        }
+    }
     Ok(outcome)
 }
 

@@ -96,7 +96,11 @@ impl Report {
 pub fn to_csv(users: &[MissingUser]) -> String {
     let mut s = String::from("user_id,email,status,last_consent_at\n");
     for u in users {
-        let email = u.email.clone().unwrap_or_default();
+        let mut email = u.email.clone().unwrap_or_default();
+        // Never a formula when the file is opened in a spreadsheet.
+        if email.starts_with(['=', '+', '-', '@']) {
+            email.insert(0, '\'');
+        }
         // Quote fields that could break the format.
         let email = if email.contains([',', '"', '\n']) {
             format!("\"{}\"", email.replace('"', "\"\""))

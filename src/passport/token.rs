@@ -25,6 +25,9 @@ use crate::store::passport_event::{self, EventKind, NewEvent};
 pub const REFRESH_ATTEMPTS: u32 = 3;
 /// First backoff between attempts (doubled each time, with jitter).
 pub const REFRESH_BACKOFF: Duration = Duration::from_millis(200);
+/// Time for all attempts of one refresh together (below the 30 s request
+/// timeout).
+pub const REFRESH_BUDGET: Duration = Duration::from_secs(20);
 
 /// A token handed to a skill.
 pub struct IssuedToken {
@@ -206,6 +209,7 @@ pub async fn token_for(
                 user,
                 generation,
                 Cached {
+                    read_at: std::time::Instant::now(),
                     access_token: issued.access_token.clone(),
                     expires_at,
                     scopes: issued.scopes.clone(),
@@ -287,22 +291,34 @@ pub async fn refresh_single_flight(
 
     let redirect_uri = app.settings.redirect_uri(provider.name);
     let mut attempt = 0;
-    let result = loop {
-        attempt += 1;
-        match app
-            .google
-            .refresh(&redirect_uri, refresh_token.expose_secret())
-            .await
-        {
-            Err(GoogleError::Unavailable(reason)) if attempt < REFRESH_ATTEMPTS => {
-                let base = REFRESH_BACKOFF * 2u32.pow(attempt - 1);
-                let jitter = rand::thread_rng().gen_range(0..=base.as_millis() as u64 / 2);
-                tracing::warn!(%user, attempt, %reason, "refresh failed; retrying");
-                tokio::time::sleep(base + Duration::from_millis(jitter)).await;
+    let retries = async {
+        loop {
+            attempt += 1;
+            match app
+                .google
+                .refresh(&redirect_uri, refresh_token.expose_secret())
+                .await
+            {
+                Err(GoogleError::Unavailable(reason)) if attempt < REFRESH_ATTEMPTS => {
+                    let base = REFRESH_BACKOFF * 2u32.pow(attempt - 1);
+                    let jitter = rand::thread_rng().gen_range(0..=base.as_millis() as u64 / 2);
+                    tracing::warn!(%user, attempt, %reason, "refresh failed; retrying");
+                    tokio::time::sleep(base + Duration::from_millis(jitter)).await;
+                }
+                other => break other,
             }
-            other => break other,
         }
     };
+    // All tries together stay well inside the request timeout, so the caller
+    // always gets the JSON answer and the cool-down is recorded.
+    let result = tokio::time::timeout(REFRESH_BUDGET, retries)
+        .await
+        .unwrap_or_else(|_| {
+            Err(GoogleError::Unavailable(format!(
+                "timeout: no answer within {} s",
+                REFRESH_BUDGET.as_secs()
+            )))
+        });
 
     match result {
         Ok(tokens) => {
@@ -319,6 +335,16 @@ pub async fn refresh_single_flight(
                 new_scopes.as_ref().map(ScopeSet::to_json),
             )
             .await?;
+            // A refresh token still in plaintext (the old service's) or under
+            // an old key is sealed under the active key now.
+            if let Some(stored) = row.refresh_token.as_deref() {
+                if app.cipher.needs_rewrite(stored) {
+                    let sealed =
+                        app.cipher
+                            .seal(user, Field::RefreshToken, refresh_token.expose_secret());
+                    gmail_token::set_refresh_token(&mut *tx, user, &sealed).await?;
+                }
+            }
             passport_event::insert(
                 &mut *tx,
                 &NewEvent {

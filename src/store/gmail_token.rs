@@ -331,3 +331,19 @@ pub async fn mark_swept(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<(), sq
     .await?;
     Ok(())
 }
+
+/// Replace the stored refresh token (re-sealed under the active key).
+pub async fn set_refresh_token(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    sealed: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE gmail_token SET refresh_token = $2 WHERE user_id = $1"#,
+        user_id,
+        sealed
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}

@@ -172,6 +172,28 @@ async fn a_callback_without_the_flow_cookie_is_refused_and_the_flow_survives() {
 }
 
 #[tokio::test]
+async fn a_callback_without_a_session_asks_to_sign_in_and_keeps_the_flow() {
+    let (app, user, browser, cb) = setup().await;
+    let before = app.snapshot().await;
+    // The flow cookie is there, but the ro-being session is gone (signed out
+    // on a shared browser): nobody's Google account may land on it.
+    let url: url::Url = app.addr.parse().unwrap();
+    browser
+        .jar
+        .add_cookie_str("access_token=; Max-Age=0; Path=/", &url);
+    let resp = browser.callback(&cb).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(resp.text().await.unwrap().contains("로그인이 필요합니다"));
+    assert_eq!(app.snapshot().await, before);
+    // Signed in again, the same browser finishes.
+    browser
+        .jar
+        .add_cookie_str(&format!("access_token={}; Path=/", session_for(user)), &url);
+    let done = browser.callback(&cb).await;
+    assert_eq!(query_map(&location(&done))["result"], "upgraded");
+}
+
+#[tokio::test]
 async fn another_signed_in_user_cannot_finish_someone_elses_flow() {
     let (app, user, browser, cb) = setup().await;
     let before = app.snapshot().await;

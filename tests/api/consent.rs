@@ -223,6 +223,8 @@ async fn another_google_account_replaces_the_connection_and_says_account_changed
     assert_eq!(ev.kind, "account_changed");
     assert_eq!(ev.email_before.as_deref(), Some(JISOO));
     assert_eq!(ev.email_after.as_deref(), Some(MINHO));
+    // The replaced account's grant is revoked at Google.
+    assert_eq!(app.fake.calls("revoke"), 1);
 
     // The item page names both accounts.
     let page = browser

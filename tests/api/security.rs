@@ -500,3 +500,108 @@ async fn oversized_headers_are_refused() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
 }
+
+#[tokio::test]
+async fn foreign_sites_cannot_start_a_consent_but_ro_being_can() {
+    let app = TestApp::spawn().await;
+    let browser = app.browser(Some(Uuid::new_v4()));
+    let evil = browser
+        .client
+        .get(app.url("/passport/gmail/connect"))
+        .header("sec-fetch-site", "cross-site")
+        .header("referer", "https://evil.example/page")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(evil.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.state_count().await, 0);
+    let from_ro_being = browser
+        .client
+        .get(app.url("/passport/gmail/connect"))
+        .header("sec-fetch-site", "cross-site")
+        .header("referer", "https://ro-being.com/settings/items")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(from_ro_being.status(), StatusCode::FOUND);
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_has_its_own_limit() {
+    let behind = TestApp::spawn_with(&[
+        ("TRUSTED_PROXIES", "127.0.0.1"),
+        ("RATE_LIMIT_BROWSER_IP_PER_MIN", "2"),
+    ])
+    .await;
+    let hit = |app: &TestApp, xff: &'static str| {
+        app.client()
+            .get(app.url("/passport/gmail/callback?state=x"))
+            .header("x-forwarded-for", xff)
+            .send()
+    };
+    assert_eq!(
+        hit(&behind, "203.0.113.1").await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        hit(&behind, "203.0.113.1").await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        hit(&behind, "203.0.113.1").await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        hit(&behind, "203.0.113.2").await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+    // A client cannot pick its own key by sending the header to a server
+    // that does not trust its peer.
+    let direct = TestApp::spawn_with(&[("RATE_LIMIT_BROWSER_IP_PER_MIN", "2")]).await;
+    assert_eq!(
+        hit(&direct, "198.51.100.1").await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        hit(&direct, "198.51.100.2").await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        hit(&direct, "198.51.100.3").await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+async fn a_plaintext_refresh_token_of_the_old_service_is_sealed_at_its_next_refresh() {
+    let app = TestApp::spawn().await;
+    let user = Uuid::new_v4();
+    let (access, refresh) = app.fake.seed_grant(JISOO, ALL).unwrap();
+    let scopes = auth_server::passport::scopes::ScopeSet::parse_known(ALL.iter().copied()).unwrap();
+    sqlx::query(
+        "INSERT INTO gmail_token (user_id, access_token, refresh_token, scopes, expires_at) VALUES ($1, $2, $3, $4, now())",
+    )
+    .bind(user)
+    .bind(&access)
+    .bind(&refresh)
+    .bind(scopes.to_json())
+    .execute(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(app.token(user, &[]).await.0, StatusCode::OK);
+    let row = app.row(user).await.unwrap();
+    assert!(row
+        .refresh_token
+        .as_deref()
+        .unwrap()
+        .starts_with("enc:v1:t1:"));
+    assert!(row
+        .access_token
+        .as_deref()
+        .unwrap()
+        .starts_with("enc:v1:t1:"));
+    assert_eq!(
+        app.refresh_of(user).await.as_deref(),
+        Some(refresh.as_str())
+    );
+}
