@@ -261,31 +261,8 @@ pub async fn refresh_single_flight(
             .open_opt(user, Field::RefreshToken, row.refresh_token.as_deref())?;
     let Some(refresh_token) = refresh_token else {
         let why = "no_refresh_token: no refresh token is stored; press 재인증";
-        gmail_token::mark_reauth_required(&mut *tx, user, why).await?;
-        passport_event::insert(
-            &mut *tx,
-            &NewEvent {
-                error_code: Some("no_refresh_token"),
-                ..NewEvent::new(user, provider.name, EventKind::ReauthRequired)
-            },
-        )
-        .await?;
-        let facts = webhooks::Facts {
-            email: row.email.as_deref(),
-            cause: Some("no_refresh_token"),
-            ..Default::default()
-        };
-        webhooks::enqueue(
-            &mut tx,
-            app,
-            provider.name,
-            webhooks::Kind::ReauthRequired,
-            user,
-            facts,
-        )
-        .await?;
+        mark_broken(app, &mut tx, provider, &row, "no_refresh_token", None, why).await?;
         tx.commit().await?;
-        count_refresh("reauth_required");
         return Err(TokenError::ReauthRequired(why.into()));
     };
 
@@ -378,33 +355,17 @@ pub async fn refresh_single_flight(
                 _ => String::new(),
             };
             let why = format!("invalid_grant: {desc}");
-            gmail_token::mark_reauth_required(&mut *tx, user, &why).await?;
-            passport_event::insert(
-                &mut *tx,
-                &NewEvent {
-                    error_code: Some("invalid_grant"),
-                    detail: Some(&desc),
-                    ..NewEvent::new(user, provider.name, EventKind::ReauthRequired)
-                },
-            )
-            .await?;
-            let cause = format!("invalid_grant: {desc}");
-            let facts = webhooks::Facts {
-                email: row.email.as_deref(),
-                cause: Some(cause.trim_end_matches(": ")),
-                ..Default::default()
-            };
-            webhooks::enqueue(
-                &mut tx,
+            mark_broken(
                 app,
-                provider.name,
-                webhooks::Kind::ReauthRequired,
-                user,
-                facts,
+                &mut tx,
+                provider,
+                &row,
+                "invalid_grant",
+                Some(&desc),
+                &why,
             )
             .await?;
             tx.commit().await?;
-            count_refresh("reauth_required");
             tracing::info!(%user, "refresh token refused (invalid_grant); connection needs 재인증");
             Err(TokenError::ReauthRequired(why))
         }
@@ -435,6 +396,46 @@ pub async fn refresh_single_flight(
             })
         }
     }
+}
+
+/// Google will not refresh this connection any more: mark the row
+/// `reauth_required`, audit it and announce it, in the caller's transaction.
+async fn mark_broken(
+    app: &AppState,
+    tx: &mut sqlx::PgConnection,
+    provider: &Provider,
+    row: &TokenRow,
+    code: &str,
+    detail: Option<&str>,
+    why: &str,
+) -> Result<(), sqlx::Error> {
+    let user = row.user_id;
+    gmail_token::mark_reauth_required(&mut *tx, user, why).await?;
+    passport_event::insert(
+        &mut *tx,
+        &NewEvent {
+            error_code: Some(code),
+            detail,
+            ..NewEvent::new(user, provider.name, EventKind::ReauthRequired)
+        },
+    )
+    .await?;
+    let facts = webhooks::Facts {
+        email: row.email.as_deref(),
+        cause: Some(why.trim_end_matches(": ")),
+        ..Default::default()
+    };
+    webhooks::enqueue(
+        tx,
+        app,
+        provider.name,
+        webhooks::Kind::ReauthRequired,
+        user,
+        facts,
+    )
+    .await?;
+    count_refresh("reauth_required");
+    Ok(())
 }
 
 fn count_refresh(outcome: &'static str) {
