@@ -36,12 +36,15 @@ pub struct Cached {
     pub read_at: std::time::Instant,
     pub access_token: SecretString,
     pub expires_at: DateTime<Utc>,
-    pub scopes: ScopeSet,
+    /// Shared between entries: most connections hold the same scope set.
+    pub scopes: std::sync::Arc<ScopeSet>,
     pub email: Option<String>,
 }
 
 pub struct TokenCache {
     map: RwLock<HashMap<Uuid, Cached>>,
+    /// The distinct scope sets seen, so that entries share them.
+    scope_sets: std::sync::Mutex<Vec<std::sync::Arc<ScopeSet>>>,
     generation: AtomicU64,
     enabled: AtomicBool,
     max_entries: usize,
@@ -57,6 +60,7 @@ impl TokenCache {
     pub fn new(max_entries: usize) -> Self {
         Self {
             map: RwLock::new(HashMap::new()),
+            scope_sets: std::sync::Mutex::new(Vec::new()),
             generation: AtomicU64::new(0),
             enabled: AtomicBool::new(false),
             max_entries,
@@ -72,6 +76,19 @@ impl TokenCache {
         let c = map.get(&user)?;
         let margin = chrono::Duration::from_std(margin).unwrap_or_default();
         (c.expires_at > Utc::now() + margin && c.read_at.elapsed() < MAX_AGE).then(|| c.clone())
+    }
+
+    /// The shared copy of a scope set (at most 64 distinct sets are kept).
+    pub fn intern(&self, set: ScopeSet) -> std::sync::Arc<ScopeSet> {
+        let mut sets = self.scope_sets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = sets.iter().find(|s| ***s == set) {
+            return s.clone();
+        }
+        let s = std::sync::Arc::new(set);
+        if sets.len() < 64 {
+            sets.push(s.clone());
+        }
+        s
     }
 
     /// Take this before reading a row that may be cached afterwards.
@@ -91,7 +108,12 @@ impl TokenCache {
             return;
         }
         if map.len() >= self.max_entries && !map.contains_key(&user) {
-            map.clear();
+            // Make room by dropping a quarter of the entries (the map's order
+            // is arbitrary), not all of them.
+            let drop: Vec<Uuid> = map.keys().take(self.max_entries / 4 + 1).copied().collect();
+            for k in drop {
+                map.remove(&k);
+            }
         }
         map.insert(user, entry);
     }
@@ -195,7 +217,7 @@ mod tests {
             read_at: std::time::Instant::now(),
             access_token: SecretString::from("ya29.x".to_string()),
             expires_at: Utc::now() + chrono::Duration::minutes(30),
-            scopes: ScopeSet::new(),
+            scopes: std::sync::Arc::new(ScopeSet::new()),
             email: None,
         }
     }
@@ -223,6 +245,24 @@ mod tests {
         c.apply(&u.to_string());
         c.insert_if_unchanged(u, g, entry());
         assert!(c.get(u, Duration::ZERO).is_none());
+    }
+
+    #[test]
+    fn a_full_cache_drops_a_quarter_and_scope_sets_are_shared() {
+        let c = TokenCache::new(8);
+        c.set_enabled(true);
+        let users: Vec<Uuid> = (0..9).map(|_| Uuid::new_v4()).collect();
+        for u in &users {
+            c.insert_if_unchanged(*u, c.generation(), entry());
+        }
+        assert!(c.len() >= 5 && c.len() <= 8, "{}", c.len());
+        assert!(
+            c.get(users[8], Duration::ZERO).is_some(),
+            "the newest entry is kept"
+        );
+        let a = c.intern(ScopeSet::parse_known(["calendar"]).unwrap());
+        let b = c.intern(ScopeSet::parse_known(["calendar"]).unwrap());
+        assert!(std::sync::Arc::ptr_eq(&a, &b));
     }
 
     #[test]

@@ -193,7 +193,7 @@ pub async fn token_for(
         return Ok(IssuedToken {
             access_token: c.access_token,
             expires_at: Some(c.expires_at),
-            scopes: c.scopes,
+            scopes: (*c.scopes).clone(),
             email: c.email,
         });
     }
@@ -212,7 +212,7 @@ pub async fn token_for(
                     read_at: std::time::Instant::now(),
                     access_token: issued.access_token.clone(),
                     expires_at,
-                    scopes: issued.scopes.clone(),
+                    scopes: app.token_cache.intern(issued.scopes.clone()),
                     email: issued.email.clone(),
                 },
             );
