@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use auth_server::crypto::{parse_keys, Field, TokenCipher};
 use auth_server::passport::scopes::default_gmail_scopes;
+use auth_server::store::gmail_token;
 use clap::Parser;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Executor, PgPool};
@@ -94,73 +95,33 @@ fn user_id(n: u64) -> Uuid {
     Uuid::from_u128(u128::from(n))
 }
 
-struct Batch {
-    ids: Vec<Uuid>,
-    emails: Vec<String>,
-    subs: Vec<String>,
-    access: Vec<String>,
-    refresh: Vec<String>,
-    /// Seconds from now() to expires_at.
-    expires_in: f64,
-}
-
-const INSERT: &str = r#"
-INSERT INTO gmail_token
-    (user_id, email, google_sub, access_token, refresh_token, token_type, expires_at,
-     scopes, status, last_error, last_refreshed_at, consented_at, created_at, updated_at)
-SELECT u, e, g, a, r, 'Bearer', now() + make_interval(secs => $6),
-       $7, 'active', NULL, NULL, now(), now(), now()
-FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) AS t(u, e, g, a, r)
-ON CONFLICT (user_id) DO UPDATE SET
-    email = EXCLUDED.email,
-    google_sub = EXCLUDED.google_sub,
-    access_token = EXCLUDED.access_token,
-    refresh_token = EXCLUDED.refresh_token,
-    token_type = EXCLUDED.token_type,
-    expires_at = EXCLUDED.expires_at,
-    scopes = EXCLUDED.scopes,
-    status = 'active',
-    last_error = NULL,
-    consented_at = now(),
-    updated_at = now()
-"#;
+type Batch = gmail_token::BulkConnections;
 
 async fn insert(pool: PgPool, scopes: serde_json::Value, b: Batch) -> anyhow::Result<u64> {
-    let n = b.ids.len() as u64;
-    sqlx::query(INSERT)
-        .bind(b.ids)
-        .bind(b.emails)
-        .bind(b.subs)
-        .bind(b.access)
-        .bind(b.refresh)
-        .bind(b.expires_in)
-        .bind(scopes)
-        .execute(&pool)
-        .await?;
-    Ok(n)
+    Ok(gmail_token::upsert_many(&pool, &b, scopes).await?)
 }
 
 fn valid_batch(cipher: &TokenCipher, from: u64, to: u64) -> Batch {
     let len = (to - from) as usize;
     let mut b = Batch {
-        ids: Vec::with_capacity(len),
+        user_ids: Vec::with_capacity(len),
         emails: Vec::with_capacity(len),
-        subs: Vec::with_capacity(len),
-        access: Vec::with_capacity(len),
-        refresh: Vec::with_capacity(len),
-        expires_in: 3600.0,
+        google_subs: Vec::with_capacity(len),
+        access_tokens: Vec::with_capacity(len),
+        refresh_tokens: Vec::with_capacity(len),
+        expires_in_secs: 3600.0,
     };
     for n in from..to {
         let id = user_id(n);
-        b.ids.push(id);
+        b.user_ids.push(id);
         b.emails.push(format!("bench-{n}@example.com"));
-        b.subs.push(format!("bench-sub-{n}"));
-        b.access.push(cipher.seal(
+        b.google_subs.push(format!("bench-sub-{n}"));
+        b.access_tokens.push(cipher.seal(
             id,
             Field::AccessToken,
             &format!("ya29.bench-access-{n:x}-{:016x}", rand::random::<u64>()),
         ));
-        b.refresh.push(cipher.seal(
+        b.refresh_tokens.push(cipher.seal(
             id,
             Field::RefreshToken,
             &format!("1//bench-refresh-{n:x}-{:016x}", rand::random::<u64>()),
@@ -299,32 +260,35 @@ async fn main() -> anyhow::Result<()> {
             .map(|a| a.sub.clone())
             .unwrap_or_default();
         let mut b = Batch {
-            ids: Vec::new(),
+            user_ids: Vec::new(),
             emails: Vec::new(),
-            subs: Vec::new(),
-            access: Vec::new(),
-            refresh: Vec::new(),
+            google_subs: Vec::new(),
+            access_tokens: Vec::new(),
+            refresh_tokens: Vec::new(),
             // Just expired: well inside the refresh margin.
-            expires_in: -1.0,
+            expires_in_secs: -1.0,
         };
         for (i, g) in grants.iter().enumerate() {
             let id = user_id(expired_first + i as u64);
-            b.ids.push(id);
+            b.user_ids.push(id);
             b.emails.push(args.fake_account.clone());
-            b.subs.push(fake_sub.clone());
-            b.access
+            b.google_subs.push(fake_sub.clone());
+            b.access_tokens
                 .push(cipher.seal(id, Field::AccessToken, &g.access_token));
-            b.refresh
+            b.refresh_tokens
                 .push(cipher.seal(id, Field::RefreshToken, &g.refresh_token));
         }
-        for chunk in (0..b.ids.len()).collect::<Vec<_>>().chunks(batch as usize) {
+        for chunk in (0..b.user_ids.len())
+            .collect::<Vec<_>>()
+            .chunks(batch as usize)
+        {
             let part = Batch {
-                ids: chunk.iter().map(|&i| b.ids[i]).collect(),
+                user_ids: chunk.iter().map(|&i| b.user_ids[i]).collect(),
                 emails: chunk.iter().map(|&i| b.emails[i].clone()).collect(),
-                subs: chunk.iter().map(|&i| b.subs[i].clone()).collect(),
-                access: chunk.iter().map(|&i| b.access[i].clone()).collect(),
-                refresh: chunk.iter().map(|&i| b.refresh[i].clone()).collect(),
-                expires_in: b.expires_in,
+                google_subs: chunk.iter().map(|&i| b.google_subs[i].clone()).collect(),
+                access_tokens: chunk.iter().map(|&i| b.access_tokens[i].clone()).collect(),
+                refresh_tokens: chunk.iter().map(|&i| b.refresh_tokens[i].clone()).collect(),
+                expires_in_secs: b.expires_in_secs,
             };
             insert(pool.clone(), scopes.clone(), part).await?;
         }
@@ -336,9 +300,7 @@ async fn main() -> anyhow::Result<()> {
             .execute(&pool)
             .await?;
     }
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM gmail_token")
-        .fetch_one(&pool)
-        .await?;
+    let total = gmail_token::count(&pool).await?;
     pool.close().await;
 
     if let Some(path) = &args.ids_file {

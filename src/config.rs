@@ -380,39 +380,51 @@ impl Checker {
         v
     }
 
+    /// A whole number within `range` (`default` when unset); `unit` names it
+    /// in the problem report.
+    fn number(
+        &mut self,
+        key: &str,
+        v: Option<String>,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+        unit: &str,
+    ) -> u64 {
+        match non_empty(v) {
+            None => default,
+            Some(s) => match s.parse::<u64>() {
+                Ok(n) if range.contains(&n) => n,
+                _ => {
+                    self.problems.push(format!(
+                        "{key} must be a whole number of {unit} from {} to {}",
+                        range.start(),
+                        range.end()
+                    ));
+                    default
+                }
+            },
+        }
+    }
+
     fn seconds(
         &mut self,
         key: &str,
         v: Option<String>,
         default: u64,
         range: std::ops::RangeInclusive<u64>,
-    ) -> Option<Duration> {
-        match non_empty(v) {
-            None => Some(Duration::from_secs(default)),
-            Some(s) => match s.parse::<u64>() {
-                Ok(n) if range.contains(&n) => Some(Duration::from_secs(n)),
-                _ => {
-                    self.problems.push(format!(
-                        "{key} must be a whole number of seconds from {} to {}",
-                        range.start(),
-                        range.end()
-                    ));
-                    None
-                }
-            },
-        }
+    ) -> Duration {
+        Duration::from_secs(self.number(key, v, default, range, "seconds"))
     }
 
+    /// Requests per minute; 0 turns the limit off.
     fn per_minute(&mut self, key: &str, v: Option<String>, default: u32) -> u32 {
-        match non_empty(v) {
-            None => default,
-            Some(s) => s.parse::<u32>().unwrap_or_else(|_| {
-                self.problems.push(format!(
-                    "{key} must be a whole number of requests per minute (0 turns it off)"
-                ));
-                default
-            }),
-        }
+        self.number(
+            key,
+            v,
+            default.into(),
+            0..=u32::MAX.into(),
+            "requests per minute (0 turns it off)",
+        ) as u32
     }
 
     fn flag(&mut self, key: &str, v: Option<String>) -> bool {
@@ -546,27 +558,6 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         0..=3000,
     );
     let shutdown_grace = c.seconds("SHUTDOWN_GRACE_SECS", raw.shutdown_grace_secs, 20, 1..=300);
-    let number = |c: &mut Checker,
-                  key: &str,
-                  v: Option<String>,
-                  default: u64,
-                  range: std::ops::RangeInclusive<u64>|
-     -> u64 {
-        match non_empty(v) {
-            None => default,
-            Some(s) => match s.parse::<u64>() {
-                Ok(n) if range.contains(&n) => n,
-                _ => {
-                    c.problems.push(format!(
-                        "{key} must be a whole number from {} to {}",
-                        range.start(),
-                        range.end()
-                    ));
-                    default
-                }
-            },
-        }
-    };
     let webhooks = match non_empty(raw.webhook_url) {
         None => None,
         Some(u) => {
@@ -581,40 +572,40 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
                     .push("WEBHOOK_SECRET must be at least 32 bytes long".into()),
                 _ => {}
             }
-            let max_attempts = number(
-                &mut c,
+            let max_attempts = c.number(
                 "WEBHOOK_MAX_ATTEMPTS",
                 raw.webhook_max_attempts,
                 12,
                 1..=100,
+                "attempts",
             ) as u32;
-            let retry_base = Duration::from_millis(number(
-                &mut c,
+            let retry_base = Duration::from_millis(c.number(
                 "WEBHOOK_RETRY_BASE_MS",
                 raw.webhook_retry_base_ms,
                 10_000,
                 10..=3_600_000,
+                "milliseconds",
             ));
-            let timeout = Duration::from_secs(number(
-                &mut c,
+            let timeout = Duration::from_secs(c.number(
                 "WEBHOOK_TIMEOUT_SECS",
                 raw.webhook_timeout_secs,
                 10,
                 1..=120,
+                "seconds",
             ));
-            let poll = Duration::from_millis(number(
-                &mut c,
+            let poll = Duration::from_millis(c.number(
                 "WEBHOOK_POLL_MS",
                 raw.webhook_poll_ms,
                 1000,
                 10..=60_000,
+                "milliseconds",
             ));
-            let lease = Duration::from_secs(number(
-                &mut c,
+            let lease = Duration::from_secs(c.number(
                 "WEBHOOK_LEASE_SECS",
                 raw.webhook_lease_secs,
                 60,
                 1..=3600,
+                "seconds",
             ));
             match (url, secret) {
                 (Some(url), Some(secret)) => Some(WebhookSettings {
@@ -645,26 +636,26 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         }
     }
     let sweep = SweepSettings {
-        after: Duration::from_secs(number(
-            &mut c,
+        after: Duration::from_secs(c.number(
             "SWEEP_AFTER_SECS",
             raw.sweep_after_secs,
             86_400,
             0..=31_536_000,
+            "seconds",
         )),
-        per_minute: number(
-            &mut c,
+        per_minute: c.number(
             "SWEEP_PER_MINUTE",
             raw.sweep_per_minute,
             60,
             1..=60_000,
+            "refreshes per minute",
         ) as u32,
-        interval: Duration::from_secs(number(
-            &mut c,
+        interval: Duration::from_secs(c.number(
             "SWEEP_INTERVAL_SECS",
             raw.sweep_interval_secs,
             60,
             1..=86_400,
+            "seconds",
         )),
     };
     let refresh_cooldown = c.seconds(
@@ -847,7 +838,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
             tokeninfo_url: tokeninfo_url.expect("validated"),
             api_base_url: api_base_url.expect("validated"),
         },
-        google_http_timeout: google_http_timeout.expect("validated"),
+        google_http_timeout,
         gmail_scopes: gmail_scopes.expect("validated"),
         inventory_url: inventory_url.expect("validated"),
         allowed_return_origins,
@@ -855,12 +846,12 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         session_cookie_name,
         internal_api_keys,
         log_format: log_format.expect("validated"),
-        refresh_margin: refresh_margin.expect("validated"),
-        refresh_cooldown: refresh_cooldown.expect("validated"),
+        refresh_margin,
+        refresh_cooldown,
         token_keys,
         allow_plaintext_tokens,
         rate_limits,
-        shutdown_grace: shutdown_grace.expect("validated"),
+        shutdown_grace,
         webhooks,
         sweep,
         trusted_proxies,
@@ -999,6 +990,26 @@ mod tests {
             s.internal_api_keys[0].expose_secret(),
             "0123456789012345678901"
         );
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_reported_with_their_unit() {
+        let mut p = good();
+        p.push(("GOOGLE_HTTP_TIMEOUT_SECS", "0".into()));
+        p.push(("RATE_LIMIT_TOKEN_USER_PER_MIN", "-1".into()));
+        p.push(("WEBHOOK_URL", "https://ro-being.com/hooks".into()));
+        p.push(("WEBHOOK_SECRET", "w".repeat(40)));
+        p.push(("WEBHOOK_RETRY_BASE_MS", "5".into()));
+        p.push(("SWEEP_PER_MINUTE", "lots".into()));
+        let text = Settings::from_pairs(p).unwrap_err().to_string();
+        for needle in [
+            "GOOGLE_HTTP_TIMEOUT_SECS must be a whole number of seconds from 1 to 120",
+            "RATE_LIMIT_TOKEN_USER_PER_MIN must be a whole number of requests per minute",
+            "WEBHOOK_RETRY_BASE_MS must be a whole number of milliseconds from 10 to 3600000",
+            "SWEEP_PER_MINUTE must be a whole number of refreshes per minute",
+        ] {
+            assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
+        }
     }
 
     #[test]

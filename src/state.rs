@@ -17,7 +17,8 @@ use crate::passport::token::{Cooldowns, KeyedLocks};
 #[derive(Clone)]
 pub struct AppState {
     pub db: PgPool,
-    pub google: Google,
+    /// Shared, not cloned per request (its endpoints and secret are heap data).
+    pub google: Arc<Google>,
     pub settings: Arc<Settings>,
     pub providers: Arc<Providers>,
     pub metrics: PrometheusHandle,
@@ -35,7 +36,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(settings: Settings, db: PgPool) -> Self {
         let http = http_client(settings.google_http_timeout);
-        let google = Google::new(&settings, http);
+        let google = Arc::new(Google::new(&settings, http));
         let providers = Providers::new(settings.gmail_scopes.clone());
         let cipher = TokenCipher::new(&settings.token_keys, settings.allow_plaintext_tokens);
         let limiters = Limiters::new(&settings.rate_limits);

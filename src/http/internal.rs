@@ -66,6 +66,19 @@ fn provider<'a>(app: &'a AppState, name: &str) -> Result<&'a Provider, ApiError>
         .ok_or_else(|| ApiError::not_found(format!("no passport provider named `{name}`")))
 }
 
+/// `/internal/passport/{provider}/users/{user_id}…`: the provider, the
+/// caller's key, then the user id, checked in that order.
+fn user_route<'a>(
+    app: &'a AppState,
+    name: &str,
+    caller: Result<InternalCaller, ApiError>,
+    user: &str,
+) -> Result<(&'a Provider, Uuid), ApiError> {
+    let provider = provider(app, name)?;
+    caller?;
+    Ok((provider, user_id(user)?))
+}
+
 fn user_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::bad_request("user_id must be a UUID"))
 }
@@ -257,9 +270,7 @@ pub async fn disconnect(
     ApiPath((name, user)): ApiPath<(String, String)>,
     caller: Result<InternalCaller, ApiError>,
 ) -> Result<Response, ApiError> {
-    let provider = provider(&app, &name)?;
-    caller?;
-    let user = user_id(&user)?;
+    let (provider, user) = user_route(&app, &name, caller, &user)?;
     match disconnect::disconnect(&app, provider, user).await? {
         Some(r) => Ok(Json(disconnect_answer(&r)).into_response()),
         None => Err(ApiError::new(
@@ -276,9 +287,7 @@ pub async fn diagnosis(
     ApiPath((name, user)): ApiPath<(String, String)>,
     caller: Result<InternalCaller, ApiError>,
 ) -> Result<Response, ApiError> {
-    let provider = provider(&app, &name)?;
-    caller?;
-    let user = user_id(&user)?;
+    let (provider, user) = user_route(&app, &name, caller, &user)?;
     let d = diagnosis::diagnose(&app, provider, user).await?;
     Ok(Json(d).into_response())
 }

@@ -140,10 +140,6 @@ impl TokenCache {
         self.enabled.store(on, Ordering::Release);
     }
 
-    pub fn is_enabled(&self) -> bool {
-        self.enabled.load(Ordering::Acquire)
-    }
-
     pub fn len(&self) -> usize {
         self.map.read().unwrap_or_else(|p| p.into_inner()).len()
     }

@@ -347,3 +347,54 @@ pub async fn set_refresh_token(
     .await?;
     Ok(())
 }
+
+/// Many connections at once (benchmark and migration tooling): parallel
+/// arrays, one row per index, all with the same scopes and expiry.
+pub struct BulkConnections {
+    pub user_ids: Vec<Uuid>,
+    pub emails: Vec<String>,
+    pub google_subs: Vec<String>,
+    /// Sealed values, as [`upsert_consent`] stores them.
+    pub access_tokens: Vec<String>,
+    pub refresh_tokens: Vec<String>,
+    /// Seconds from now to `expires_at` (negative: already expired).
+    pub expires_in_secs: f64,
+}
+
+/// Insert or replace many connections, `active`, in one statement.
+pub async fn upsert_many(
+    db: impl PgExecutor<'_>,
+    rows: &BulkConnections,
+    scopes: serde_json::Value,
+) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query!(
+        r#"INSERT INTO gmail_token
+               (user_id, email, google_sub, access_token, refresh_token, token_type, expires_at,
+                scopes, status, last_error, consented_at, created_at, updated_at)
+           SELECT u, e, g, a, r, 'Bearer', now() + make_interval(secs => $6),
+                  $7, 'active', NULL, now(), now(), now()
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) AS t(u, e, g, a, r)
+           ON CONFLICT (user_id) DO UPDATE SET
+               email = EXCLUDED.email,
+               google_sub = EXCLUDED.google_sub,
+               access_token = EXCLUDED.access_token,
+               refresh_token = EXCLUDED.refresh_token,
+               token_type = EXCLUDED.token_type,
+               expires_at = EXCLUDED.expires_at,
+               scopes = EXCLUDED.scopes,
+               status = 'active',
+               last_error = NULL,
+               consented_at = now(),
+               updated_at = now()"#,
+        &rows.user_ids,
+        &rows.emails,
+        &rows.google_subs,
+        &rows.access_tokens,
+        &rows.refresh_tokens,
+        rows.expires_in_secs,
+        scopes,
+    )
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected())
+}
