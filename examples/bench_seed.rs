@@ -32,7 +32,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use auth_server::crypto::{parse_keys, Field, TokenCipher};
-use auth_server::passport::scopes::default_gmail_scopes;
+use auth_server::scopes::default_gmail_scopes;
 use auth_server::store::gmail_token;
 use clap::Parser;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -139,7 +139,7 @@ struct SeedGrant {
 /// One fresh grant per expired user from the fake Google.
 async fn fake_grants(fake_url: &str, account: &str, count: u64) -> anyhow::Result<Vec<SeedGrant>> {
     let http = reqwest::Client::new();
-    let scopes: Vec<&str> = auth_server::passport::scopes::KNOWN_SCOPES
+    let scopes: Vec<&str> = auth_server::scopes::KNOWN_SCOPES
         .iter()
         .map(|s| s.short)
         .collect();

@@ -2,15 +2,16 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use secrecy::ExposeSecret;
-use sqlx::PgPool;
 
 use crate::config::Settings;
 use crate::fake_google::{FakeConfig, FakeGoogle};
-use crate::{store, telemetry, AppState};
+use crate::passport::report::{self, MissingUser, Report};
+use crate::scopes::ScopeSet;
+use crate::startup::{operator_passport, shutdown_signal, Application};
+use crate::store::webhook_outbox::Backlog;
+use crate::{startup, store, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -143,27 +144,7 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// Connect to the database, retrying with backoff while it is unreachable,
-/// then apply the migrations.
-pub async fn connect_with_retry(url: &str) -> anyhow::Result<PgPool> {
-    let mut delay = Duration::from_millis(500);
-    let attempts = 10;
-    for attempt in 1..=attempts {
-        match store::connect_and_migrate(url).await {
-            Ok(pool) => return Ok(pool),
-            Err(e @ (sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut)) if attempt < attempts => {
-                tracing::warn!(attempt, retry_in_ms = delay.as_millis() as u64, error = %e, "database unreachable; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-            Err(e) => return Err(anyhow::anyhow!("database: {e}")),
-        }
-    }
-    unreachable!("the last attempt returns")
-}
-
 async fn serve() -> anyhow::Result<()> {
-    telemetry::init(telemetry::format_from_env());
     let settings = Settings::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
     telemetry::init(settings.log_format);
     if settings.allow_plaintext_tokens {
@@ -172,34 +153,17 @@ async fn serve() -> anyhow::Result<()> {
              turn it off once no service reads gmail_token directly, then run `auth-server rotate-keys`"
         );
     }
-    let pool = connect_with_retry(settings.database_url.expose_secret()).await?;
-    let listener = tokio::net::TcpListener::bind(settings.bind_addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind_addr))?;
-    let local = listener.local_addr()?;
-    tracing::info!(addr = %local, public = %settings.public_base_url, "auth-server listening");
-    crate::serve(listener, AppState::new(settings, pool)).await?;
+    let public = settings.public_base_url.clone();
+    let app = Application::build(settings).await?;
+    tracing::info!(addr = %app.local_addr()?, %public, "auth-server listening");
+    app.run_until_stopped(shutdown_signal()).await?;
     tracing::info!("auth-server stopped");
     Ok(())
 }
 
-/// Settings and a pool for the operator commands (no migrations run).
-async fn operator_state() -> anyhow::Result<AppState> {
-    telemetry::init(telemetry::format_from_env());
-    let settings = Settings::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let pool = store::pool_options()
-        .connect_with(store::connect_options(
-            settings.database_url.expose_secret(),
-        )?)
-        .await
-        .map_err(|e| anyhow::anyhow!("database: {e}"))?;
-    Ok(AppState::new(settings, pool))
-}
-
 async fn doctor(user: uuid::Uuid, json: bool) -> anyhow::Result<()> {
-    let app = operator_state().await?;
-    let provider = app.providers.gmail().clone();
-    let d = crate::passport::diagnosis::diagnose(&app, &provider, user).await?;
+    let passport = operator_passport().await?;
+    let d = passport.diagnose(passport.gmail(), user).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&d)?);
     } else {
@@ -209,68 +173,82 @@ async fn doctor(user: uuid::Uuid, json: bool) -> anyhow::Result<()> {
 }
 
 async fn report(missing: Option<String>, format: ReportFormat) -> anyhow::Result<()> {
-    use crate::passport::report;
-    let app = operator_state().await?;
-    let provider = app.providers.gmail().clone();
+    let passport = operator_passport().await?;
     match missing {
         None => {
-            let r = report::build(&app.db, &provider).await?;
-            let b = store::webhook_outbox::backlog(&app.db).await?;
-            match format {
-                ReportFormat::Json => {
-                    let mut v = serde_json::to_value(&r)?;
-                    v["webhooks"] = serde_json::json!({
-                        "pending": b.pending, "dead": b.dead, "delivered": b.delivered,
-                        "oldest_pending": b.oldest_pending,
-                    });
-                    println!("{}", serde_json::to_string_pretty(&v)?)
-                }
-                ReportFormat::Table => {
-                    print!("{}", r.to_text());
-                    println!(
-                        "\nwebhooks / 웹훅\n  pending          {:>8}\n  dead letters     {:>8}\n  delivered        {:>8}{}",
-                        b.pending,
-                        b.dead,
-                        b.delivered,
-                        b.oldest_pending.map(|t| format!("\n  oldest pending   {}", t.to_rfc3339())).unwrap_or_default()
-                    );
-                }
-                ReportFormat::Csv => {
-                    println!("kind,name,count");
-                    for (k, v) in &r.by_status {
-                        println!("status,{k},{v}");
-                    }
-                    for (k, v) in &r.missing {
-                        println!("missing,{k},{v}");
-                    }
-                }
-            }
+            let r = passport.report(passport.gmail()).await?;
+            let b = passport.webhook_backlog().await?;
+            print_report(&r, &b, format)?;
         }
         Some(scope) => {
-            let scope = crate::passport::scopes::ScopeSet::parse_known([scope.as_str()])
+            let scope = ScopeSet::parse_known([scope.as_str()])
                 .map_err(|e| anyhow::anyhow!("--missing: {e}"))?;
-            let users = report::missing_users(&app.db, &scope).await?;
-            match format {
-                ReportFormat::Csv => print!("{}", report::to_csv(&users)),
-                ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&users)?),
-                ReportFormat::Table => {
-                    println!("{} users lack {scope}", users.len());
-                    for u in &users {
-                        println!(
-                            "  {}  {:<32} {:<16} {}",
-                            u.user_id,
-                            u.email.as_deref().unwrap_or("-"),
-                            u.status,
-                            u.last_consent_at
-                                .map(|t| t.to_rfc3339())
-                                .unwrap_or_else(|| "-".into())
-                        );
-                    }
-                }
+            let users = passport.missing_users(&scope).await?;
+            print_missing(&scope, &users, format)?;
+        }
+    }
+    passport.db().close().await;
+    Ok(())
+}
+
+fn print_report(r: &Report, b: &Backlog, format: ReportFormat) -> anyhow::Result<()> {
+    match format {
+        ReportFormat::Json => {
+            let mut v = serde_json::to_value(r)?;
+            v["webhooks"] = serde_json::json!({
+                "pending": b.pending, "dead": b.dead, "delivered": b.delivered,
+                "oldest_pending": b.oldest_pending,
+            });
+            println!("{}", serde_json::to_string_pretty(&v)?)
+        }
+        ReportFormat::Table => {
+            print!("{}", r.to_text());
+            let oldest = b
+                .oldest_pending
+                .map(|t| format!("\n  oldest pending   {}", t.to_rfc3339()));
+            println!(
+                "\nwebhooks / 웹훅\n  pending          {:>8}\n  dead letters     {:>8}\n  delivered        {:>8}{}",
+                b.pending,
+                b.dead,
+                b.delivered,
+                oldest.unwrap_or_default()
+            );
+        }
+        ReportFormat::Csv => {
+            println!("kind,name,count");
+            for (k, v) in &r.by_status {
+                println!("status,{},{v}", k.as_str());
+            }
+            for (k, v) in &r.missing {
+                println!("missing,{k},{v}");
             }
         }
     }
-    app.db.close().await;
+    Ok(())
+}
+
+fn print_missing(
+    scope: &ScopeSet,
+    users: &[MissingUser],
+    format: ReportFormat,
+) -> anyhow::Result<()> {
+    match format {
+        ReportFormat::Csv => print!("{}", report::to_csv(users)),
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(users)?),
+        ReportFormat::Table => {
+            println!("{} users lack {scope}", users.len());
+            for u in users {
+                let consent = u.last_consent_at.map(|t| t.to_rfc3339());
+                println!(
+                    "  {}  {:<32} {:<16} {}",
+                    u.user_id,
+                    u.email.as_deref().unwrap_or("-"),
+                    u.status.as_str(),
+                    consent.as_deref().unwrap_or("-")
+                );
+            }
+        }
+    }
     Ok(())
 }
 
@@ -278,16 +256,16 @@ async fn webhooks_retry(dead: bool) -> anyhow::Result<()> {
     if !dead {
         anyhow::bail!("say what to retry: `auth-server webhooks retry --dead`");
     }
-    let app = operator_state().await?;
-    let n = store::webhook_outbox::retry_dead(&app.db).await?;
+    let passport = operator_passport().await?;
+    let n = passport.retry_dead_webhooks().await?;
     println!("{n} dead letters re-queued; the dispatcher delivers them shortly");
-    app.db.close().await;
+    passport.db().close().await;
     Ok(())
 }
 
 async fn rotate_keys(batch: i64) -> anyhow::Result<()> {
-    let app = operator_state().await?;
-    let Some(active) = app.cipher.active_key().map(str::to_string) else {
+    let passport = operator_passport().await?;
+    let Some(active) = passport.active_key().map(str::to_string) else {
         anyhow::bail!(
             "no active key: set TOKEN_ENCRYPTION_KEYS (the first key is the active one) and unset ALLOW_PLAINTEXT_TOKENS"
         );
@@ -295,12 +273,12 @@ async fn rotate_keys(batch: i64) -> anyhow::Result<()> {
     if !(1..=10_000).contains(&batch) {
         anyhow::bail!("--batch must be between 1 and 10000");
     }
-    let r = crate::passport::keys::rotate(&app.db, &app.cipher, batch).await?;
+    let r = passport.rotate_keys(batch).await?;
     println!(
         "active key {active}: {} rows scanned, {} re-encrypted, {} already current, {} changed meanwhile (current), {} consent verifiers re-encrypted",
         r.rows_scanned, r.rows_rewritten, r.rows_current, r.rows_changed_meanwhile, r.verifiers_rewritten
     );
-    app.db.close().await;
+    passport.db().close().await;
     if !r.unreadable.is_empty() {
         anyhow::bail!(
             "{} rows use a key that is not in TOKEN_ENCRYPTION_KEYS and were left as they are: {}",
@@ -319,7 +297,7 @@ async fn migrate() -> anyhow::Result<()> {
     telemetry::init(telemetry::format_from_env());
     let url =
         std::env::var("DATABASE_URL").map_err(|_| anyhow::anyhow!("DATABASE_URL is not set"))?;
-    let pool = connect_with_retry(&url).await?;
+    let pool = startup::connect_with_retry(&url).await?;
     let n = store::MIGRATOR.iter().count();
     pool.close().await;
     println!("migrations applied ({n} known)");
@@ -339,7 +317,7 @@ async fn fake_google(
     let listener = tokio::net::TcpListener::bind(bind).await?;
     println!("fake Google listening on http://{bind} (client id {client_id})");
     axum::serve(listener, fake.router())
-        .with_graceful_shutdown(crate::shutdown_signal())
+        .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())
 }

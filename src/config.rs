@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::passport::scopes::{default_gmail_scopes, ScopeSet};
+use crate::scopes::{default_gmail_scopes, ScopeSet};
 
 /// Every environment variable the service reads.
 pub const KEYS: &[&str] = &[

@@ -8,23 +8,28 @@ use std::net::SocketAddr;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Form, State};
-use axum::http::header::{LOCATION, SET_COOKIE};
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use axum_extra::extract::cookie::{Cookie, SameSite};
+use axum_extra::extract::CookieJar;
 use jsonwebtoken::{encode, EncodingKey, Header};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
 use uuid::Uuid;
 
 use crate::config::Settings;
 use crate::crypto::Field;
 use crate::fake_google::{FakeConfig, FakeGoogle};
-use crate::passport::random_token;
+use crate::http::error::PageError;
+use crate::http::AppState;
+use crate::passport::{random_token, Passport};
+use crate::startup::{connect_with_retry, shutdown_signal, Application};
 use crate::store::{self, gmail_token};
-use crate::{telemetry, AppState};
+use crate::telemetry;
 
 pub const DEMO_CLIENT_ID: &str = "demo-client.apps.googleusercontent.com";
 pub const DEMO_CLIENT_SECRET: &str = "demo-client-secret";
@@ -132,47 +137,48 @@ async fn sign_in(State(app): State<AppState>, Form(form): Form<SignInForm>) -> R
         .secure(app.settings.secure_cookies())
         .path("/")
         .build();
-    let mut resp = StatusCode::SEE_OTHER.into_response();
-    resp.headers_mut()
-        .insert(LOCATION, HeaderValue::from_static("/passport/gmail"));
-    if let Ok(v) = HeaderValue::from_str(&cookie.to_string()) {
-        resp.headers_mut().insert(SET_COOKIE, v);
-    }
-    resp
+    (
+        CookieJar::new().add(cookie),
+        Redirect::to("/passport/gmail"),
+    )
+        .into_response()
 }
 
-async fn home() -> Response {
-    let mut resp = StatusCode::SEE_OTHER.into_response();
-    resp.headers_mut()
-        .insert(LOCATION, HeaderValue::from_static("/demo"));
-    resp
+async fn home() -> Redirect {
+    Redirect::to("/demo")
 }
 
-/// The demo's router: the service plus the sign-in page.
-pub fn demo_app(state: AppState, fake: FakeGoogle) -> Router {
+/// The demo's own routes: the sign-in page and the reset button.
+fn demo_routes(fake: FakeGoogle) -> Router<AppState> {
     let reset = move |State(app): State<AppState>, headers: axum::http::HeaderMap| {
         let fake = fake.clone();
         async move {
             if !crate::http::pages::same_origin(&headers, &app) {
-                return crate::error::PageError::CrossSite.into_response();
+                return PageError::CrossSite.into_response();
             }
             fake.reset();
-            if let Err(e) = seed(&app, &fake).await {
-                return crate::error::PageError::internal(&e).into_response();
+            match seed(&app.passport, &fake).await {
+                Ok(()) => Redirect::to("/demo").into_response(),
+                Err(e) => PageError::internal(&e).into_response(),
             }
-            let mut resp = StatusCode::SEE_OTHER.into_response();
-            resp.headers_mut()
-                .insert(LOCATION, HeaderValue::from_static("/demo"));
-            resp
         }
     };
-    let routes = crate::http::routes(&state)
+    Router::new()
         .route("/", get(home))
         .route("/demo", get(sign_in_page))
         .route("/demo/sign-in", post(sign_in))
         .route("/demo/reset", post(reset))
-        .with_state(state);
-    crate::http::with_common_layers(routes)
+}
+
+/// The service as `serve` runs it (same startup, same background tasks),
+/// plus the demo's pages.
+pub fn application(
+    settings: Settings,
+    pool: PgPool,
+    listener: TcpListener,
+    fake: FakeGoogle,
+) -> Application {
+    Application::with_parts(settings, pool, listener).merge_routes(demo_routes(fake))
 }
 
 /// Settings for the demo: everything local, the Google endpoints at the fake.
@@ -229,9 +235,10 @@ pub fn demo_settings(
 
 /// Reset the demo users' passports to their starting state, at the fake and
 /// in the database.
-pub async fn seed(app: &AppState, fake: &FakeGoogle) -> anyhow::Result<()> {
+pub async fn seed(passport: &Passport, fake: &FakeGoogle) -> anyhow::Result<()> {
+    let (db, cipher) = (&passport.db, &passport.cipher);
     for user in demo_users() {
-        gmail_token::delete(&app.db, user.id).await?;
+        gmail_token::delete(db, user.id).await?;
         let Some((email, scopes)) = user.passport else {
             continue;
         };
@@ -242,15 +249,15 @@ pub async fn seed(app: &AppState, fake: &FakeGoogle) -> anyhow::Result<()> {
         let (access, refresh) = fake
             .seed_grant(email, scopes)
             .ok_or_else(|| anyhow::anyhow!("fake Google has no account {email}"))?;
-        let granted = crate::passport::scopes::ScopeSet::parse_known(scopes.iter().copied())?;
+        let granted = crate::scopes::ScopeSet::parse_known(scopes.iter().copied())?;
         gmail_token::upsert_consent(
-            &app.db,
+            db,
             &gmail_token::ConsentWrite {
                 user_id: user.id,
                 email: Some(email),
                 google_sub: &account.sub,
-                access_token: &app.cipher.seal(user.id, Field::AccessToken, &access),
-                refresh_token: Some(&app.cipher.seal(user.id, Field::RefreshToken, &refresh)),
+                access_token: &cipher.seal(user.id, Field::AccessToken, &access),
+                refresh_token: Some(&cipher.seal(user.id, Field::RefreshToken, &refresh)),
                 token_type: "Bearer",
                 expires_at: Some(chrono::Utc::now() + chrono::Duration::seconds(3599)),
                 scopes: granted.to_json(),
@@ -272,7 +279,7 @@ pub async fn run(bind: SocketAddr, fake_bind: SocketAddr) -> anyhow::Result<()> 
             "cannot prepare the demo database ({e}); is PostgreSQL running? set DATABASE_URL"
         )
     })?;
-    let pool = crate::cli::connect_with_retry(&database_url).await?;
+    let pool = connect_with_retry(&database_url).await?;
 
     let fake_listener = tokio::net::TcpListener::bind(fake_bind)
         .await
@@ -294,42 +301,30 @@ pub async fn run(bind: SocketAddr, fake_bind: SocketAddr) -> anyhow::Result<()> 
     fake_config.redirect_uris = vec![settings.redirect_uri("gmail").to_string()];
     let fake = FakeGoogle::new(fake_config);
     let base = settings.public_base_url.to_string();
-    let state = AppState::new(settings, pool);
-    seed(&state, &fake).await?;
-
-    println!();
-    println!("  auth-server demo is running.");
-    println!(
-        "  Open {}demo and sign in as 김지수 (Gmail only), then press 재인증.",
-        base
-    );
-    println!(
-        "  Fake Google: {fake_base}   Database: {}",
-        redact_url(&database_url)
-    );
-    println!("  Press Ctrl-C to stop.");
-    println!();
-
+    let app = application(settings, pool, listener, fake.clone());
+    seed(&app.state().passport, &fake).await?;
+    print_banner(&base, &fake_base, &database_url);
     let fake_router = fake.router();
     let fake_task = tokio::spawn(async move {
         axum::serve(fake_listener, fake_router)
-            .with_graceful_shutdown(crate::shutdown_signal())
+            .with_graceful_shutdown(shutdown_signal())
             .await
     });
-    let db = state.db.clone();
-    tokio::spawn(crate::passport::cache::listen(
-        state.db.clone(),
-        state.token_cache.clone(),
-    ));
-    axum::serve(
-        listener,
-        demo_app(state, fake).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(crate::shutdown_signal())
-    .await?;
-    db.close().await;
+    app.run_until_stopped(shutdown_signal()).await?;
     fake_task.abort();
     Ok(())
+}
+
+fn print_banner(base: &str, fake_base: &str, database_url: &str) {
+    println!();
+    println!("  auth-server demo is running.");
+    println!("  Open {base}demo and sign in as 김지수 (Gmail only), then press 재인증.");
+    println!(
+        "  Fake Google: {fake_base}   Database: {}",
+        redact_url(database_url)
+    );
+    println!("  Press Ctrl-C to stop.");
+    println!();
 }
 
 fn redact_url(url: &str) -> String {

@@ -1,5 +1,8 @@
 //! Logging setup: `RUST_LOG` filters, `LOG_FORMAT` picks json or pretty.
 
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::{fmt, EnvFilter};
 
 use crate::config::LogFormat;
@@ -29,4 +32,25 @@ pub fn format_from_env() -> LogFormat {
         Ok("json") => LogFormat::Json,
         _ => LogFormat::Pretty,
     }
+}
+
+/// The process-wide Prometheus recorder (installed once, shared by every app
+/// instance in the process, e.g. in tests).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ])
+                .expect("static buckets are valid")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (a host program): then
+            // our handle still renders, just without the global macros' data.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
 }

@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::passport::random_token;
-use crate::passport::scopes::{self, normalize, GOOGLE_SCOPE_PREFIX};
+use crate::scopes::{self, normalize, GOOGLE_SCOPE_PREFIX};
 
 /// Scopes Google shares without a checkbox on the granular consent screen.
 const NON_GRANULAR: [&str; 3] = [

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::config::{GoogleEndpoints, Settings};
-use crate::passport::scopes::ScopeSet;
+use crate::scopes::ScopeSet;
 
 type OAuthClient =
     BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
@@ -53,6 +53,27 @@ pub enum GoogleError {
 impl GoogleError {
     pub fn is_invalid_grant(&self) -> bool {
         matches!(self, Self::Rejected { code, .. } if code == "invalid_grant")
+    }
+
+    /// Google refuses our OAuth client itself: a configuration problem of
+    /// ours, not the user's grant.
+    pub fn is_client_rejected(&self) -> bool {
+        matches!(self, Self::Rejected { code, .. }
+            if matches!(code.as_str(), "invalid_client" | "unauthorized_client" | "deleted_client"))
+    }
+
+    /// Google says the token is not (or no longer) valid.
+    pub fn is_token_invalid(&self) -> bool {
+        matches!(self, Self::Rejected { code, .. }
+            if code == "invalid_token" || code == "invalid_grant")
+    }
+
+    /// Google's description of a refusal, if it gave one.
+    pub fn description(&self) -> Option<&str> {
+        match self {
+            Self::Rejected { description, .. } => description.as_deref(),
+            _ => None,
+        }
     }
 }
 

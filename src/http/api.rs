@@ -1,22 +1,18 @@
 //! The user JSON API: connection status and starting a consent from a script.
 
-use crate::http::ApiPath;
 use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, SET_COOKIE};
-use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use axum_extra::extract::CookieJar;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
 use crate::http::auth::ApiUser;
+use crate::http::error::ApiError;
 use crate::http::limits::ClientIp;
 use crate::http::pages::flow_cookie;
-use crate::passport::flow::{self, FlowError};
-use crate::passport::provider::Provider;
-use crate::passport::status;
-use crate::state::AppState;
+use crate::http::{provider, ApiPath, AppState};
+use crate::store::gmail_token::ConnectionStatus;
 
 /// A browser request must come from our origin or an allowed one; script
 /// callers (no `Origin`, no `Sec-Fetch-Site`) are judged by their session only.
@@ -34,18 +30,12 @@ fn allowed_origin(headers: &axum::http::HeaderMap, app: &AppState) -> bool {
     }
 }
 
-fn provider<'a>(app: &'a AppState, name: &str) -> Result<&'a Provider, ApiError> {
-    app.providers
-        .get(name)
-        .ok_or_else(|| ApiError::not_found(format!("no passport provider named `{name}`")))
-}
-
 /// `GET /api/passport/{provider}` answer.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct StatusBody {
     pub connected: bool,
     pub email: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<ConnectionStatus>,
     pub granted_scopes: Vec<String>,
     pub missing_scopes: Vec<String>,
     pub needs_reauth: bool,
@@ -58,26 +48,20 @@ pub async fn status(
     ApiPath(name): ApiPath<String>,
     user: Result<ApiUser, ApiError>,
 ) -> Result<Response, ApiError> {
-    let provider = provider(&app, &name)?;
+    let provider = provider::<ApiError>(&app, &name)?;
     let ApiUser(user_id) = user?;
-    let st = status::load(&app.db, provider, user_id).await?;
+    let st = app.passport.status(provider, user_id).await?;
     let body = StatusBody {
         connected: st.connected,
         email: st.email.clone(),
-        status: st.status.clone(),
+        status: st.status,
         granted_scopes: st.granted.short_names(),
         missing_scopes: st.missing.short_names(),
         needs_reauth: st.needs_reauth(),
         expires_at: st.expires_at,
-        reauth_url: app
-            .settings
-            .public_url(&format!("/passport/{}/connect", provider.name))
-            .to_string(),
+        reauth_url: app.passport.reauth_url(provider).to_string(),
     };
-    let mut resp = Json(body).into_response();
-    resp.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(resp)
+    Ok(Json(body).into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,13 +85,13 @@ pub async fn connect(
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let provider = provider(&app, &name)?;
+    let provider = provider::<ApiError>(&app, &name)?;
     app.limiters.browser_ip(ip)?;
     let ApiUser(user_id) = user?;
     if !allowed_origin(&headers, &app) {
         return Err(ApiError::new(
             axum::http::StatusCode::FORBIDDEN,
-            "forbidden",
+            crate::http::error::ErrorCode::Forbidden,
             "this request comes from a site that is not allowed to start a consent",
         ));
     }
@@ -121,30 +105,18 @@ pub async fn connect(
             ))
         })?
     };
-    let started = flow::start(&app, provider, user_id, body.return_to.as_deref())
-        .await
-        .map_err(|e| match e {
-            FlowError::ReturnTo(r) => ApiError::bad_request(format!(
-                "{r}; allowed origins are PUBLIC_BASE_URL and ALLOWED_RETURN_ORIGINS"
-            )),
-            FlowError::Database(e) => ApiError::from(e),
-            FlowError::Crypto(e) => ApiError::internal(&e),
-            other => ApiError::internal(&other),
-        })?;
+    let started = app
+        .passport
+        .start_consent(provider, user_id, body.return_to.as_deref())
+        .await?;
     let cookie = flow_cookie(
         &app,
         provider.name,
         started.cookie_name,
         started.browser_nonce,
     );
-    let mut resp = Json(ConnectAnswer {
+    let answer = ConnectAnswer {
         authorize_url: started.authorize_url.to_string(),
-    })
-    .into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie.to_string()) {
-        resp.headers_mut().append(SET_COOKIE, v);
-    }
-    resp.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(resp)
+    };
+    Ok((CookieJar::new().add(cookie), Json(answer)).into_response())
 }

@@ -10,8 +10,8 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::error::{ApiError, PageError};
-use crate::state::AppState;
+use crate::http::error::{ApiError, PageError};
+use crate::http::state::AppState;
 
 #[derive(Debug, Deserialize)]
 struct Claims {

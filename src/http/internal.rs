@@ -1,13 +1,10 @@
 //! The internal API for skills (skill-calendar, skill-gmail) and operators:
 //! tokens, disconnect, diagnosis, the rollout report. Internal API keys only.
 
-use std::time::Duration;
-
-use crate::http::ApiPath;
 use axum::extract::{FromRequestParts, RawQuery, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -17,16 +14,15 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use crate::error::ApiError;
 use crate::http::auth::bearer;
+use crate::http::error::{ApiError, ErrorCode};
 use crate::http::limits::ClientIp;
-use crate::http::query;
-use crate::passport::disconnect::{self, Revocation};
+use crate::http::{provider, query, ApiPath, AppState};
+use crate::passport::disconnect::Revocation;
 use crate::passport::provider::Provider;
-use crate::passport::scopes::{ScopeError, ScopeSet};
-use crate::passport::token::{self, TokenError};
-use crate::passport::{diagnosis, report};
-use crate::state::AppState;
+use crate::passport::report;
+use crate::passport::token::IssuedToken;
+use crate::scopes::{ScopeError, ScopeSet};
 
 /// A caller that presented one of `INTERNAL_API_KEYS`.
 #[derive(Debug, Clone, Copy)]
@@ -60,12 +56,6 @@ impl FromRequestParts<AppState> for InternalCaller {
     }
 }
 
-fn provider<'a>(app: &'a AppState, name: &str) -> Result<&'a Provider, ApiError> {
-    app.providers
-        .get(name)
-        .ok_or_else(|| ApiError::not_found(format!("no passport provider named `{name}`")))
-}
-
 /// `/internal/passport/{provider}/users/{user_id}…`: the provider, the
 /// caller's key, then the user id, checked in that order.
 fn user_route<'a>(
@@ -74,19 +64,13 @@ fn user_route<'a>(
     caller: Result<InternalCaller, ApiError>,
     user: &str,
 ) -> Result<(&'a Provider, Uuid), ApiError> {
-    let provider = provider(app, name)?;
+    let provider = provider::<ApiError>(app, name)?;
     caller?;
     Ok((provider, user_id(user)?))
 }
 
 fn user_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::bad_request("user_id must be a UUID"))
-}
-
-fn reauth_url(app: &AppState, provider: &Provider) -> String {
-    app.settings
-        .public_url(&format!("/passport/{}/connect", provider.name))
-        .to_string()
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,52 +121,6 @@ fn parse_token_request(body: &[u8]) -> Result<(Uuid, ScopeSet), ApiError> {
     Ok((user, scopes))
 }
 
-fn token_error(app: &AppState, provider: &Provider, e: TokenError) -> ApiError {
-    match e {
-        TokenError::NotConnected => ApiError {
-            reauth_url: Some(reauth_url(app, provider)),
-            ..ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_connected",
-                "this user has not connected a Gmail Passport; they must connect it in Settings > Items > Gmail",
-            )
-        },
-        TokenError::ScopeMissing(missing) => ApiError {
-            reauth_url: Some(reauth_url(app, provider)),
-            missing: Some(missing.short_names()),
-            ..ApiError::new(
-                StatusCode::FORBIDDEN,
-                "scope_missing",
-                format!(
-                    "the user's Google grant lacks {missing}; the user must press 재인증 and tick those permissions (the grant itself is fine)"
-                ),
-            )
-        },
-        TokenError::ReauthRequired(why) => ApiError {
-            reauth_url: Some(reauth_url(app, provider)),
-            ..ApiError::new(
-                StatusCode::CONFLICT,
-                "reauth_required",
-                format!(
-                    "Google no longer accepts this user's refresh token ({}); the user must press 재인증",
-                    why.split(':').next().unwrap_or("invalid_grant")
-                ),
-            )
-        },
-        TokenError::Unavailable { reason, .. } => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "upstream_unavailable",
-            format!("{reason}; nothing was changed, try again later"),
-        ),
-        TokenError::Crypto(e) => ApiError {
-            // Names the key id, never a secret.
-            message: format!("{e}; operators: check TOKEN_ENCRYPTION_KEYS"),
-            ..ApiError::internal(&e)
-        },
-        TokenError::Database(e) => ApiError::internal(&e),
-    }
-}
-
 /// `POST /internal/passport/{provider}/token`.
 pub async fn token(
     State(app): State<AppState>,
@@ -191,58 +129,43 @@ pub async fn token(
     ClientIp(ip): ClientIp,
     body: axum::body::Bytes,
 ) -> Response {
-    let result: Result<token::IssuedToken, ErrorWithRetry> = async {
-        let provider = provider(&app, &name)?;
-        app.limiters.token_ip(ip).map_err(ApiError::from)?;
-        caller?;
-        let (user, scopes) = parse_token_request(&body)?;
-        app.limiters.token_user(user).map_err(ApiError::from)?;
-        token::token_for(&app, provider, user, &scopes)
-            .await
-            .map_err(|e| {
-                let retry = match &e {
-                    TokenError::Unavailable { retry_after, .. } => Some(*retry_after),
-                    _ => None,
-                };
-                ErrorWithRetry(token_error(&app, provider, e), retry)
-            })
-    }
-    .await;
-    let (code, resp) = match result {
-        Ok(t) => {
-            let answer = TokenAnswer {
-                access_token: t.access_token.expose_secret().to_string(),
-                expires_at: t.expires_at,
-                scopes: t.scopes.short_names(),
-                email: t.email,
-            };
-            let mut r = Json(answer).into_response();
-            r.headers_mut()
-                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            ("ok", r)
-        }
-        Err(ErrorWithRetry(e, retry)) => {
-            let code = e.error;
-            let mut r = e.into_response();
-            if let Some(d) = retry {
-                if let Ok(v) = HeaderValue::from_str(&d.as_secs().max(1).to_string()) {
-                    r.headers_mut().insert(RETRY_AFTER, v);
-                }
-            }
-            (code, r)
-        }
+    let result = token_for(&app, &name, caller, ip, &body).await;
+    let code = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.error.as_str(),
     };
     metrics::counter!("passport_token_requests_total", "code" => code).increment(1);
-    resp
+    match result {
+        Ok(t) => Json(TokenAnswer {
+            access_token: t.access_token.expose_secret().to_string(),
+            expires_at: t.expires_at,
+            scopes: t.scopes.short_names(),
+            email: t.email,
+        })
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
-/// An API error and, for `upstream_unavailable`, when to retry.
-pub struct ErrorWithRetry(ApiError, Option<Duration>);
-
-impl From<ApiError> for ErrorWithRetry {
-    fn from(e: ApiError) -> Self {
-        Self(e, None)
-    }
+/// The token API's checks, in order: provider, per-IP limit, key, body,
+/// per-user limit; then the passport.
+async fn token_for(
+    app: &AppState,
+    name: &str,
+    caller: Result<InternalCaller, ApiError>,
+    ip: Option<std::net::IpAddr>,
+    body: &[u8],
+) -> Result<IssuedToken, ApiError> {
+    let provider = provider::<ApiError>(app, name)?;
+    app.limiters.token_ip(ip)?;
+    caller?;
+    let (user, scopes) = parse_token_request(body)?;
+    app.limiters.token_user(user)?;
+    let reauth = |e| ApiError::from(e).with_reauth_url(&app.passport.reauth_url(provider));
+    app.passport
+        .token_for(provider, user, &scopes)
+        .await
+        .map_err(reauth)
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -271,11 +194,11 @@ pub async fn disconnect(
     caller: Result<InternalCaller, ApiError>,
 ) -> Result<Response, ApiError> {
     let (provider, user) = user_route(&app, &name, caller, &user)?;
-    match disconnect::disconnect(&app, provider, user).await? {
+    match app.passport.disconnect(provider, user).await? {
         Some(r) => Ok(Json(disconnect_answer(&r)).into_response()),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "not_connected",
+            ErrorCode::NotConnected,
             "this user has no Gmail Passport connection",
         )),
     }
@@ -288,7 +211,7 @@ pub async fn diagnosis(
     caller: Result<InternalCaller, ApiError>,
 ) -> Result<Response, ApiError> {
     let (provider, user) = user_route(&app, &name, caller, &user)?;
-    let d = diagnosis::diagnose(&app, provider, user).await?;
+    let d = app.passport.diagnose(provider, user).await?;
     Ok(Json(d).into_response())
 }
 
@@ -299,7 +222,7 @@ pub async fn report(
     caller: Result<InternalCaller, ApiError>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let provider = provider(&app, &name)?;
+    let provider = provider::<ApiError>(&app, &name)?;
     caller?;
     let q = query::parse(raw.as_deref())
         .map_err(|_| ApiError::bad_request("duplicated or oversized query"))?;
@@ -309,7 +232,7 @@ pub async fn report(
     }
     match q.get("missing") {
         None => {
-            let r = report::build(&app.db, provider).await?;
+            let r = app.passport.report(provider).await?;
             if format == "csv" {
                 return Err(ApiError::bad_request("format=csv needs missing=<scope>"));
             }
@@ -319,7 +242,7 @@ pub async fn report(
             let scope = ScopeSet::parse_known([scope.as_str()]).map_err(|_| {
                 ApiError::bad_request("missing must name a known scope, e.g. calendar")
             })?;
-            let users = report::missing_users(&app.db, &scope).await?;
+            let users = app.passport.missing_users(&scope).await?;
             if format == "csv" {
                 Ok((
                     [(CONTENT_TYPE, "text/csv; charset=utf-8")],

@@ -131,12 +131,12 @@ pub fn client_ip(parts: &Parts, trusted: &[IpAddr]) -> Option<IpAddr> {
     })
 }
 
-impl FromRequestParts<crate::state::AppState> for ClientIp {
+impl FromRequestParts<crate::http::state::AppState> for ClientIp {
     type Rejection = Infallible;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        app: &crate::state::AppState,
+        app: &crate::http::state::AppState,
     ) -> Result<Self, Self::Rejection> {
         Ok(ClientIp(client_ip(parts, &app.settings.trusted_proxies)))
     }

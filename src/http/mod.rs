@@ -2,11 +2,15 @@
 
 pub mod api;
 pub mod auth;
+pub mod error;
 pub mod internal;
 pub mod limits;
 pub mod ops;
 pub mod pages;
 pub mod query;
+pub mod state;
+
+pub use state::AppState;
 
 use std::time::{Duration, Instant};
 
@@ -26,8 +30,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::error::PageError;
-use crate::state::AppState;
+use crate::http::error::PageError;
 
 /// Largest request body accepted anywhere.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -38,6 +41,30 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";
+
+/// A provider name in a URL that this service does not run.
+pub(crate) struct UnknownProvider(pub String);
+
+/// The provider a URL names; a 404 page or a JSON 404 otherwise.
+pub(crate) fn provider<'a, E: From<UnknownProvider>>(
+    app: &'a AppState,
+    name: &str,
+) -> Result<&'a crate::passport::provider::Provider, E> {
+    app.passport
+        .provider(name)
+        .ok_or_else(|| UnknownProvider(name.to_string()).into())
+}
+
+/// A `302 Found` to `location` (Google's authorize URL, `return_to`), with
+/// the cookie changes of `jar`.
+pub(crate) fn found(location: &str, jar: axum_extra::extract::CookieJar) -> Response {
+    (
+        StatusCode::FOUND,
+        jar,
+        [(axum::http::header::LOCATION, location.to_string())],
+    )
+        .into_response()
+}
 
 /// The routes of the service (without the demo's).
 pub fn routes(app: &AppState) -> Router<AppState> {
@@ -179,15 +206,15 @@ async fn json_limits(req: Request, next: Next) -> Response {
         .get(CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     match resp.status() {
-        StatusCode::PAYLOAD_TOO_LARGE if !is_json => crate::error::ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE if !is_json => crate::http::error::ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "bad_request",
+            crate::http::error::ErrorCode::BadRequest,
             format!("the body is larger than {MAX_BODY_BYTES} bytes"),
         )
         .into_response(),
-        StatusCode::METHOD_NOT_ALLOWED if !is_json => crate::error::ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED if !is_json => crate::http::error::ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            "bad_request",
+            crate::http::error::ErrorCode::BadRequest,
             "method not allowed on this route",
         )
         .into_response(),
@@ -249,7 +276,7 @@ where
     T: serde::de::DeserializeOwned + Send,
     S: Send + Sync,
 {
-    type Rejection = crate::error::ApiError;
+    type Rejection = crate::http::error::ApiError;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
@@ -258,6 +285,6 @@ where
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(t)| ApiPath(t))
-            .map_err(|_| crate::error::ApiError::bad_request("malformed path"))
+            .map_err(|_| crate::http::error::ApiError::bad_request("malformed path"))
     }
 }

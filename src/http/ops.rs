@@ -5,7 +5,7 @@ use axum::http::{header::CONTENT_TYPE, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 
-use crate::state::AppState;
+use crate::http::AppState;
 
 /// `GET /healthz`: the process is up.
 pub async fn healthz() -> &'static str {
@@ -14,7 +14,7 @@ pub async fn healthz() -> &'static str {
 
 /// `GET /readyz`: the database answers and the migrations are applied.
 pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
-    if crate::store::ready(&app.db).await {
+    if app.passport.ready().await {
         (StatusCode::OK, Json(serde_json::json!({"status": "ready"})))
     } else {
         (

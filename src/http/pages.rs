@@ -1,49 +1,27 @@
 //! Browser routes: the item page, connect / 재인증, and Google's callback.
 
-use crate::http::PagePath;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{RawQuery, State};
-use axum::http::header::{CACHE_CONTROL, LOCATION, SET_COOKIE};
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use axum_extra::extract::CookieJar;
 
-use crate::error::PageError;
 use crate::http::auth::{MaybeUser, PageUser};
+use crate::http::error::PageError;
 use crate::http::limits::ClientIp;
-use crate::http::query;
-use crate::passport::disconnect::{self, Revocation};
-use crate::passport::flow::{self, CallbackParams, FlowError};
+use crate::http::{found, provider, query, AppState, PagePath};
+use crate::passport::disconnect::Revocation;
+use crate::passport::flow::{self, CallbackParams};
 use crate::passport::provider::Provider;
-use crate::passport::scopes::{self, ScopeInfo, ScopeSet};
-use crate::passport::status::{self, PassportStatus};
-use crate::state::AppState;
-
-pub(crate) fn provider<'a>(app: &'a AppState, name: &str) -> Result<&'a Provider, PageError> {
-    app.providers.get(name).ok_or(PageError::NotFound)
-}
+use crate::passport::status::PassportStatus;
+use crate::scopes::{self, ScopeInfo, ScopeSet};
+use crate::store::gmail_token::ConnectionStatus;
 
 fn strict_query(
     raw: Option<String>,
 ) -> Result<std::collections::HashMap<String, String>, PageError> {
     query::parse(raw.as_deref()).map_err(|_| PageError::BadRequest)
-}
-
-impl From<FlowError> for PageError {
-    fn from(e: FlowError) -> Self {
-        match e {
-            FlowError::ReturnTo(_) => PageError::ReturnToRefused,
-            FlowError::MissingState | FlowError::UnknownState => PageError::StateUnknown,
-            FlowError::ExpiredState => PageError::StateExpired,
-            FlowError::BrowserMismatch => PageError::BrowserMismatch,
-            FlowError::UserMismatch => PageError::UserMismatch,
-            FlowError::NoSession => PageError::SignInNeeded,
-            FlowError::Database(e) => PageError::internal(&e),
-            FlowError::Crypto(e) => PageError::internal(&e),
-        }
-    }
 }
 
 /// The cookie that binds one consent attempt to this browser.
@@ -66,21 +44,6 @@ fn cookie_max_age() -> time::Duration {
     time::Duration::seconds(flow::STATE_TTL.num_seconds())
 }
 
-fn redirect(to: &str, cookie: Option<Cookie<'static>>) -> Response {
-    let mut resp = StatusCode::FOUND.into_response();
-    let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(to) {
-        h.insert(LOCATION, v);
-    }
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Some(c) = cookie {
-        if let Ok(v) = HeaderValue::from_str(&c.to_string()) {
-            h.append(SET_COOKIE, v);
-        }
-    }
-    resp
-}
-
 /// `GET /passport/{provider}/connect?return_to=URL`: start a consent, 302 to Google.
 pub async fn connect(
     State(app): State<AppState>,
@@ -90,7 +53,7 @@ pub async fn connect(
     headers: axum::http::HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
-    let provider = provider(&app, &name)?;
+    let provider = provider::<PageError>(&app, &name)?;
     app.limiters.browser_ip(ip)?;
     let PageUser(user_id) = user?;
     if !navigation_allowed(&headers, &app) {
@@ -98,20 +61,19 @@ pub async fn connect(
     }
     app.limiters.connect_user(user_id)?;
     let q = strict_query(raw)?;
-    let started = flow::start(
-        &app,
-        provider,
-        user_id,
-        q.get("return_to").map(String::as_str),
-    )
-    .await?;
+    let return_to = q.get("return_to").map(String::as_str);
+    let started = app
+        .passport
+        .start_consent(provider, user_id, return_to)
+        .await?;
     let cookie = flow_cookie(
         &app,
         provider.name,
         started.cookie_name,
         started.browser_nonce,
     );
-    Ok(redirect(started.authorize_url.as_str(), Some(cookie)))
+    let jar = CookieJar::new().add(cookie);
+    Ok(found(started.authorize_url.as_str(), jar))
 }
 
 /// `GET /passport/{provider}/callback?code&state` (or `?error&state`).
@@ -124,7 +86,7 @@ pub async fn callback(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
     let jar = CookieJar::from_headers(&headers);
-    let provider = provider(&app, &name)?;
+    let provider = provider::<PageError>(&app, &name)?;
     app.limiters.browser_ip(ip)?;
     let mut q = strict_query(raw)?;
     let params = CallbackParams {
@@ -137,14 +99,18 @@ pub async fn callback(
         .as_deref()
         .and_then(|n| jar.get(n))
         .map(|c| c.value().to_string());
-    let done = flow::complete(&app, provider, params, nonce.as_deref(), signed_in).await?;
+    let done = app
+        .passport
+        .complete_consent(provider, params, nonce.as_deref(), signed_in)
+        .await?;
     // The attempt is used up: drop its cookie.
-    let clear = cookie_name.map(|n| {
+    let mut changes = CookieJar::new();
+    if let Some(n) = cookie_name {
         let mut c = flow_cookie(&app, provider.name, n, String::new());
         c.make_removal();
-        c
-    });
-    Ok(redirect(done.redirect_to.as_str(), clear))
+        changes = changes.add(c);
+    }
+    Ok(found(done.redirect_to.as_str(), changes))
 }
 
 struct ScopeRow {
@@ -170,7 +136,9 @@ struct ItemPage {
     banner: Option<Banner>,
     connected: bool,
     email: Option<String>,
-    status_code: String,
+    /// CSS modifier of the status line.
+    status_code: &'static str,
+    active: bool,
     status_ko: &'static str,
     status_en: &'static str,
     scopes: Vec<ScopeRow>,
@@ -207,15 +175,15 @@ fn scope_rows(provider: &Provider, st: &PassportStatus) -> Vec<ScopeRow> {
 }
 
 fn status_texts(st: &PassportStatus) -> (&'static str, &'static str) {
-    match st.status.as_deref() {
-        Some("active") if st.missing.is_empty() => ("정상", "Working"),
-        Some("active") => ("일부 권한 없음", "Some permissions missing"),
-        Some("reauth_required") => (
+    match st.status {
+        Some(ConnectionStatus::Active) if st.missing.is_empty() => ("정상", "Working"),
+        Some(ConnectionStatus::Active) => ("일부 권한 없음", "Some permissions missing"),
+        Some(ConnectionStatus::ReauthRequired) => (
             "재인증 필요 (Google 연결이 끊어짐)",
             "Re-authorization needed (Google connection broken)",
         ),
-        Some("revoked") => ("해제됨", "Revoked"),
-        _ => ("연결되지 않음", "Not connected"),
+        Some(ConnectionStatus::Revoked) => ("해제됨", "Revoked"),
+        None => ("연결되지 않음", "Not connected"),
     }
 }
 
@@ -267,7 +235,9 @@ async fn banner(
             boxes: vec![],
         },
         Some("account_changed") => {
-            let (from, to) = status::last_account_change(&app.db, provider, user_id)
+            let (from, to) = app
+                .passport
+                .last_account_change(provider, user_id)
                 .await?
                 .unwrap_or((None, None));
             let from = from.unwrap_or_else(|| "이전 계정".into());
@@ -317,14 +287,12 @@ pub async fn item(
     user: Result<PageUser, PageError>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
-    let provider = provider(&app, &name)?;
+    let provider = provider::<PageError>(&app, &name)?;
     let PageUser(user_id) = user?;
     let q = strict_query(raw)?;
-    let st = status::load(&app.db, provider, user_id).await?;
+    let st = app.passport.status(provider, user_id).await?;
     let (status_ko, status_en) = status_texts(&st);
-    let mut reauth = app
-        .settings
-        .public_url(&format!("/passport/{}/connect", provider.name));
+    let mut reauth = app.passport.reauth_url(provider);
     let back = app
         .settings
         .public_url(&format!("/passport/{}", provider.name));
@@ -335,7 +303,8 @@ pub async fn item(
         banner: banner(&app, provider, user_id, &q).await?,
         connected: st.connected,
         email: st.email.clone(),
-        status_code: st.status.clone().unwrap_or_else(|| "none".into()),
+        status_code: st.status.map_or("none", ConnectionStatus::as_str),
+        active: st.status == Some(ConnectionStatus::Active),
         status_ko,
         status_en,
         scopes: scope_rows(provider, &st),
@@ -343,10 +312,7 @@ pub async fn item(
         reauth_href: reauth.path().to_string() + "?" + reauth.query().unwrap_or_default(),
         disconnect_action: format!("/passport/{}/disconnect", provider.name),
     };
-    let mut resp = page.into_response();
-    resp.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(resp)
+    Ok(page.into_response())
 }
 
 /// May this navigation start a consent? Links from our pages, from
@@ -386,12 +352,12 @@ pub async fn disconnect(
     user: Result<PageUser, PageError>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, PageError> {
-    let provider = provider(&app, &name)?;
+    let provider = provider::<PageError>(&app, &name)?;
     let PageUser(user_id) = user?;
     if !same_origin(&headers, &app) {
         return Err(PageError::CrossSite);
     }
-    let outcome = disconnect::disconnect(&app, provider, user_id).await?;
+    let outcome = app.passport.disconnect(provider, user_id).await?;
     let mut to = format!(
         "/passport/{}?passport={}&result=disconnected",
         provider.name, provider.name
@@ -399,9 +365,5 @@ pub async fn disconnect(
     if matches!(outcome, Some(Revocation::Failed(_))) {
         to.push_str("&revoke=failed");
     }
-    let mut resp = StatusCode::SEE_OTHER.into_response();
-    if let Ok(v) = HeaderValue::from_str(&to) {
-        resp.headers_mut().insert(LOCATION, v);
-    }
-    Ok(resp)
+    Ok(Redirect::to(&to).into_response())
 }

@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use crate::passport::scopes::ScopeSet;
+use crate::scopes::ScopeSet;
 
 /// The channel the trigger notifies on.
 pub const CHANNEL: &str = "gmail_token_changed";

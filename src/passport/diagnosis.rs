@@ -3,16 +3,17 @@
 //! Scope missing ≠ grant revoked ≠ wrong Google client ≠ API disabled.
 
 use chrono::{DateTime, Utc};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::crypto::Field;
 use crate::google::{CalendarProbe, GoogleError};
 use crate::passport::provider::Provider;
-use crate::passport::scopes::ScopeSet;
-use crate::passport::token::{self, TokenError};
-use crate::state::AppState;
-use crate::store::gmail_token;
+use crate::passport::token::TokenError;
+use crate::passport::Passport;
+use crate::scopes::ScopeSet;
+use crate::store::gmail_token::{self, ConnectionStatus, ReauthCause, TokenRow};
 
 /// How one check went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -48,7 +49,7 @@ pub struct Diagnosis {
     pub provider: &'static str,
     pub connected: bool,
     pub email: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<ConnectionStatus>,
     pub granted_scopes: Vec<String>,
     pub missing_scopes: Vec<String>,
     pub cause: Cause,
@@ -117,39 +118,236 @@ fn invalid_grant_cause(
     )
 }
 
-/// Run every check for one user.
-pub async fn diagnose(
-    app: &AppState,
-    provider: &Provider,
-    user: Uuid,
-) -> Result<Diagnosis, sqlx::Error> {
-    let mut checks = Vec::new();
-    let Some(row) = gmail_token::find(&app.db, user).await? else {
-        checks.push(check(
+/// The checks so far and the cause settled on (the first one found wins).
+#[derive(Default)]
+struct Findings {
+    checks: Vec<Check>,
+    cause: Option<Cause>,
+}
+
+impl Findings {
+    fn push(&mut self, c: Check) {
+        self.checks.push(c);
+    }
+
+    fn suspect(&mut self, cause: Cause) {
+        self.cause.get_or_insert(cause);
+    }
+}
+
+impl Passport {
+    /// Run every check for one user.
+    pub async fn diagnose(
+        &self,
+        provider: &Provider,
+        user: Uuid,
+    ) -> Result<Diagnosis, sqlx::Error> {
+        let Some(row) = gmail_token::find(&self.db, user).await? else {
+            return Ok(not_connected(provider, user));
+        };
+        let mut f = Findings::default();
+        f.push(connection_check(&row));
+        let stored = ScopeSet::from_json(row.scopes.as_ref());
+        let missing = provider.scopes.missing_from(&stored);
+        f.push(stored_scopes_check(&missing));
+        let access = self.status_and_refresh(provider, &row, &mut f).await?;
+        let google_missing = self
+            .tokeninfo_check(provider, access.as_ref(), &mut f)
+            .await;
+        self.calendar_check(access.as_ref(), &mut f).await;
+        let cause = match f.cause.take() {
+            Some(c) => c,
+            None => final_cause(&missing.union(&google_missing)),
+        };
+        let fresh = gmail_token::find(&self.db, user).await?;
+        Ok(summary(provider, &row, fresh, cause, f.checks))
+    }
+
+    /// The `status` and `live_refresh` checks; returns the access token to
+    /// inspect next, if there is a usable one.
+    async fn status_and_refresh(
+        &self,
+        provider: &Provider,
+        row: &TokenRow,
+        f: &mut Findings,
+    ) -> Result<Option<SecretString>, sqlx::Error> {
+        if row.status != ConnectionStatus::Active {
+            marked_broken_checks(row, f);
+            return Ok(None);
+        }
+        f.push(check(
+            "status",
+            Outcome::Ok,
+            "상태: 정상(active)",
+            "Status: active",
+        ));
+        let result = self
+            .refresh(provider, row.user_id, &ScopeSet::new(), true)
+            .await;
+        let stored_access = || {
+            let stored = row.access_token.as_deref();
+            let opened = self
+                .cipher
+                .open_opt(row.user_id, Field::AccessToken, stored);
+            opened.ok().flatten()
+        };
+        match result {
+            Ok(t) => {
+                f.push(check(
+                    "live_refresh",
+                    Outcome::Ok,
+                    "리프레시 토큰으로 새 액세스 토큰을 받았습니다.",
+                    "The refresh token gave a new access token.",
+                ));
+                Ok(Some(t.access_token))
+            }
+            Err(TokenError::ReauthRequired(cause)) => {
+                refused_refresh(&cause, row, f);
+                Ok(None)
+            }
+            Err(TokenError::Unavailable { source, .. }) => {
+                unreachable_google(&source, f);
+                Ok(stored_access())
+            }
+            Err(TokenError::NotConnected) => {
+                f.push(check(
+                    "live_refresh",
+                    Outcome::Skipped,
+                    "연결이 방금 삭제되었습니다.",
+                    "The connection was just removed.",
+                ));
+                Ok(stored_access())
+            }
+            Err(TokenError::ScopeMissing(_)) => Ok(stored_access()),
+            Err(TokenError::Crypto(e)) => {
+                undecryptable(&e, f);
+                Ok(None)
+            }
+            Err(TokenError::Database(e)) => Err(e),
+        }
+    }
+
+    /// What Google says about the access token; returns the required scopes
+    /// Google does not list for it.
+    async fn tokeninfo_check(
+        &self,
+        provider: &Provider,
+        access: Option<&SecretString>,
+        f: &mut Findings,
+    ) -> ScopeSet {
+        let Some(token) = access else {
+            f.push(no_token_check("tokeninfo", "No access token to inspect."));
+            return ScopeSet::new();
+        };
+        let info = match self.google.tokeninfo(token.expose_secret()).await {
+            Ok(info) => info,
+            Err(GoogleError::Rejected { code, .. }) => {
+                f.push(check(
+                    "tokeninfo",
+                    Outcome::Problem,
+                    format!("Google이 토큰을 모릅니다: {code}"),
+                    format!("Google does not accept the token: {code}"),
+                ));
+                return ScopeSet::new();
+            }
+            Err(e) => {
+                f.push(check(
+                    "tokeninfo",
+                    Outcome::Problem,
+                    format!("tokeninfo 실패: {e}"),
+                    format!("tokeninfo failed: {e}"),
+                ));
+                return ScopeSet::new();
+            }
+        };
+        let google_scopes = ScopeSet::from_google(info.scope.as_deref().unwrap_or(""));
+        let missing = provider.scopes.missing_from(&google_scopes);
+        let aud_ok = info.aud.as_deref() == Some(self.google.client_id());
+        f.push(tokeninfo_found(&google_scopes, aud_ok, missing.is_empty()));
+        if !aud_ok {
+            f.suspect(cause(
+                "wrong_client",
+                "토큰이 다른 OAuth 클라이언트에 발급되었습니다.",
+                "The token was issued to another OAuth client.",
+                "GOOGLE_CLIENT_ID를 확인하고, 사용자가 재인증을 누르게 하세요.",
+                "Check GOOGLE_CLIENT_ID, then have the user press 재인증.",
+            ));
+        }
+        missing
+    }
+
+    /// Try the Calendar API itself.
+    async fn calendar_check(&self, access: Option<&SecretString>, f: &mut Findings) {
+        let Some(token) = access else {
+            f.push(no_token_check("calendar_api", "No access token to try."));
+            return;
+        };
+        let (outcome, ko, en) = match self.google.calendar_probe(token.expose_secret()).await {
+            Ok(CalendarProbe::Works) => (
+                Outcome::Ok,
+                "캘린더 API가 응답합니다.".to_string(),
+                "The Calendar API answers.".to_string(),
+            ),
+            Ok(CalendarProbe::ScopeMissing) => (
+                Outcome::Problem,
+                "캘린더 API: 403 insufficientPermissions (권한 없음)".into(),
+                "Calendar API: 403 insufficientPermissions (scope missing)".into(),
+            ),
+            Ok(CalendarProbe::ApiDisabled) => {
+                f.suspect(calendar_disabled());
+                (
+                    Outcome::Problem,
+                    "캘린더 API: 403 accessNotConfigured (API 사용 안 함)".into(),
+                    "Calendar API: 403 accessNotConfigured (API not enabled)".into(),
+                )
+            }
+            Ok(CalendarProbe::Unauthorized) => (
+                Outcome::Problem,
+                "캘린더 API: 401 (토큰이 유효하지 않음)".into(),
+                "Calendar API: 401 (token not valid)".into(),
+            ),
+            Ok(CalendarProbe::Other(what)) => (
+                Outcome::Problem,
+                format!("캘린더 API: {what}"),
+                format!("Calendar API: {what}"),
+            ),
+            Err(e) => (
+                Outcome::Problem,
+                format!("캘린더 API에 연결하지 못했습니다: {e}"),
+                format!("Could not reach the Calendar API: {e}"),
+            ),
+        };
+        f.push(check("calendar_api", outcome, ko, en));
+    }
+}
+
+fn not_connected(provider: &Provider, user: Uuid) -> Diagnosis {
+    Diagnosis {
+        user_id: user,
+        provider: provider.name,
+        connected: false,
+        email: None,
+        status: None,
+        granted_scopes: vec![],
+        missing_scopes: provider.scopes.short_names(),
+        cause: cause(
+            "no_connection",
+            "Gmail 패스포트가 연결되지 않았습니다.",
+            "The Gmail Passport is not connected.",
+            "사용자가 설정 > 아이템 > Gmail에서 연결하기를 눌러야 합니다.",
+            "The user presses Connect in Settings > Items > Gmail.",
+        ),
+        checks: vec![check(
             "connection",
             Outcome::Problem,
             "gmail_token에 이 사용자의 행이 없습니다.",
             "There is no gmail_token row for this user.",
-        ));
-        return Ok(Diagnosis {
-            user_id: user,
-            provider: provider.name,
-            connected: false,
-            email: None,
-            status: None,
-            granted_scopes: vec![],
-            missing_scopes: provider.scopes.short_names(),
-            cause: cause(
-                "no_connection",
-                "Gmail 패스포트가 연결되지 않았습니다.",
-                "The Gmail Passport is not connected.",
-                "사용자가 설정 > 아이템 > Gmail에서 연결하기를 눌러야 합니다.",
-                "The user presses Connect in Settings > Items > Gmail.",
-            ),
-            checks,
-        });
-    };
-    checks.push(check(
+        )],
+    }
+}
+
+fn connection_check(row: &TokenRow) -> Check {
+    check(
         "connection",
         Outcome::Ok,
         format!(
@@ -160,310 +358,191 @@ pub async fn diagnose(
             "Connected: {}",
             row.email.as_deref().unwrap_or("(email unknown)")
         ),
-    ));
+    )
+}
 
-    let stored = ScopeSet::from_json(row.scopes.as_ref());
-    let missing = provider.scopes.missing_from(&stored);
-    checks.push(if missing.is_empty() {
-        check(
+fn stored_scopes_check(missing: &ScopeSet) -> Check {
+    if missing.is_empty() {
+        return check(
             "stored_scopes",
             Outcome::Ok,
             "필요한 권한이 모두 저장되어 있습니다.",
             "Every required scope is stored.",
+        );
+    }
+    check(
+        "stored_scopes",
+        Outcome::Problem,
+        format!("저장된 권한에 없는 것: {missing}"),
+        format!("Stored scopes lack: {missing}"),
+    )
+}
+
+/// The row is already marked: say so, and name the cause from the row.
+fn marked_broken_checks(row: &TokenRow, f: &mut Findings) {
+    let cause = row.reauth_cause();
+    let status = row.status.as_str();
+    f.push(check(
+        "status",
+        Outcome::Problem,
+        format!("상태가 {status}입니다: {cause}"),
+        format!("Status is {status}: {cause}"),
+    ));
+    f.push(check(
+        "live_refresh",
+        Outcome::Skipped,
+        "이미 재인증 필요로 표시되어 새로 고침을 시도하지 않았습니다.",
+        "Not tried: the connection is already marked as needing 재인증.",
+    ));
+    f.suspect(match cause {
+        ReauthCause::NoRefreshToken => no_refresh_token(
+            "리프레시 토큰이 저장되어 있지 않습니다(이전 서비스에서 옮겨온 행이거나 Google이 주지 않음).",
+            "No refresh token is stored (a row carried over from the old service, or Google sent none).",
+        ),
+        other => invalid_grant_cause(&other.to_string(), row.consented_at, row.updated_at),
+    });
+}
+
+fn refused_refresh(why: &ReauthCause, row: &TokenRow, f: &mut Findings) {
+    f.push(check(
+        "live_refresh",
+        Outcome::Problem,
+        format!("Google이 새로 고침을 거부했습니다: {why}"),
+        format!("Google refused the refresh: {why}"),
+    ));
+    f.suspect(match why {
+        ReauthCause::NoRefreshToken => no_refresh_token(
+            "리프레시 토큰이 저장되어 있지 않습니다.",
+            "No refresh token is stored.",
+        ),
+        other => invalid_grant_cause(&other.to_string(), row.consented_at, Utc::now()),
+    });
+}
+
+fn unreachable_google(source: &GoogleError, f: &mut Findings) {
+    f.push(check(
+        "live_refresh",
+        Outcome::Problem,
+        format!("Google에 연결하지 못했습니다: {source}"),
+        format!("Could not reach Google: {source}"),
+    ));
+    f.suspect(if source.is_client_rejected() {
+        cause(
+            "wrong_client",
+            "Google이 우리 OAuth 클라이언트를 거부했습니다.",
+            "Google refused our OAuth client.",
+            "GOOGLE_CLIENT_ID와 GOOGLE_CLIENT_SECRET이 Cloud Console의 값과 같은지 확인하세요.",
+            "Check GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET against Cloud Console.",
         )
     } else {
-        check(
-            "stored_scopes",
-            Outcome::Problem,
-            format!("저장된 권한에 없는 것: {missing}"),
-            format!("Stored scopes lack: {missing}"),
+        cause(
+            "google_unavailable",
+            "Google이 응답하지 않습니다. 연결 자체에는 문제가 없을 수 있습니다.",
+            "Google is not answering; the connection itself may be fine.",
+            "잠시 후 다시 진단하세요.",
+            "Run the doctor again in a while.",
         )
     });
+}
 
-    let mut found: Option<Cause> = None;
-    let mut access: Option<String> = app
-        .cipher
-        .open_opt(
-            user,
-            crate::crypto::Field::AccessToken,
-            row.access_token.as_deref(),
-        )
-        .ok()
-        .flatten()
-        .map(|t| t.expose_secret().to_string());
+fn undecryptable(e: &crate::crypto::CryptoError, f: &mut Findings) {
+    f.push(check(
+        "live_refresh",
+        Outcome::Problem,
+        format!("저장된 토큰을 복호화할 수 없습니다: {e}"),
+        format!("The stored token cannot be decrypted: {e}"),
+    ));
+    f.suspect(cause(
+        "token_undecryptable",
+        "저장된 토큰의 암호화 키가 설정에 없습니다.",
+        "The key the stored token was encrypted with is not configured.",
+        "TOKEN_ENCRYPTION_KEYS에 그 키를 다시 넣거나, 사용자가 재인증을 누르게 하세요.",
+        "Put that key back into TOKEN_ENCRYPTION_KEYS, or have the user press 재인증.",
+    ));
+}
 
-    // Status and a live refresh.
-    if row.status != "active" {
-        let last = row.last_error.clone().unwrap_or_else(|| row.status.clone());
-        checks.push(check(
-            "status",
-            Outcome::Problem,
-            format!("상태가 {}입니다: {last}", row.status),
-            format!("Status is {}: {last}", row.status),
-        ));
-        checks.push(check(
-            "live_refresh",
-            Outcome::Skipped,
-            "이미 재인증 필요로 표시되어 새로 고침을 시도하지 않았습니다.",
-            "Not tried: the connection is already marked as needing 재인증.",
-        ));
-        found = Some(if last.starts_with("no_refresh_token") {
-            cause(
-                "no_refresh_token",
-                "리프레시 토큰이 저장되어 있지 않습니다(이전 서비스에서 옮겨온 행이거나 Google이 주지 않음).",
-                "No refresh token is stored (a row carried over from the old service, or Google sent none).",
-                REAUTH_FIX_KO,
-                REAUTH_FIX_EN,
-            )
+fn no_refresh_token(ko: &str, en: &str) -> Cause {
+    cause("no_refresh_token", ko, en, REAUTH_FIX_KO, REAUTH_FIX_EN)
+}
+
+fn no_token_check(name: &'static str, en: &str) -> Check {
+    check(name, Outcome::Skipped, "확인할 액세스 토큰이 없습니다.", en)
+}
+
+fn tokeninfo_found(google_scopes: &ScopeSet, aud_ok: bool, complete: bool) -> Check {
+    let (aud_ko, aud_en) = match aud_ok {
+        true => ("일치", "matches our client"),
+        false => ("불일치", "is another client"),
+    };
+    check(
+        "tokeninfo",
+        if aud_ok && complete {
+            Outcome::Ok
         } else {
-            invalid_grant_cause(&last, row.consented_at, row.updated_at)
-        });
-        access = None;
-    } else {
-        checks.push(check(
-            "status",
-            Outcome::Ok,
-            "상태: 정상(active)",
-            "Status: active",
-        ));
-        match token::refresh_single_flight(app, provider, user, &ScopeSet::new(), true).await {
-            Ok(t) => {
-                checks.push(check(
-                    "live_refresh",
-                    Outcome::Ok,
-                    "리프레시 토큰으로 새 액세스 토큰을 받았습니다.",
-                    "The refresh token gave a new access token.",
-                ));
-                access = Some(t.access_token.expose_secret().to_string());
-            }
-            Err(TokenError::ReauthRequired(why)) => {
-                checks.push(check(
-                    "live_refresh",
-                    Outcome::Problem,
-                    format!("Google이 새로 고침을 거부했습니다: {why}"),
-                    format!("Google refused the refresh: {why}"),
-                ));
-                found = Some(if why.starts_with("no_refresh_token") {
-                    cause(
-                        "no_refresh_token",
-                        "리프레시 토큰이 저장되어 있지 않습니다.",
-                        "No refresh token is stored.",
-                        REAUTH_FIX_KO,
-                        REAUTH_FIX_EN,
-                    )
-                } else {
-                    invalid_grant_cause(&why, row.consented_at, Utc::now())
-                });
-                access = None;
-            }
-            Err(TokenError::Unavailable { reason, .. }) => {
-                checks.push(check(
-                    "live_refresh",
-                    Outcome::Problem,
-                    format!("Google에 연결하지 못했습니다: {reason}"),
-                    format!("Could not reach Google: {reason}"),
-                ));
-                if reason.contains("invalid_client") || reason.contains("unauthorized_client") {
-                    found = Some(cause(
-                        "wrong_client",
-                        "Google이 우리 OAuth 클라이언트를 거부했습니다.",
-                        "Google refused our OAuth client.",
-                        "GOOGLE_CLIENT_ID와 GOOGLE_CLIENT_SECRET이 Cloud Console의 값과 같은지 확인하세요.",
-                        "Check GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET against Cloud Console.",
-                    ));
-                } else {
-                    found = Some(cause(
-                        "google_unavailable",
-                        "Google이 응답하지 않습니다. 연결 자체에는 문제가 없을 수 있습니다.",
-                        "Google is not answering; the connection itself may be fine.",
-                        "잠시 후 다시 진단하세요.",
-                        "Run the doctor again in a while.",
-                    ));
-                }
-            }
-            Err(TokenError::NotConnected) => {
-                checks.push(check(
-                    "live_refresh",
-                    Outcome::Skipped,
-                    "연결이 방금 삭제되었습니다.",
-                    "The connection was just removed.",
-                ));
-            }
-            Err(TokenError::ScopeMissing(_)) => {}
-            Err(TokenError::Crypto(e)) => {
-                checks.push(check(
-                    "live_refresh",
-                    Outcome::Problem,
-                    format!("저장된 토큰을 복호화할 수 없습니다: {e}"),
-                    format!("The stored token cannot be decrypted: {e}"),
-                ));
-                found = Some(cause(
-                    "token_undecryptable",
-                    "저장된 토큰의 암호화 키가 설정에 없습니다.",
-                    "The key the stored token was encrypted with is not configured.",
-                    "TOKEN_ENCRYPTION_KEYS에 그 키를 다시 넣거나, 사용자가 재인증을 누르게 하세요.",
-                    "Put that key back into TOKEN_ENCRYPTION_KEYS, or have the user press 재인증.",
-                ));
-                access = None;
-            }
-            Err(TokenError::Database(e)) => return Err(e),
-        }
-    }
-
-    // What Google says about the access token.
-    let mut google_missing = ScopeSet::new();
-    match &access {
-        None => checks.push(check(
-            "tokeninfo",
-            Outcome::Skipped,
-            "확인할 액세스 토큰이 없습니다.",
-            "No access token to inspect.",
-        )),
-        Some(t) => match app.google.tokeninfo(t).await {
-            Ok(info) => {
-                let google_scopes = ScopeSet::from_google(info.scope.as_deref().unwrap_or(""));
-                google_missing = provider.scopes.missing_from(&google_scopes);
-                let aud_ok = info.aud.as_deref() == Some(app.google.client_id());
-                checks.push(check(
-                    "tokeninfo",
-                    if aud_ok && google_missing.is_empty() {
-                        Outcome::Ok
-                    } else {
-                        Outcome::Problem
-                    },
-                    format!(
-                        "Google이 말하는 토큰 권한: {}; 클라이언트(aud) {}",
-                        google_scopes,
-                        if aud_ok { "일치" } else { "불일치" }
-                    ),
-                    format!(
-                        "Google says the token has: {}; audience (aud) {}",
-                        google_scopes,
-                        if aud_ok {
-                            "matches our client"
-                        } else {
-                            "is another client"
-                        }
-                    ),
-                ));
-                if !aud_ok && found.is_none() {
-                    found = Some(cause(
-                        "wrong_client",
-                        "토큰이 다른 OAuth 클라이언트에 발급되었습니다.",
-                        "The token was issued to another OAuth client.",
-                        "GOOGLE_CLIENT_ID를 확인하고, 사용자가 재인증을 누르게 하세요.",
-                        "Check GOOGLE_CLIENT_ID, then have the user press 재인증.",
-                    ));
-                }
-            }
-            Err(GoogleError::Rejected { code, .. }) => checks.push(check(
-                "tokeninfo",
-                Outcome::Problem,
-                format!("Google이 토큰을 모릅니다: {code}"),
-                format!("Google does not accept the token: {code}"),
-            )),
-            Err(e) => checks.push(check(
-                "tokeninfo",
-                Outcome::Problem,
-                format!("tokeninfo 실패: {e}"),
-                format!("tokeninfo failed: {e}"),
-            )),
+            Outcome::Problem
         },
+        format!("Google이 말하는 토큰 권한: {google_scopes}; 클라이언트(aud) {aud_ko}"),
+        format!("Google says the token has: {google_scopes}; audience (aud) {aud_en}"),
+    )
+}
+
+fn calendar_disabled() -> Cause {
+    cause(
+        "calendar_api_disabled",
+        "Cloud 프로젝트에서 Google Calendar API가 사용 설정되어 있지 않습니다. 사용자 권한 문제가 아닙니다.",
+        "The Google Calendar API is not enabled in the Cloud project. This is not the user's permissions.",
+        "Cloud Console > API 및 서비스 > 라이브러리에서 Google Calendar API를 사용 설정하세요. 재인증은 필요 없습니다.",
+        "Enable the Google Calendar API in Cloud Console (APIs & Services > Library). No 재인증 needed.",
+    )
+}
+
+/// No check named a cause: scopes missing somewhere, or everything works.
+fn final_cause(all_missing: &ScopeSet) -> Cause {
+    if all_missing.is_empty() {
+        return cause(
+            "works",
+            "문제가 없습니다: 토큰, 권한, 캘린더 API 모두 정상입니다.",
+            "Everything works: token, scopes and the Calendar API.",
+            "할 일이 없습니다.",
+            "Nothing to do.",
+        );
     }
-
-    // The Calendar API itself.
-    match &access {
-        None => checks.push(check(
-            "calendar_api",
-            Outcome::Skipped,
-            "확인할 액세스 토큰이 없습니다.",
-            "No access token to try.",
-        )),
-        Some(t) => match app.google.calendar_probe(t).await {
-            Ok(CalendarProbe::Works) => checks.push(check(
-                "calendar_api",
-                Outcome::Ok,
-                "캘린더 API가 응답합니다.",
-                "The Calendar API answers.",
-            )),
-            Ok(CalendarProbe::ScopeMissing) => {
-                checks.push(check(
-                    "calendar_api",
-                    Outcome::Problem,
-                    "캘린더 API: 403 insufficientPermissions (권한 없음)",
-                    "Calendar API: 403 insufficientPermissions (scope missing)",
-                ));
-            }
-            Ok(CalendarProbe::ApiDisabled) => {
-                checks.push(check(
-                    "calendar_api",
-                    Outcome::Problem,
-                    "캘린더 API: 403 accessNotConfigured (API 사용 안 함)",
-                    "Calendar API: 403 accessNotConfigured (API not enabled)",
-                ));
-                if found.is_none() {
-                    found = Some(cause(
-                        "calendar_api_disabled",
-                        "Cloud 프로젝트에서 Google Calendar API가 사용 설정되어 있지 않습니다. 사용자 권한 문제가 아닙니다.",
-                        "The Google Calendar API is not enabled in the Cloud project. This is not the user's permissions.",
-                        "Cloud Console > API 및 서비스 > 라이브러리에서 Google Calendar API를 사용 설정하세요. 재인증은 필요 없습니다.",
-                        "Enable the Google Calendar API in Cloud Console (APIs & Services > Library). No 재인증 needed.",
-                    ));
-                }
-            }
-            Ok(CalendarProbe::Unauthorized) => checks.push(check(
-                "calendar_api",
-                Outcome::Problem,
-                "캘린더 API: 401 (토큰이 유효하지 않음)",
-                "Calendar API: 401 (token not valid)",
-            )),
-            Ok(CalendarProbe::Other(what)) => checks.push(check(
-                "calendar_api",
-                Outcome::Problem,
-                format!("캘린더 API: {what}"),
-                format!("Calendar API: {what}"),
-            )),
-            Err(e) => checks.push(check(
-                "calendar_api",
-                Outcome::Problem,
-                format!("캘린더 API에 연결하지 못했습니다: {e}"),
-                format!("Could not reach the Calendar API: {e}"),
-            )),
-        },
+    Cause {
+        code: "scope_missing",
+        ko: format!(
+            "연결은 정상이지만 권한이 빠져 있습니다: {all_missing}. 토큰이 취소된 것이 아닙니다."
+        ),
+        en: format!(
+            "The connection works but lacks scopes: {all_missing}. The grant is not revoked."
+        ),
+        fix_ko: REAUTH_FIX_KO.into(),
+        fix_en: REAUTH_FIX_EN.into(),
     }
+}
 
-    let all_missing = missing.union(&google_missing);
-    let cause = found.unwrap_or_else(|| {
-        if !all_missing.is_empty() {
-            Cause {
-                code: "scope_missing",
-                ko: format!("연결은 정상이지만 권한이 빠져 있습니다: {all_missing}. 토큰이 취소된 것이 아닙니다."),
-                en: format!("The connection works but lacks scopes: {all_missing}. The grant is not revoked."),
-                fix_ko: REAUTH_FIX_KO.into(),
-                fix_en: REAUTH_FIX_EN.into(),
-            }
-        } else {
-            cause(
-                "works",
-                "문제가 없습니다: 토큰, 권한, 캘린더 API 모두 정상입니다.",
-                "Everything works: token, scopes and the Calendar API.",
-                "할 일이 없습니다.",
-                "Nothing to do.",
-            )
-        }
-    });
-
-    let fresh = gmail_token::find(&app.db, user).await?;
+/// The answer, with the connection as it is after the checks (a live refresh
+/// may have changed it).
+fn summary(
+    provider: &Provider,
+    before: &TokenRow,
+    fresh: Option<TokenRow>,
+    cause: Cause,
+    checks: Vec<Check>,
+) -> Diagnosis {
     let (email, status, granted) = match &fresh {
         Some(r) => (
             r.email.clone(),
-            Some(r.status.clone()),
+            Some(r.status),
             ScopeSet::from_json(r.scopes.as_ref()),
         ),
-        None => (row.email.clone(), None, stored.clone()),
+        None => (
+            before.email.clone(),
+            None,
+            ScopeSet::from_json(before.scopes.as_ref()),
+        ),
     };
-    Ok(Diagnosis {
-        user_id: user,
+    Diagnosis {
+        user_id: before.user_id,
         provider: provider.name,
         connected: fresh.is_some(),
         email,
@@ -472,7 +551,7 @@ pub async fn diagnose(
         granted_scopes: granted.short_names(),
         cause,
         checks,
-    })
+    }
 }
 
 impl Diagnosis {
@@ -484,7 +563,8 @@ impl Diagnosis {
             self.user_id,
             self.provider,
             self.email.as_deref().unwrap_or("-"),
-            self.status.as_deref().unwrap_or("not connected"),
+            self.status
+                .map_or("not connected", ConnectionStatus::as_str),
         ));
         for c in &self.checks {
             let mark = match c.outcome {

@@ -1,25 +1,26 @@
 //! Disconnect: revoke the grant at Google, then delete the connection. A
 //! failed revoke is reported but never keeps the row.
 
-use secrecy::SecretString;
+use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 use crate::crypto::Field;
-use crate::google::GoogleError;
 use crate::passport::provider::Provider;
 use crate::passport::webhooks;
-use crate::state::AppState;
-use crate::store::gmail_token;
+use crate::passport::Passport;
+use crate::store::gmail_token::{self, TokenRow};
 use crate::store::passport_event::{self, EventKind, NewEvent};
 
 /// What happened to the grant at Google.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum Revocation {
     Revoked,
     /// Google says the token was already invalid (revoked or expired).
     AlreadyInvalid,
     /// Revoking failed (Google unavailable, …): the grant may still exist at
     /// Google until the user removes it at myaccount.google.com.
+    #[strum(serialize = "revoke_failed")]
     Failed(String),
     /// No token was stored to revoke.
     NothingToRevoke,
@@ -27,89 +28,76 @@ pub enum Revocation {
 
 impl Revocation {
     pub fn code(&self) -> &'static str {
-        match self {
-            Self::Revoked => "revoked",
-            Self::AlreadyInvalid => "already_invalid",
-            Self::Failed(_) => "revoke_failed",
-            Self::NothingToRevoke => "nothing_to_revoke",
-        }
+        self.into()
     }
 }
 
-/// Disconnect a user. `Ok(None)` when there was no connection.
-pub async fn disconnect(
-    app: &AppState,
-    provider: &Provider,
-    user: Uuid,
-) -> Result<Option<Revocation>, sqlx::Error> {
-    // Under the row lock, so that a refresh running now cannot write the row
-    // back after it is gone.
-    let lock = app.refresh_locks.get(user);
-    let _guard = lock.lock().await;
-    let mut tx = app.db.begin().await?;
-    let Some(row) = gmail_token::find_for_update(&mut *tx, user).await? else {
-        return Ok(None);
-    };
-    let refresh = app
-        .cipher
-        .open_opt(user, Field::RefreshToken, row.refresh_token.as_deref());
-    let access = app
-        .cipher
-        .open_opt(user, Field::AccessToken, row.access_token.as_deref());
-    let token: Result<Option<SecretString>, _> = match (refresh, access) {
-        (Ok(Some(r)), _) => Ok(Some(r)),
-        (Ok(None), Ok(a)) => Ok(a),
-        (Err(e), _) | (_, Err(e)) => Err(e),
-    };
-    let revocation = match token {
-        Err(e) => Revocation::Failed(format!("the stored token cannot be decrypted: {e}")),
-        Ok(None) => Revocation::NothingToRevoke,
-        Ok(Some(t)) => match app
-            .google
-            .revoke(secrecy::ExposeSecret::expose_secret(&t))
-            .await
-        {
-            Ok(()) => Revocation::Revoked,
-            Err(GoogleError::Rejected { code, .. })
-                if code == "invalid_token" || code == "invalid_grant" =>
-            {
-                Revocation::AlreadyInvalid
-            }
-            Err(e) => Revocation::Failed(e.to_string()),
-        },
-    };
-    gmail_token::delete(&mut *tx, user).await?;
-    let detail = match &revocation {
-        Revocation::Failed(why) => Some(why.clone()),
-        _ => None,
-    };
-    passport_event::insert(
-        &mut *tx,
-        &NewEvent {
+impl Passport {
+    /// Disconnect a user: revoke the grant at Google, delete the connection.
+    /// `Ok(None)` when there was no connection.
+    pub async fn disconnect(
+        &self,
+        provider: &Provider,
+        user: Uuid,
+    ) -> Result<Option<Revocation>, sqlx::Error> {
+        // Under the refresh lock and the row lock, so that a refresh running
+        // now cannot write the row back after it is gone.
+        let lock = self.refresh_locks.get(user);
+        let _guard = lock.lock().await;
+        let mut tx = self.db.begin().await?;
+        let Some(row) = gmail_token::find_for_update(&mut *tx, user).await? else {
+            return Ok(None);
+        };
+        let revocation = self.revoke(&row).await;
+        gmail_token::delete(&mut *tx, user).await?;
+        let detail = match &revocation {
+            Revocation::Failed(why) => Some(why.as_str()),
+            _ => None,
+        };
+        let event = NewEvent {
             scopes_before: row.scopes.clone(),
             email_before: row.email.as_deref(),
-            error_code: matches!(revocation, Revocation::Failed(_)).then_some("revoke_failed"),
-            detail: detail.as_deref(),
+            error_code: detail.map(|_| "revoke_failed"),
+            detail,
             ..NewEvent::new(user, provider.name, EventKind::Disconnected)
-        },
-    )
-    .await?;
-    let facts = webhooks::Facts {
-        email: row.email.as_deref(),
-        revocation: Some(revocation.code()),
-        ..Default::default()
-    };
-    webhooks::enqueue(
-        &mut tx,
-        app,
-        provider.name,
-        webhooks::Kind::Disconnected,
-        user,
-        facts,
-    )
-    .await?;
-    tx.commit().await?;
-    metrics::counter!("passport_disconnects_total", "revocation" => revocation.code()).increment(1);
-    tracing::info!(%user, revocation = revocation.code(), "passport disconnected");
-    Ok(Some(revocation))
+        };
+        passport_event::insert(&mut *tx, &event).await?;
+        let facts = webhooks::Facts {
+            email: row.email.as_deref(),
+            revocation: Some(revocation.code()),
+            ..Default::default()
+        };
+        let kind = webhooks::Kind::Disconnected;
+        webhooks::enqueue(&mut tx, self, provider, kind, user, facts).await?;
+        tx.commit().await?;
+        metrics::counter!("passport_disconnects_total", "revocation" => revocation.code())
+            .increment(1);
+        tracing::info!(%user, revocation = revocation.code(), "passport disconnected");
+        Ok(Some(revocation))
+    }
+
+    /// Revoke the row's grant at Google (the refresh token, else the access
+    /// token).
+    async fn revoke(&self, row: &TokenRow) -> Revocation {
+        let user = row.user_id;
+        let refresh = self
+            .cipher
+            .open_opt(user, Field::RefreshToken, row.refresh_token.as_deref());
+        let access = self
+            .cipher
+            .open_opt(user, Field::AccessToken, row.access_token.as_deref());
+        let token = match (refresh, access) {
+            (Ok(Some(r)), _) => r,
+            (Ok(None), Ok(Some(a))) => a,
+            (Ok(None), Ok(None)) => return Revocation::NothingToRevoke,
+            (Err(e), _) | (_, Err(e)) => {
+                return Revocation::Failed(format!("the stored token cannot be decrypted: {e}"))
+            }
+        };
+        match self.google.revoke(token.expose_secret()).await {
+            Ok(()) => Revocation::Revoked,
+            Err(e) if e.is_token_invalid() => Revocation::AlreadyInvalid,
+            Err(e) => Revocation::Failed(e.to_string()),
+        }
+    }
 }

@@ -8,13 +8,14 @@ use url::Url;
 use uuid::Uuid;
 
 use crate::crypto::Field;
-use crate::google::GoogleError;
+use crate::google::{GoogleError, Tokens, UserInfo};
 use crate::passport::provider::Provider;
 use crate::passport::return_to::{self, ReturnToError};
-use crate::passport::scopes::ScopeSet;
 use crate::passport::webhooks;
-use crate::passport::{is_token_shaped, random_token, sha256};
-use crate::state::AppState;
+use crate::passport::{is_token_shaped, random_token, sha256, Passport};
+use crate::scopes::ScopeSet;
+use crate::store::gmail_token::{ConnectionStatus, TokenRow};
+use crate::store::oauth_state::StateRow;
 use crate::store::passport_event::{self, EventKind, NewEvent};
 use crate::store::{gmail_token, oauth_state};
 
@@ -58,71 +59,329 @@ impl std::fmt::Debug for Started {
     }
 }
 
-/// Begin a consent (first connection and 재인증 alike).
-///
-/// The browser-binding nonce goes into a cookie named after the attempt
-/// ([`flow_cookie_name`]), so that two tabs can each run a flow.
-pub async fn start(
-    app: &AppState,
-    provider: &Provider,
-    user_id: Uuid,
-    return_to: Option<&str>,
-) -> Result<Started, FlowError> {
-    let settings = &app.settings;
-    let return_to = match return_to {
-        Some(raw) => return_to::validate(raw, &settings.allowed_return_origins)?,
-        None => settings.inventory_url.clone(),
-    };
-    let browser_nonce = random_token();
-    let state = random_token();
-    let verifier = random_token();
-
-    let existing = gmail_token::find(&app.db, user_id).await?;
-    let login_hint = existing.as_ref().and_then(|r| r.email.clone());
-    let redirect_uri = settings.redirect_uri(provider.name);
-    let req = app.google.authorize_url(
-        &redirect_uri,
-        &provider.scopes,
-        &state,
-        &verifier,
-        login_hint.as_deref(),
-    );
-
-    let state_hash = sha256(&state);
-    let nonce_hash = sha256(&browser_nonce);
-    let mut tx = app.db.begin().await?;
-    oauth_state::insert(
-        &mut *tx,
-        &oauth_state::NewState {
-            state_hash: &state_hash,
+impl Passport {
+    /// Begin a consent (first connection and 재인증 alike).
+    ///
+    /// The browser-binding nonce goes into a cookie named after the attempt
+    /// ([`flow_cookie_name`]), so that two tabs can each run a flow.
+    pub async fn start_consent(
+        &self,
+        provider: &Provider,
+        user_id: Uuid,
+        return_to: Option<&str>,
+    ) -> Result<Started, FlowError> {
+        let return_to = match return_to {
+            Some(raw) => return_to::validate(raw, &self.settings.allowed_return_origins)?,
+            None => self.settings.inventory_url.clone(),
+        };
+        let browser_nonce = random_token();
+        let state = random_token();
+        let verifier = random_token();
+        let existing = gmail_token::find(&self.db, user_id).await?;
+        let login_hint = existing.as_ref().and_then(|r| r.email.as_deref());
+        let redirect_uri = self.settings.redirect_uri(provider.name);
+        let req = self.google.authorize_url(
+            &redirect_uri,
+            &provider.scopes,
+            &state,
+            &verifier,
+            login_hint,
+        );
+        let attempt = oauth_state::NewState {
+            state_hash: &sha256(&state),
             user_id,
             provider: provider.name,
-            pkce_verifier: &app.cipher.seal(user_id, Field::PkceVerifier, &verifier),
+            pkce_verifier: &self.cipher.seal(user_id, Field::PkceVerifier, &verifier),
             requested_scopes: provider.scopes.to_json(),
             return_to: return_to.as_str(),
-            browser_nonce_hash: &nonce_hash,
+            browser_nonce_hash: &sha256(&browser_nonce),
             expires_at: Utc::now() + STATE_TTL,
-        },
-    )
-    .await?;
-    let before = existing.as_ref().and_then(|r| r.scopes.clone());
-    passport_event::insert(
-        &mut *tx,
-        &NewEvent {
-            scopes_before: before,
+        };
+        let event = NewEvent {
+            scopes_before: existing.and_then(|r| r.scopes),
             scopes_after: Some(provider.scopes.to_json()),
             ..NewEvent::new(user_id, provider.name, EventKind::ConsentStarted)
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    metrics::counter!("passport_consents_started_total", "provider" => provider.name).increment(1);
-    tracing::info!(%user_id, provider = provider.name, "consent started");
-    Ok(Started {
-        authorize_url: req.url,
-        cookie_name: flow_cookie_name(&state),
-        browser_nonce,
-    })
+        };
+        let mut tx = self.db.begin().await?;
+        oauth_state::insert(&mut *tx, &attempt).await?;
+        passport_event::insert(&mut *tx, &event).await?;
+        tx.commit().await?;
+        metrics::counter!("passport_consents_started_total", "provider" => provider.name)
+            .increment(1);
+        tracing::info!(%user_id, provider = provider.name, "consent started");
+        Ok(Started {
+            authorize_url: req.url,
+            cookie_name: flow_cookie_name(&state),
+            browser_nonce,
+        })
+    }
+
+    /// Finish a consent from Google's redirect.
+    pub async fn complete_consent(
+        &self,
+        provider: &Provider,
+        params: CallbackParams,
+        browser_nonce: Option<&str>,
+        signed_in_user: Option<Uuid>,
+    ) -> Result<Completed, FlowError> {
+        let state = params.state.as_deref().ok_or(FlowError::MissingState)?;
+        let attempt = self
+            .take_attempt(provider, state, browser_nonce, signed_in_user)
+            .await?;
+        let user_id = attempt.user_id;
+        let verifier = self
+            .cipher
+            .open(user_id, Field::PkceVerifier, &attempt.pkce_verifier)?;
+        // Stored by us after validation; re-parse defensively.
+        let return_to =
+            Url::parse(&attempt.return_to).unwrap_or_else(|_| self.settings.inventory_url.clone());
+        let outcome = match (params.error, params.code) {
+            (Some(e), _) if e == "access_denied" => self.record_denied(provider, user_id).await?,
+            (Some(other), _) => {
+                tracing::warn!(%user_id, error = %sanitize(&other), "google returned an error to the callback");
+                Outcome::Error("google_error")
+            }
+            (None, Some(code)) => {
+                self.exchange_and_store(provider, user_id, &code, verifier.expose_secret())
+                    .await?
+            }
+            (None, None) => Outcome::Error("missing_code"),
+        };
+        let result = outcome.result();
+        metrics::counter!("passport_consents_completed_total", "provider" => provider.name, "result" => result)
+            .increment(1);
+        tracing::info!(%user_id, provider = provider.name, result, "consent completed");
+        Ok(Completed {
+            redirect_to: result_url(&return_to, provider.name, &outcome),
+            outcome,
+        })
+    }
+
+    /// Take the attempt named by `state`, but only for the browser holding its
+    /// nonce and the ro-being user who started it, signed in now: another
+    /// browser's visit leaves it to its owner, and on a shared browser nobody
+    /// else's Google account can land on their passport.
+    async fn take_attempt(
+        &self,
+        provider: &Provider,
+        state: &str,
+        browser_nonce: Option<&str>,
+        signed_in_user: Option<Uuid>,
+    ) -> Result<StateRow, FlowError> {
+        if !is_token_shaped(state) {
+            return Err(FlowError::UnknownState);
+        }
+        let state_hash = sha256(state);
+        let nonce_hash = browser_nonce.filter(|n| is_token_shaped(n)).map(sha256);
+        let taken = match (&nonce_hash, signed_in_user) {
+            (Some(h), Some(user)) => {
+                oauth_state::take(&self.db, &state_hash, provider.name, h, Some(user)).await?
+            }
+            _ => None,
+        };
+        match taken {
+            Some(a) if a.expires_at < Utc::now() => Err(FlowError::ExpiredState),
+            Some(a) => Ok(a),
+            None => Err(self
+                .why_not_taken(provider, &state_hash, signed_in_user)
+                .await?),
+        }
+    }
+
+    /// Why an attempt could not be taken (an expired one is deleted).
+    async fn why_not_taken(
+        &self,
+        provider: &Provider,
+        state_hash: &[u8],
+        signed_in_user: Option<Uuid>,
+    ) -> Result<FlowError, sqlx::Error> {
+        let Some(peeked) = oauth_state::peek(&self.db, state_hash, provider.name).await? else {
+            return Ok(FlowError::UnknownState);
+        };
+        if peeked.expires_at < Utc::now() {
+            oauth_state::delete(&self.db, state_hash).await?;
+            return Ok(FlowError::ExpiredState);
+        }
+        Ok(match signed_in_user {
+            None => FlowError::NoSession,
+            Some(u) if u != peeked.user_id => FlowError::UserMismatch,
+            _ => FlowError::BrowserMismatch,
+        })
+    }
+
+    async fn record_denied(
+        &self,
+        provider: &Provider,
+        user_id: Uuid,
+    ) -> Result<Outcome, FlowError> {
+        let event = NewEvent {
+            error_code: Some("access_denied"),
+            ..NewEvent::new(user_id, provider.name, EventKind::Denied)
+        };
+        passport_event::insert(&self.db, &event).await?;
+        Ok(Outcome::Denied)
+    }
+
+    /// Exchange the code, then store what Google granted.
+    async fn exchange_and_store(
+        &self,
+        provider: &Provider,
+        user_id: Uuid,
+        code: &str,
+        verifier: &str,
+    ) -> Result<Outcome, FlowError> {
+        let grant = match self.fetch_grant(provider, code, verifier).await {
+            Ok(g) => g,
+            Err(reason) => return Ok(Outcome::Error(reason)),
+        };
+        let mut tx = self.db.begin().await?;
+        let prev = gmail_token::find_for_update(&mut *tx, user_id).await?;
+        let outcome = decide_outcome(
+            prev.as_ref(),
+            &grant.scopes,
+            &grant.account,
+            &provider.scopes,
+        );
+        let write = self.sealed_write(user_id, prev.as_ref(), &grant, &outcome)?;
+        gmail_token::upsert_consent(&mut *tx, &write.row()).await?;
+        let replaced = write.replaced_grant;
+        self.announce(
+            &mut tx,
+            provider,
+            user_id,
+            prev.as_ref(),
+            &grant,
+            &outcome,
+            write.email.as_deref(),
+        )
+        .await?;
+        tx.commit().await?;
+        if let Some(old) = replaced {
+            if let Err(e) = self.google.revoke(old.expose_secret()).await {
+                tracing::warn!(%user_id, error = %e, "could not revoke the replaced account's grant");
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// The tokens, the scopes Google granted (from its answer, never from what
+    /// we asked for) and the account. `Err` is the reason code the user sees.
+    async fn fetch_grant(
+        &self,
+        provider: &Provider,
+        code: &str,
+        verifier: &str,
+    ) -> Result<Grant, &'static str> {
+        let redirect_uri = self.settings.redirect_uri(provider.name);
+        let tokens = self
+            .google
+            .exchange_code(&redirect_uri, code, verifier)
+            .await
+            .map_err(|e| google_reason(&e, "code_rejected"))?;
+        let access = tokens.access_token.expose_secret();
+        let scopes = match &tokens.scopes {
+            Some(s) => s.clone(),
+            None => {
+                let info = self.google.tokeninfo(access).await;
+                let info = info.map_err(|e| google_reason(&e, "tokeninfo_failed"))?;
+                ScopeSet::from_google(info.scope.as_deref().unwrap_or(""))
+            }
+        };
+        let account = self
+            .google
+            .userinfo(access)
+            .await
+            .map_err(|e| google_reason(&e, "userinfo_failed"))?;
+        Ok(Grant {
+            tokens,
+            scopes,
+            account,
+        })
+    }
+
+    /// The row to write, sealed. Keeps the stored refresh token when Google
+    /// sent none, but never carries one over to another account: that one is
+    /// handed back as `replaced_grant`, to be revoked once the new connection
+    /// is stored.
+    fn sealed_write(
+        &self,
+        user_id: Uuid,
+        prev: Option<&TokenRow>,
+        grant: &Grant,
+        outcome: &Outcome,
+    ) -> Result<SealedWrite, FlowError> {
+        let changed = matches!(outcome, Outcome::AccountChanged(_));
+        let old = prev.and_then(|p| p.refresh_token.as_deref());
+        let replaced_grant = match changed {
+            true => self
+                .cipher
+                .open_opt(user_id, Field::RefreshToken, old)
+                .unwrap_or(None),
+            false => None,
+        };
+        let refresh = match (&grant.tokens.refresh_token, changed) {
+            (Some(r), _) => Some(r.clone()),
+            // Re-sealed under the active key (plaintext rows get encrypted here).
+            (None, false) => self.cipher.open_opt(user_id, Field::RefreshToken, old)?,
+            (None, true) => None,
+        };
+        let seal = |field, secret: &secrecy::SecretString| {
+            self.cipher.seal(user_id, field, secret.expose_secret())
+        };
+        let keep_email = || prev.and_then(|p| p.email.clone()).filter(|_| !changed);
+        Ok(SealedWrite {
+            user_id,
+            email: grant.account.email.clone().or_else(keep_email),
+            google_sub: grant.account.sub.clone(),
+            access_token: seal(Field::AccessToken, &grant.tokens.access_token),
+            refresh_token: refresh.as_ref().map(|r| seal(Field::RefreshToken, r)),
+            token_type: grant.tokens.token_type.clone(),
+            expires_at: grant.tokens.expires_at,
+            scopes: grant.scopes.to_json(),
+            replaced_grant,
+        })
+    }
+
+    /// Audit the outcome and announce it (and a recovery) to ro-being, in the
+    /// transaction that stored the connection.
+    #[allow(clippy::too_many_arguments)]
+    async fn announce(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        provider: &Provider,
+        user_id: Uuid,
+        prev: Option<&TokenRow>,
+        grant: &Grant,
+        outcome: &Outcome,
+        email: Option<&str>,
+    ) -> Result<(), sqlx::Error> {
+        let missing = provider.scopes.missing_from(&grant.scopes);
+        let detail = (!missing.is_empty()).then(|| format!("missing: {missing}"));
+        let previous_email = prev.and_then(|p| p.email.as_deref());
+        let event = NewEvent {
+            scopes_before: prev.and_then(|p| p.scopes.clone()),
+            scopes_after: Some(grant.scopes.to_json()),
+            email_before: previous_email,
+            email_after: email,
+            detail: detail.as_deref(),
+            ..NewEvent::new(user_id, provider.name, outcome.event_kind())
+        };
+        passport_event::insert(&mut *tx, &event).await?;
+        let facts = webhooks::Facts {
+            email,
+            previous_email,
+            granted: Some(&grant.scopes),
+            missing: Some(&missing),
+            ..Default::default()
+        };
+        let kind = outcome.webhook_kind();
+        webhooks::enqueue(tx, self, provider, kind, user_id, facts.clone()).await?;
+        if prev.is_some_and(|p| p.status != ConnectionStatus::Active) {
+            let kind = webhooks::Kind::Recovered;
+            webhooks::enqueue(tx, self, provider, kind, user_id, facts).await?;
+        }
+        Ok(())
+    }
 }
 
 /// The flow cookie's name for one attempt: derived from its `state`, so the
@@ -143,7 +402,8 @@ pub struct CallbackParams {
 }
 
 /// What happened, as the `result` parameter tells the front end.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum Outcome {
     Connected,
     Upgraded,
@@ -158,14 +418,59 @@ pub enum Outcome {
 
 impl Outcome {
     pub fn result(&self) -> &'static str {
+        self.into()
+    }
+
+    fn event_kind(&self) -> EventKind {
         match self {
-            Self::Connected => "connected",
-            Self::Upgraded => "upgraded",
-            Self::Partial(_) => "partial",
-            Self::Denied => "denied",
-            Self::AccountChanged(_) => "account_changed",
-            Self::Error(_) => "error",
+            Self::AccountChanged(_) => EventKind::AccountChanged,
+            Self::Partial(_) => EventKind::PartialGrant,
+            Self::Upgraded => EventKind::Upgraded,
+            Self::Denied => EventKind::Denied,
+            Self::Connected | Self::Error(_) => EventKind::Connected,
         }
+    }
+
+    fn webhook_kind(&self) -> webhooks::Kind {
+        match self {
+            Self::AccountChanged(_) => webhooks::Kind::AccountChanged,
+            Self::Partial(_) => webhooks::Kind::PartialGrant,
+            Self::Upgraded => webhooks::Kind::Upgraded,
+            _ => webhooks::Kind::Connected,
+        }
+    }
+}
+
+/// The result of a consent that Google granted: a pure function of the
+/// previous connection, what Google granted, the account and the scopes
+/// this provider needs.
+pub fn decide_outcome(
+    previous: Option<&TokenRow>,
+    granted: &ScopeSet,
+    account: &UserInfo,
+    required: &ScopeSet,
+) -> Outcome {
+    let missing = required.missing_from(granted);
+    if previous.is_some_and(|p| is_other_account(p, account)) {
+        return Outcome::AccountChanged(missing);
+    }
+    if !missing.is_empty() {
+        return Outcome::Partial(missing);
+    }
+    let prev_scopes = previous.map(|p| ScopeSet::from_json(p.scopes.as_ref()));
+    match prev_scopes {
+        Some(p) if !p.is_superset(granted) => Outcome::Upgraded,
+        _ => Outcome::Connected,
+    }
+}
+
+/// Is `account` another Google account than the stored one? By subject when
+/// it is known, else by email.
+fn is_other_account(prev: &TokenRow, account: &UserInfo) -> bool {
+    match (&prev.google_sub, &prev.email, &account.email) {
+        (Some(sub), _, _) => *sub != account.sub,
+        (None, Some(old), Some(new)) => !old.eq_ignore_ascii_case(new),
+        _ => false,
     }
 }
 
@@ -176,86 +481,44 @@ pub struct Completed {
     pub redirect_to: Url,
 }
 
-/// Finish a consent from Google's redirect.
-pub async fn complete(
-    app: &AppState,
-    provider: &Provider,
-    params: CallbackParams,
-    browser_nonce: Option<&str>,
-    signed_in_user: Option<Uuid>,
-) -> Result<Completed, FlowError> {
-    let state = params.state.as_deref().ok_or(FlowError::MissingState)?;
-    if !is_token_shaped(state) {
-        return Err(FlowError::UnknownState);
-    }
-    let state_hash = sha256(state);
+/// What Google granted in one consent.
+struct Grant {
+    tokens: Tokens,
+    scopes: ScopeSet,
+    account: UserInfo,
+}
 
-    // The attempt is only consumed when this browser holds the nonce it was
-    // started with: another browser's visit leaves it to its owner.
-    let nonce_hash = browser_nonce.filter(|n| is_token_shaped(n)).map(sha256);
-    // And only by the ro-being user who started it, signed in now: on a
-    // shared browser, nobody else's Google account can land on their passport.
-    let taken = match (&nonce_hash, signed_in_user) {
-        (Some(h), Some(user)) => {
-            oauth_state::take(&app.db, &state_hash, provider.name, h, Some(user)).await?
+/// A connection ready to store (secrets sealed).
+struct SealedWrite {
+    user_id: Uuid,
+    email: Option<String>,
+    google_sub: String,
+    access_token: String,
+    refresh_token: Option<String>,
+    token_type: String,
+    expires_at: Option<chrono::DateTime<Utc>>,
+    scopes: serde_json::Value,
+    /// The replaced account's refresh token, to revoke after the commit.
+    replaced_grant: Option<secrecy::SecretString>,
+}
+
+impl SealedWrite {
+    fn row(&self) -> gmail_token::ConsentWrite<'_> {
+        gmail_token::ConsentWrite {
+            user_id: self.user_id,
+            email: self.email.as_deref(),
+            google_sub: &self.google_sub,
+            access_token: &self.access_token,
+            refresh_token: self.refresh_token.as_deref(),
+            token_type: &self.token_type,
+            expires_at: self.expires_at,
+            scopes: self.scopes.clone(),
+            last_error: self
+                .refresh_token
+                .is_none()
+                .then_some("no_refresh_token: Google returned no refresh token; press 재인증"),
         }
-        _ => None,
-    };
-    let Some(attempt) = taken else {
-        let peeked = oauth_state::peek(&app.db, &state_hash, provider.name).await?;
-        let now = Utc::now();
-        let Some(peeked) = peeked else {
-            return Err(FlowError::UnknownState);
-        };
-        if peeked.expires_at < now {
-            oauth_state::delete(&app.db, &state_hash).await?;
-            return Err(FlowError::ExpiredState);
-        }
-        return Err(match signed_in_user {
-            None => FlowError::NoSession,
-            Some(u) if u != peeked.user_id => FlowError::UserMismatch,
-            _ => FlowError::BrowserMismatch,
-        });
-    };
-    if attempt.expires_at < Utc::now() {
-        return Err(FlowError::ExpiredState);
     }
-    let user_id = attempt.user_id;
-    let verifier = app
-        .cipher
-        .open(user_id, Field::PkceVerifier, &attempt.pkce_verifier)?;
-    // Stored by us after validation; re-parse defensively.
-    let return_to =
-        Url::parse(&attempt.return_to).unwrap_or_else(|_| app.settings.inventory_url.clone());
-
-    let CallbackParams { error, code, .. } = params;
-    let outcome = if error.as_deref() == Some("access_denied") {
-        let event = NewEvent {
-            error_code: Some("access_denied"),
-            ..NewEvent::new(user_id, provider.name, EventKind::Denied)
-        };
-        passport_event::insert(&app.db, &event).await?;
-        Outcome::Denied
-    } else if let Some(other) = error {
-        tracing::warn!(%user_id, error = %sanitize(&other), "google returned an error to the callback");
-        Outcome::Error("google_error")
-    } else if let Some(code) = code {
-        exchange_and_store(app, provider, user_id, &code, verifier.expose_secret()).await?
-    } else {
-        Outcome::Error("missing_code")
-    };
-
-    metrics::counter!(
-        "passport_consents_completed_total",
-        "provider" => provider.name,
-        "result" => outcome.result()
-    )
-    .increment(1);
-    tracing::info!(%user_id, provider = provider.name, result = outcome.result(), "consent completed");
-    Ok(Completed {
-        redirect_to: result_url(&return_to, provider.name, &outcome),
-        outcome,
-    })
 }
 
 /// Keep only harmless characters of a value Google put in the URL, for logs.
@@ -264,167 +527,6 @@ fn sanitize(s: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
         .take(64)
         .collect()
-}
-
-async fn exchange_and_store(
-    app: &AppState,
-    provider: &Provider,
-    user_id: Uuid,
-    code: &str,
-    verifier: &str,
-) -> Result<Outcome, FlowError> {
-    let redirect_uri = app.settings.redirect_uri(provider.name);
-    let tokens = match app
-        .google
-        .exchange_code(&redirect_uri, code, verifier)
-        .await
-    {
-        Ok(t) => t,
-        Err(e) => return Ok(Outcome::Error(google_reason(&e, "code_rejected"))),
-    };
-    let access = tokens.access_token.expose_secret();
-    // Granted scopes come from Google's answer, never from what we asked for.
-    let granted = match &tokens.scopes {
-        Some(s) => s.clone(),
-        None => match app.google.tokeninfo(access).await {
-            Ok(info) => ScopeSet::from_google(info.scope.as_deref().unwrap_or("")),
-            Err(e) => return Ok(Outcome::Error(google_reason(&e, "tokeninfo_failed"))),
-        },
-    };
-    let account = match app.google.userinfo(access).await {
-        Ok(a) => a,
-        Err(e) => return Ok(Outcome::Error(google_reason(&e, "userinfo_failed"))),
-    };
-
-    let mut tx = app.db.begin().await?;
-    let prev = gmail_token::find_for_update(&mut *tx, user_id).await?;
-    let prev_scopes = prev
-        .as_ref()
-        .map(|r| ScopeSet::from_json(r.scopes.as_ref()));
-    let account_changed =
-        prev.as_ref()
-            .is_some_and(|p| match (&p.google_sub, &p.email, &account.email) {
-                (Some(sub), _, _) => *sub != account.sub,
-                (None, Some(old), Some(new)) => !old.eq_ignore_ascii_case(new),
-                _ => false,
-            });
-    // Keep the stored refresh token when Google sent none, but never carry
-    // one over to another account.
-    // Another Google account replaces this one: its grant is revoked below,
-    // once the new connection is stored, so that no dropped grant stays alive.
-    let replaced_grant = if account_changed {
-        let old = prev.as_ref().and_then(|p| p.refresh_token.as_deref());
-        app.cipher
-            .open_opt(user_id, Field::RefreshToken, old)
-            .unwrap_or(None)
-    } else {
-        None
-    };
-    let refresh_token: Option<String> = match &tokens.refresh_token {
-        Some(r) => Some(
-            app.cipher
-                .seal(user_id, Field::RefreshToken, r.expose_secret()),
-        ),
-        None if !account_changed => {
-            // Re-sealed under the active key (plaintext rows get encrypted here).
-            let old = prev.as_ref().and_then(|p| p.refresh_token.as_deref());
-            app.cipher
-                .open_opt(user_id, Field::RefreshToken, old)?
-                .map(|r| {
-                    app.cipher
-                        .seal(user_id, Field::RefreshToken, r.expose_secret())
-                })
-        }
-        None => None,
-    };
-    let sealed_access = app.cipher.seal(user_id, Field::AccessToken, access);
-    let last_error = refresh_token
-        .is_none()
-        .then_some("no_refresh_token: Google returned no refresh token; press 재인증");
-    let email = account.email.clone().or_else(|| {
-        if account_changed {
-            None
-        } else {
-            prev.as_ref().and_then(|p| p.email.clone())
-        }
-    });
-    gmail_token::upsert_consent(
-        &mut *tx,
-        &gmail_token::ConsentWrite {
-            user_id,
-            email: email.as_deref(),
-            google_sub: &account.sub,
-            access_token: &sealed_access,
-            refresh_token: refresh_token.as_deref(),
-            token_type: &tokens.token_type,
-            expires_at: tokens.expires_at,
-            scopes: granted.to_json(),
-            last_error,
-        },
-    )
-    .await?;
-
-    let missing = provider.scopes.missing_from(&granted);
-    let (outcome, kind) = if account_changed {
-        (
-            Outcome::AccountChanged(missing.clone()),
-            EventKind::AccountChanged,
-        )
-    } else if !missing.is_empty() {
-        (Outcome::Partial(missing.clone()), EventKind::PartialGrant)
-    } else if prev_scopes
-        .as_ref()
-        .is_some_and(|p| !p.is_superset(&granted))
-    {
-        (Outcome::Upgraded, EventKind::Upgraded)
-    } else {
-        (Outcome::Connected, EventKind::Connected)
-    };
-    let detail = (!missing.is_empty()).then(|| format!("missing: {missing}"));
-    passport_event::insert(
-        &mut *tx,
-        &NewEvent {
-            scopes_before: prev.as_ref().and_then(|p| p.scopes.clone()),
-            scopes_after: Some(granted.to_json()),
-            email_before: prev.as_ref().and_then(|p| p.email.as_deref()),
-            email_after: email.as_deref(),
-            detail: detail.as_deref(),
-            ..NewEvent::new(user_id, provider.name, kind)
-        },
-    )
-    .await?;
-    let hook = match kind {
-        EventKind::AccountChanged => webhooks::Kind::AccountChanged,
-        EventKind::PartialGrant => webhooks::Kind::PartialGrant,
-        EventKind::Upgraded => webhooks::Kind::Upgraded,
-        _ => webhooks::Kind::Connected,
-    };
-    let facts = webhooks::Facts {
-        email: email.as_deref(),
-        previous_email: prev.as_ref().and_then(|p| p.email.as_deref()),
-        granted: Some(&granted),
-        missing: Some(&missing),
-        ..Default::default()
-    };
-    webhooks::enqueue(&mut tx, app, provider.name, hook, user_id, facts.clone()).await?;
-    if prev.as_ref().is_some_and(|p| p.status != "active") {
-        webhooks::enqueue(
-            &mut tx,
-            app,
-            provider.name,
-            webhooks::Kind::Recovered,
-            user_id,
-            facts,
-        )
-        .await?;
-    }
-    tx.commit().await?;
-    if let Some(old) = replaced_grant {
-        if let Err(e) = app.google.revoke(old.expose_secret()).await {
-            tracing::warn!(%user_id, error = %e, "could not revoke the replaced account's grant");
-        }
-    }
-    Ok(outcome)
 }
 
 fn google_reason(e: &GoogleError, rejected: &'static str) -> &'static str {

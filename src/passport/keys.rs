@@ -5,6 +5,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::crypto::{CryptoError, Field, TokenCipher};
+use crate::passport::Passport;
 use crate::store::{gmail_token, oauth_state};
 
 /// What `rotate-keys` did.
@@ -38,8 +39,21 @@ fn reseal(
     }
 }
 
+impl Passport {
+    /// The key id new secrets are sealed under, if any.
+    pub fn active_key(&self) -> Option<&str> {
+        self.cipher.active_key()
+    }
+
+    /// Re-seal every stored secret not under the active key, `batch` rows at
+    /// a time.
+    pub async fn rotate_keys(&self, batch: i64) -> Result<Rotation, sqlx::Error> {
+        rotate(&self.db, &self.cipher, batch).await
+    }
+}
+
 /// Re-seal everything not under the active key.
-pub async fn rotate(
+async fn rotate(
     db: &sqlx::PgPool,
     cipher: &TokenCipher,
     batch: i64,

@@ -1,22 +1,112 @@
-//! The domain: providers, scope sets, the consent flow. Nothing here knows
-//! about axum; handlers call these functions and map their results.
+//! The domain: the Gmail Passport's use cases behind one door, [`Passport`].
+//!
+//! Nothing here knows about HTTP servers: no axum, no tower, no `http`
+//! module. SQL lives in `crate::store`, calls to Google in `crate::google`,
+//! webhook deliveries in `crate::notify`; this module decides.
 
 pub mod cache;
 pub mod diagnosis;
 pub mod disconnect;
 pub mod flow;
 pub mod keys;
+mod locks;
 pub mod provider;
 pub mod report;
 pub mod return_to;
-pub mod scopes;
 pub mod status;
 pub mod sweep;
 pub mod token;
 pub mod webhooks;
 
+use std::sync::Arc;
+
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use url::Url;
+
+use crate::config::Settings;
+use crate::crypto::TokenCipher;
+use crate::google::{http_client, Google};
+use crate::notify::WebhookSender;
+use cache::TokenCache;
+use locks::{Cooldowns, KeyedLocks};
+use provider::{Provider, Providers};
+
+/// The Gmail Passport service: everything the use cases need, owned once.
+///
+/// Built by the composition root (`crate::startup`) and shared behind an
+/// `Arc`; every use case is a method (see the submodules' `impl Passport`).
+pub struct Passport {
+    pub(crate) db: PgPool,
+    pub(crate) google: Google,
+    pub(crate) webhook_sender: WebhookSender,
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) providers: Providers,
+    pub(crate) cipher: TokenCipher,
+    /// Decrypted valid tokens, invalidated by LISTEN/NOTIFY.
+    pub(crate) token_cache: Arc<TokenCache>,
+    /// One refresh at a time per user in this process.
+    pub(crate) refresh_locks: KeyedLocks,
+    /// Recent refresh failures, answered from for a short while.
+    pub(crate) refresh_cooldowns: Cooldowns,
+}
+
+impl Passport {
+    pub fn new(settings: Arc<Settings>, db: PgPool) -> Self {
+        let http = http_client(settings.google_http_timeout);
+        Self {
+            google: Google::new(&settings, http.clone()),
+            webhook_sender: WebhookSender::new(http),
+            providers: Providers::new(settings.gmail_scopes.clone()),
+            cipher: TokenCipher::new(&settings.token_keys, settings.allow_plaintext_tokens),
+            token_cache: Arc::new(TokenCache::default()),
+            refresh_locks: KeyedLocks::default(),
+            refresh_cooldowns: Cooldowns::default(),
+            settings,
+            db,
+        }
+    }
+
+    /// The database pool (for the composition root's lifecycle).
+    pub fn db(&self) -> &PgPool {
+        &self.db
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The provider named in a URL, if this service runs one by that name.
+    pub fn provider(&self, name: &str) -> Option<&Provider> {
+        self.providers.get(name)
+    }
+
+    pub fn gmail(&self) -> &Provider {
+        self.providers.gmail()
+    }
+
+    /// Where a user presses 재인증 for `provider` (the one place this URL is made).
+    pub fn reauth_url(&self, provider: &Provider) -> Url {
+        self.settings
+            .public_url(&format!("/passport/{}/connect", provider.name))
+    }
+
+    /// Is the database reachable and are all migrations applied?
+    pub async fn ready(&self) -> bool {
+        crate::store::ready(&self.db).await
+    }
+
+    /// Delete expired consent attempts; returns how many.
+    pub async fn purge_expired_attempts(&self) -> Result<u64, sqlx::Error> {
+        crate::store::oauth_state::purge_expired(&self.db).await
+    }
+
+    /// Keep the token cache in step with `gmail_token` until the task is dropped.
+    pub async fn listen_for_changes(&self) {
+        cache::listen(self.db.clone(), self.token_cache.clone()).await
+    }
+}
 
 /// 32 random bytes, base64url without padding (43 characters).
 pub fn random_token() -> String {

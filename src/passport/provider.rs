@@ -1,6 +1,6 @@
 //! Provider definitions. Today there is one: the Gmail Passport.
 
-use crate::passport::scopes::ScopeSet;
+use crate::scopes::ScopeSet;
 
 /// A passport provider: its name in URLs and the scopes it needs.
 #[derive(Debug, Clone)]

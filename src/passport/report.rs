@@ -6,16 +6,19 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
+use strum::IntoEnumIterator;
+
 use crate::passport::provider::Provider;
-use crate::passport::scopes::{short_name, ScopeSet};
-use crate::store::gmail_token;
+use crate::passport::Passport;
+use crate::scopes::{short_name, ScopeSet};
+use crate::store::gmail_token::{self, ConnectionStatus};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub provider: &'static str,
     pub total: i64,
     /// Connections by status: active, reauth_required, revoked.
-    pub by_status: BTreeMap<String, i64>,
+    pub by_status: BTreeMap<ConnectionStatus, i64>,
     /// For each required scope (short name), how many connections lack it.
     pub missing: BTreeMap<String, i64>,
 }
@@ -24,15 +27,25 @@ pub struct Report {
 pub struct MissingUser {
     pub user_id: Uuid,
     pub email: Option<String>,
-    pub status: String,
+    pub status: ConnectionStatus,
     pub last_consent_at: Option<DateTime<Utc>>,
 }
 
-pub async fn build(db: &sqlx::PgPool, provider: &Provider) -> Result<Report, sqlx::Error> {
-    let mut by_status: BTreeMap<String, i64> = ["active", "reauth_required", "revoked"]
-        .into_iter()
-        .map(|s| (s.to_string(), 0))
-        .collect();
+impl Passport {
+    /// The rollout report of `provider`.
+    pub async fn report(&self, provider: &Provider) -> Result<Report, sqlx::Error> {
+        build(&self.db, provider).await
+    }
+
+    /// Users whose connection lacks `scope`, oldest consent first.
+    pub async fn missing_users(&self, scope: &ScopeSet) -> Result<Vec<MissingUser>, sqlx::Error> {
+        missing_users(&self.db, scope).await
+    }
+}
+
+async fn build(db: &sqlx::PgPool, provider: &Provider) -> Result<Report, sqlx::Error> {
+    let mut by_status: BTreeMap<ConnectionStatus, i64> =
+        ConnectionStatus::iter().map(|s| (s, 0)).collect();
     for c in gmail_token::count_by_status(db).await? {
         by_status.insert(c.status, c.n);
     }
@@ -53,7 +66,7 @@ pub async fn build(db: &sqlx::PgPool, provider: &Provider) -> Result<Report, sql
 }
 
 /// Users whose connection lacks `scope` (short name or URL), oldest consent first.
-pub async fn missing_users(
+async fn missing_users(
     db: &sqlx::PgPool,
     scope: &ScopeSet,
 ) -> Result<Vec<MissingUser>, sqlx::Error> {
@@ -82,7 +95,7 @@ impl Report {
         );
         s.push_str("\nby status / 상태별\n");
         for (k, v) in &self.by_status {
-            s.push_str(&format!("  {k:<16} {v:>8}\n"));
+            s.push_str(&format!("  {:<16} {v:>8}\n", k.as_str()));
         }
         s.push_str("\nlacking each required scope / 권한이 없는 연결\n");
         for (k, v) in &self.missing {
@@ -94,28 +107,21 @@ impl Report {
 
 /// CSV of users to upgrade: `user_id,email,status,last_consent_at`.
 pub fn to_csv(users: &[MissingUser]) -> String {
-    let mut s = String::from("user_id,email,status,last_consent_at\n");
+    const MEMORY: &str = "writing CSV to memory cannot fail";
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["user_id", "email", "status", "last_consent_at"])
+        .expect(MEMORY);
     for u in users {
         let mut email = u.email.clone().unwrap_or_default();
         // Never a formula when the file is opened in a spreadsheet.
         if email.starts_with(['=', '+', '-', '@']) {
             email.insert(0, '\'');
         }
-        // Quote fields that could break the format.
-        let email = if email.contains([',', '"', '\n']) {
-            format!("\"{}\"", email.replace('"', "\"\""))
-        } else {
-            email
-        };
-        s.push_str(&format!(
-            "{},{},{},{}\n",
-            u.user_id,
-            email,
-            u.status,
-            u.last_consent_at
-                .map(|t| t.to_rfc3339())
-                .unwrap_or_default()
-        ));
+        let consent = u.last_consent_at.map(|t| t.to_rfc3339());
+        let user = u.user_id.to_string();
+        let status = u.status.as_str();
+        w.write_record([&user, &email, status, consent.as_deref().unwrap_or("")])
+            .expect(MEMORY);
     }
-    s
+    String::from_utf8(w.into_inner().expect(MEMORY)).expect("CSV of UTF-8 fields is UTF-8")
 }

@@ -4,7 +4,10 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::passport::provider::Provider;
-use crate::passport::scopes::ScopeSet;
+use crate::passport::Passport;
+use crate::scopes::ScopeSet;
+use crate::store::gmail_token::ConnectionStatus;
+use crate::store::passport_event::EventKind;
 use crate::store::{gmail_token, passport_event};
 
 /// A connection's state, computed from its row and the provider's scopes.
@@ -12,7 +15,7 @@ use crate::store::{gmail_token, passport_event};
 pub struct PassportStatus {
     pub connected: bool,
     pub email: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<ConnectionStatus>,
     pub granted: ScopeSet,
     pub missing: ScopeSet,
     pub expires_at: Option<DateTime<Utc>>,
@@ -24,17 +27,37 @@ impl PassportStatus {
     /// Something the user can fix with 재인증: not connected, a broken grant or
     /// a missing scope.
     pub fn needs_reauth(&self) -> bool {
-        !self.connected || self.status.as_deref() != Some("active") || !self.missing.is_empty()
+        self.status != Some(ConnectionStatus::Active) || !self.missing.is_empty()
     }
 }
 
-pub async fn load(
-    db: &sqlx::PgPool,
-    provider: &Provider,
-    user_id: Uuid,
-) -> Result<PassportStatus, sqlx::Error> {
-    let row = gmail_token::find(db, user_id).await?;
-    Ok(match row {
+impl Passport {
+    /// The state of one user's connection.
+    pub async fn status(
+        &self,
+        provider: &Provider,
+        user_id: Uuid,
+    ) -> Result<PassportStatus, sqlx::Error> {
+        let row = gmail_token::find(&self.db, user_id).await?;
+        Ok(status_of(provider, row))
+    }
+
+    /// The emails of the latest account change, for the result banner.
+    pub async fn last_account_change(
+        &self,
+        provider: &Provider,
+        user_id: Uuid,
+    ) -> Result<Option<(Option<String>, Option<String>)>, sqlx::Error> {
+        let events = passport_event::recent_for_user(&self.db, user_id, provider.name, 5).await?;
+        Ok(events
+            .into_iter()
+            .find(|e| e.kind == EventKind::AccountChanged)
+            .map(|e| (e.email_before, e.email_after)))
+    }
+}
+
+fn status_of(provider: &Provider, row: Option<gmail_token::TokenRow>) -> PassportStatus {
+    match row {
         None => PassportStatus {
             connected: false,
             email: None,
@@ -58,18 +81,5 @@ pub async fn load(
                 consented_at: row.consented_at,
             }
         }
-    })
-}
-
-/// The emails of the latest account change, for the result banner.
-pub async fn last_account_change(
-    db: &sqlx::PgPool,
-    provider: &Provider,
-    user_id: Uuid,
-) -> Result<Option<(Option<String>, Option<String>)>, sqlx::Error> {
-    let events = passport_event::recent_for_user(db, user_id, provider.name, 5).await?;
-    Ok(events
-        .into_iter()
-        .find(|e| e.kind == "account_changed")
-        .map(|e| (e.email_before, e.email_after)))
+    }
 }

@@ -10,9 +10,13 @@
 
 use std::time::Duration;
 
-use crate::passport::scopes::ScopeSet;
-use crate::passport::token::{self, TokenError};
-use crate::state::AppState;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::passport::token::TokenError;
+use crate::passport::Passport;
+use crate::scopes::ScopeSet;
 use crate::store::{self, gmail_token};
 
 /// What one sweep did.
@@ -26,8 +30,16 @@ pub struct SweepReport {
     pub other: u32,
 }
 
-/// One sweep: up to a minute's worth of connections, paced.
-pub async fn sweep_once(app: &AppState) -> Result<SweepReport, sqlx::Error> {
+impl Passport {
+    /// One sweep: up to a minute's worth of connections, paced.
+    pub async fn sweep_once(&self) -> Result<SweepReport, sqlx::Error> {
+        sweep_once(self, &CancellationToken::new()).await
+    }
+}
+
+/// One sweep; stops between two users once `stop` is cancelled (never in
+/// the middle of a refresh, and always releasing the sweep lock).
+async fn sweep_once(app: &Passport, stop: &CancellationToken) -> Result<SweepReport, sqlx::Error> {
     let s = app.settings.sweep;
     let mut report = SweepReport::default();
     if s.after.is_zero() {
@@ -39,14 +51,18 @@ pub async fn sweep_once(app: &AppState) -> Result<SweepReport, sqlx::Error> {
         return Ok(report);
     }
     metrics::counter!("passport_sweeps_total").increment(1);
-    let result = sweep_locked(app, &mut report).await;
+    let result = sweep_locked(app, &mut report, stop).await;
     let unlocked = store::sweep_unlock(&mut lock_conn).await;
     result?;
     unlocked?;
     Ok(report)
 }
 
-async fn sweep_locked(app: &AppState, report: &mut SweepReport) -> Result<(), sqlx::Error> {
+async fn sweep_locked(
+    app: &Passport,
+    report: &mut SweepReport,
+    stop: &CancellationToken,
+) -> Result<(), sqlx::Error> {
     let s = app.settings.sweep;
     let provider = app.providers.gmail().clone();
     let due =
@@ -54,10 +70,12 @@ async fn sweep_locked(app: &AppState, report: &mut SweepReport) -> Result<(), sq
     let pause = Duration::from_secs(60) / s.per_minute.max(1);
     for (i, user) in due.iter().enumerate() {
         if i > 0 {
-            tokio::time::sleep(pause).await;
+            stop.run_until_cancelled(tokio::time::sleep(pause)).await;
         }
-        let outcome =
-            token::refresh_single_flight(app, &provider, *user, &ScopeSet::new(), true).await;
+        if stop.is_cancelled() {
+            break;
+        }
+        let outcome = app.refresh(&provider, *user, &ScopeSet::new(), true).await;
         let label = match &outcome {
             Ok(_) => {
                 report.refreshed += 1;
@@ -89,16 +107,17 @@ async fn sweep_locked(app: &AppState, report: &mut SweepReport) -> Result<(), sq
     Ok(())
 }
 
-/// Sweep forever (a task of `serve`).
-pub async fn run_sweeper(app: AppState) {
+/// Sweep every `SWEEP_INTERVAL_SECS` until `stop` is cancelled.
+pub async fn run_sweeper(app: Arc<Passport>, stop: CancellationToken) {
     let s = app.settings.sweep;
     if s.after.is_zero() {
         return;
     }
-    loop {
-        if let Err(e) = sweep_once(&app).await {
+    while !stop.is_cancelled() {
+        if let Err(e) = sweep_once(&app, &stop).await {
             tracing::warn!(error = %e, "refresh sweep failed; will try again");
         }
-        tokio::time::sleep(s.interval).await;
+        stop.run_until_cancelled(tokio::time::sleep(s.interval))
+            .await;
     }
 }

@@ -10,17 +10,19 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use secrecy::ExposeSecret;
-use serde_json::json;
+use serde::Serialize;
 use sha2::Sha256;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::WebhookSettings;
-use crate::passport::scopes::ScopeSet;
-use crate::state::AppState;
+use crate::notify::{Delivery, Signed};
+use crate::passport::Passport;
+use crate::scopes::ScopeSet;
 use crate::store::webhook_outbox::{self, Claimed, NewOutbox};
 
 /// The longest wait between two attempts.
@@ -28,8 +30,10 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// Events claimed per round.
 const BATCH: i64 = 20;
 
-/// A state change to announce.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A state change to announce (`type` is `passport.<kind>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::IntoStaticStr)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Kind {
     Connected,
     Upgraded,
@@ -42,37 +46,63 @@ pub enum Kind {
 
 impl Kind {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Connected => "connected",
-            Self::Upgraded => "upgraded",
-            Self::PartialGrant => "partial_grant",
-            Self::AccountChanged => "account_changed",
-            Self::ReauthRequired => "reauth_required",
-            Self::Recovered => "recovered",
-            Self::Disconnected => "disconnected",
-        }
+        self.into()
     }
 }
 
 /// What the announcement says about the connection (never a token).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct Facts<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_email: Option<&'a str>,
+    #[serde(
+        rename = "granted_scopes",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "short_names"
+    )]
     pub granted: Option<&'a ScopeSet>,
+    #[serde(
+        rename = "missing_scopes",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "short_names"
+    )]
     pub missing: Option<&'a ScopeSet>,
     /// Why the connection broke (`reauth_required`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cause: Option<&'a str>,
     /// How the grant ended at Google (`disconnected`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub revocation: Option<&'a str>,
+}
+
+fn short_names<S: serde::Serializer>(set: &Option<&ScopeSet>, s: S) -> Result<S::Ok, S::Error> {
+    match set {
+        Some(set) => s.collect_seq(set.short_names()),
+        None => s.serialize_none(),
+    }
+}
+
+/// The body of a webhook request (see docs/webhooks.md).
+#[derive(Debug, Serialize)]
+struct Payload<'a> {
+    id: Uuid,
+    #[serde(rename = "type")]
+    kind: String,
+    provider: &'a str,
+    user_id: Uuid,
+    occurred_at: DateTime<Utc>,
+    reauth_url: String,
+    data: Facts<'a>,
 }
 
 /// Write an announcement in the caller's transaction (nothing when webhooks
 /// are off).
 pub async fn enqueue(
     tx: &mut sqlx::PgConnection,
-    app: &AppState,
-    provider: &str,
+    app: &Passport,
+    provider: &crate::passport::provider::Provider,
     kind: Kind,
     user: Uuid,
     facts: Facts<'_>,
@@ -80,45 +110,22 @@ pub async fn enqueue(
     if app.settings.webhooks.is_none() {
         return Ok(());
     }
-    let event_id = Uuid::new_v4();
-    let mut data = serde_json::Map::new();
-    if let Some(e) = facts.email {
-        data.insert("email".into(), json!(e));
-    }
-    if let Some(e) = facts.previous_email {
-        data.insert("previous_email".into(), json!(e));
-    }
-    if let Some(g) = facts.granted {
-        data.insert("granted_scopes".into(), json!(g.short_names()));
-    }
-    if let Some(m) = facts.missing {
-        data.insert("missing_scopes".into(), json!(m.short_names()));
-    }
-    if let Some(c) = facts.cause {
-        data.insert("cause".into(), json!(c));
-    }
-    if let Some(r) = facts.revocation {
-        data.insert("revocation".into(), json!(r));
-    }
-    let payload = json!({
-        "id": event_id,
-        "type": format!("passport.{}", kind.as_str()),
-        "provider": provider,
-        "user_id": user,
-        "occurred_at": Utc::now(),
-        "reauth_url": app.settings.public_url(&format!("/passport/{provider}/connect")).to_string(),
-        "data": data,
-    });
-    webhook_outbox::insert(
-        &mut *tx,
-        &NewOutbox {
-            event_id,
-            kind: kind.as_str(),
-            user_id: user,
-            payload,
-        },
-    )
-    .await
+    let payload = Payload {
+        id: Uuid::new_v4(),
+        kind: format!("passport.{}", kind.as_str()),
+        provider: provider.name,
+        user_id: user,
+        occurred_at: Utc::now(),
+        reauth_url: app.reauth_url(provider).to_string(),
+        data: facts,
+    };
+    let outbox = NewOutbox {
+        event_id: payload.id,
+        kind: kind.as_str(),
+        user_id: user,
+        payload: serde_json::to_value(&payload).expect("a payload of strings encodes"),
+    };
+    webhook_outbox::insert(&mut *tx, &outbox).await
 }
 
 /// `v1=` + hex HMAC-SHA256 over `"<timestamp>.<body>"`.
@@ -141,48 +148,27 @@ pub fn backoff(base: Duration, attempts: u32) -> Duration {
     capped + Duration::from_millis(jitter)
 }
 
-/// How one delivery went.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
-    Delivered,
-    /// Try again later.
-    Failed(String),
-    /// The receiver says the endpoint is gone (410): stop.
-    Gone,
-}
-
-async fn deliver(app: &AppState, hooks: &WebhookSettings, event: &Claimed) -> Delivery {
+async fn deliver(app: &Passport, hooks: &WebhookSettings, event: &Claimed) -> Delivery {
     let body = match serde_json::to_vec(&event.payload) {
         Ok(b) => b,
         Err(e) => return Delivery::Failed(format!("cannot encode: {e}")),
     };
-    let ts = Utc::now().timestamp();
-    let signature = sign(hooks.secret.expose_secret().as_bytes(), ts, &body);
-    let resp = app
-        .google
-        .http()
-        .post(hooks.url.clone())
-        .timeout(hooks.timeout)
-        .header("content-type", "application/json")
-        .header("x-passport-event-id", event.event_id.to_string())
-        .header("x-passport-timestamp", ts.to_string())
-        .header("x-passport-signature", signature)
-        .body(body)
-        .send()
-        .await;
-    match resp {
-        Ok(r) if r.status().is_success() => Delivery::Delivered,
-        Ok(r) if r.status().as_u16() == 410 => Delivery::Gone,
-        Ok(r) => Delivery::Failed(format!("receiver answered HTTP {}", r.status().as_u16())),
-        Err(e) if e.is_timeout() => Delivery::Failed("receiver timed out".into()),
-        Err(e) if e.is_connect() => Delivery::Failed("cannot connect to the receiver".into()),
-        Err(_) => Delivery::Failed("the connection to the receiver failed".into()),
-    }
+    let timestamp = Utc::now().timestamp();
+    let signature = sign(hooks.secret.expose_secret().as_bytes(), timestamp, &body);
+    let request = Signed {
+        event_id: event.event_id,
+        timestamp,
+        signature,
+        body,
+        url: &hooks.url,
+        timeout: hooks.timeout,
+    };
+    app.webhook_sender.send(request).await
 }
 
 /// One round: claim due events, deliver them, record the outcomes. Returns
 /// how many were claimed.
-pub async fn dispatch_once(app: &AppState) -> Result<usize, sqlx::Error> {
+async fn dispatch_once(app: &Passport) -> Result<usize, sqlx::Error> {
     let Some(hooks) = app.settings.webhooks.clone() else {
         return Ok(0);
     };
@@ -217,14 +203,32 @@ pub async fn dispatch_once(app: &AppState) -> Result<usize, sqlx::Error> {
     Ok(claimed.len())
 }
 
-/// Deliver forever (a task of `serve`). Database errors are logged and the
+impl Passport {
+    /// One delivery round (see [`dispatch_once`]).
+    pub async fn deliver_webhooks_once(&self) -> Result<usize, sqlx::Error> {
+        dispatch_once(self).await
+    }
+
+    /// Put every dead letter back in the queue; returns how many.
+    pub async fn retry_dead_webhooks(&self) -> Result<u64, sqlx::Error> {
+        webhook_outbox::retry_dead(&self.db).await
+    }
+
+    /// How many announcements wait, died or were delivered.
+    pub async fn webhook_backlog(&self) -> Result<webhook_outbox::Backlog, sqlx::Error> {
+        webhook_outbox::backlog(&self.db).await
+    }
+}
+
+/// Deliver until `stop` is cancelled. Database errors are logged and the
 /// loop goes on: a restarting database only delays deliveries.
-pub async fn run_dispatcher(app: AppState) {
+pub async fn run_dispatcher(app: std::sync::Arc<Passport>, stop: CancellationToken) {
     let Some(hooks) = app.settings.webhooks.clone() else {
         return;
     };
     let mut rounds: u64 = 0;
-    loop {
+    while !stop.is_cancelled() {
+        // A round is not interrupted: what it delivered gets recorded.
         match dispatch_once(&app).await {
             Ok(n) if n as i64 == BATCH => continue,
             Ok(_) => {}
@@ -234,13 +238,21 @@ pub async fn run_dispatcher(app: AppState) {
         }
         rounds += 1;
         if rounds % 30 == 1 {
-            if let Ok(b) = webhook_outbox::backlog(&app.db).await {
-                metrics::gauge!("passport_webhook_outbox_pending").set(b.pending as f64);
-                metrics::gauge!("passport_webhook_outbox_dead").set(b.dead as f64);
+            if let Err(e) = record_backlog(&app).await {
+                tracing::debug!(error = %e, "webhook backlog gauges not updated");
             }
         }
-        tokio::time::sleep(hooks.poll).await;
+        stop.run_until_cancelled(tokio::time::sleep(hooks.poll))
+            .await;
     }
+}
+
+/// Refresh the outbox gauges (pending, dead letters).
+pub async fn record_backlog(app: &Passport) -> Result<(), sqlx::Error> {
+    let b = webhook_outbox::backlog(&app.db).await?;
+    metrics::gauge!("passport_webhook_outbox_pending").set(b.pending as f64);
+    metrics::gauge!("passport_webhook_outbox_dead").set(b.dead as f64);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,8 +1,99 @@
 //! `gmail_token`: one Google connection per ro-being user.
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
+
+/// `gmail_token.status` (a CHECK constraint keeps the column to these).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    sqlx::Type,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum ConnectionStatus {
+    /// Google refreshes the grant.
+    Active,
+    /// Google refused the grant (or there is none to refresh): 재인증 needed.
+    ReauthRequired,
+    /// Revoked (written by the old service).
+    Revoked,
+}
+
+impl ConnectionStatus {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// Why a connection needs 재인증, as `gmail_token.last_error` records it:
+/// `"<code>: <detail>"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReauthCause {
+    /// No refresh token is stored (a row adopted from the old service, or
+    /// Google sent none).
+    NoRefreshToken,
+    /// Google answered `invalid_grant` to a refresh, with its description.
+    InvalidGrant { description: String },
+    /// Marked by another writer (the old service, an operator), with its note.
+    Recorded(String),
+}
+
+impl ReauthCause {
+    /// The short code APIs and webhooks show.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NoRefreshToken => "no_refresh_token",
+            Self::InvalidGrant { .. } => "invalid_grant",
+            Self::Recorded(_) => "reauth_required",
+        }
+    }
+
+    /// The text stored in `last_error`.
+    pub fn to_last_error(&self) -> String {
+        match self {
+            Self::NoRefreshToken => {
+                "no_refresh_token: no refresh token is stored; press 재인증".into()
+            }
+            Self::InvalidGrant { description } if description.is_empty() => "invalid_grant".into(),
+            Self::InvalidGrant { description } => format!("invalid_grant: {description}"),
+            Self::Recorded(note) => note.clone(),
+        }
+    }
+
+    /// Read back what [`to_last_error`](Self::to_last_error) (or another
+    /// writer) stored.
+    pub fn from_last_error(stored: Option<&str>) -> Self {
+        let stored = stored.unwrap_or_default();
+        let (code, detail) = stored.split_once(':').unwrap_or((stored, ""));
+        match code.trim() {
+            "no_refresh_token" => Self::NoRefreshToken,
+            "invalid_grant" => Self::InvalidGrant {
+                description: detail.trim().to_string(),
+            },
+            "" => Self::Recorded("reauth_required".into()),
+            _ => Self::Recorded(stored.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for ReauthCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_last_error())
+    }
+}
 
 /// A row as stored. Columns adopted from the old service's table may be NULL.
 #[derive(Clone)]
@@ -15,12 +106,19 @@ pub struct TokenRow {
     pub token_type: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
     pub scopes: Option<serde_json::Value>,
-    pub status: String,
+    pub status: ConnectionStatus,
     pub last_error: Option<String>,
     pub last_refreshed_at: Option<DateTime<Utc>>,
     pub consented_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl TokenRow {
+    /// Why this connection needs 재인증 (meaningful when it is not active).
+    pub fn reauth_cause(&self) -> ReauthCause {
+        ReauthCause::from_last_error(self.last_error.as_deref())
+    }
 }
 
 impl std::fmt::Debug for TokenRow {
@@ -47,7 +145,8 @@ pub async fn find(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<Option<Token
     sqlx::query_as!(
         TokenRow,
         r#"SELECT user_id, email, google_sub, access_token, refresh_token, token_type,
-                  expires_at, scopes, status, last_error, last_refreshed_at, consented_at,
+                  expires_at, scopes, status AS "status: ConnectionStatus", last_error,
+                  last_refreshed_at, consented_at,
                   created_at, updated_at
            FROM gmail_token WHERE user_id = $1"#,
         user_id
@@ -64,7 +163,8 @@ pub async fn find_for_update(
     sqlx::query_as!(
         TokenRow,
         r#"SELECT user_id, email, google_sub, access_token, refresh_token, token_type,
-                  expires_at, scopes, status, last_error, last_refreshed_at, consented_at,
+                  expires_at, scopes, status AS "status: ConnectionStatus", last_error,
+                  last_refreshed_at, consented_at,
                   created_at, updated_at
            FROM gmail_token WHERE user_id = $1 FOR UPDATE"#,
         user_id
@@ -173,13 +273,13 @@ pub async fn record_refresh(
 pub async fn mark_reauth_required(
     db: impl PgExecutor<'_>,
     user_id: Uuid,
-    last_error: &str,
+    cause: &ReauthCause,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"UPDATE gmail_token SET status = 'reauth_required', last_error = $2, updated_at = now()
            WHERE user_id = $1"#,
         user_id,
-        last_error,
+        cause.to_last_error(),
     )
     .execute(db)
     .await?;
@@ -188,14 +288,14 @@ pub async fn mark_reauth_required(
 
 /// Connections by status (the rollout report).
 pub struct StatusCount {
-    pub status: String,
+    pub status: ConnectionStatus,
     pub n: i64,
 }
 
 pub async fn count_by_status(db: impl PgExecutor<'_>) -> Result<Vec<StatusCount>, sqlx::Error> {
     sqlx::query_as!(
         StatusCount,
-        r#"SELECT status, count(*) AS "n!" FROM gmail_token GROUP BY status ORDER BY status"#
+        r#"SELECT status AS "status: ConnectionStatus", count(*) AS "n!" FROM gmail_token GROUP BY status ORDER BY status"#
     )
     .fetch_all(db)
     .await
@@ -225,7 +325,7 @@ pub async fn count_missing(
 pub struct MissingRow {
     pub user_id: Uuid,
     pub email: Option<String>,
-    pub status: String,
+    pub status: ConnectionStatus,
     pub consented_at: Option<DateTime<Utc>>,
 }
 
@@ -236,7 +336,7 @@ pub async fn list_missing(
 ) -> Result<Vec<MissingRow>, sqlx::Error> {
     sqlx::query_as!(
         MissingRow,
-        r#"SELECT user_id, email, status, consented_at FROM gmail_token
+        r#"SELECT user_id, email, status AS "status: ConnectionStatus", consented_at FROM gmail_token
            WHERE NOT CASE jsonb_typeof(scopes)
                WHEN 'array' THEN scopes ? $1 OR scopes ? $2
                WHEN 'string' THEN $1 = ANY(string_to_array(scopes #>> '{}', ' '))

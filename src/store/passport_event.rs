@@ -5,7 +5,9 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 /// Kinds of event, as stored in `passport_event.kind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, strum::IntoStaticStr)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum EventKind {
     ConsentStarted,
     Connected,
@@ -21,18 +23,7 @@ pub enum EventKind {
 
 impl EventKind {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ConsentStarted => "consent_started",
-            Self::Connected => "connected",
-            Self::Upgraded => "upgraded",
-            Self::PartialGrant => "partial_grant",
-            Self::Denied => "denied",
-            Self::AccountChanged => "account_changed",
-            Self::Refreshed => "refreshed",
-            Self::RefreshFailed => "refresh_failed",
-            Self::ReauthRequired => "reauth_required",
-            Self::Disconnected => "disconnected",
-        }
+        self.into()
     }
 }
 
@@ -91,7 +82,7 @@ pub struct EventRow {
     pub id: i64,
     pub user_id: Uuid,
     pub provider: String,
-    pub kind: String,
+    pub kind: EventKind,
     pub scopes_before: Option<serde_json::Value>,
     pub scopes_after: Option<serde_json::Value>,
     pub email_before: Option<String>,
@@ -110,7 +101,7 @@ pub async fn recent_for_user(
 ) -> Result<Vec<EventRow>, sqlx::Error> {
     sqlx::query_as!(
         EventRow,
-        r#"SELECT id, user_id, provider, kind, scopes_before, scopes_after, email_before,
+        r#"SELECT id, user_id, provider, kind AS "kind: EventKind", scopes_before, scopes_after, email_before,
                   email_after, error_code, detail, created_at
            FROM passport_event
            WHERE user_id = $1 AND provider = $2

@@ -2,7 +2,7 @@
 
 use crate::helpers::*;
 use auth_server::fake_google::Behaviour;
-use auth_server::passport::scopes::ScopeSet;
+use auth_server::scopes::ScopeSet;
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -98,13 +98,18 @@ async fn first_connection_stores_granted_scopes_and_says_connected() {
     let row = app.row(user).await.expect("row stored");
     assert_eq!(row.email.as_deref(), Some(JISOO));
     assert_eq!(row.google_sub.as_deref(), Some("110000000000000000001"));
-    assert_eq!(row.status, "active");
+    assert_eq!(row.status, ConnectionStatus::Active);
     assert!(row.refresh_token.is_some() && row.access_token.is_some());
     assert!(row.expires_at.unwrap() > chrono::Utc::now() + chrono::Duration::minutes(55));
     let mut stored = scopes_of(&row);
     stored.retain(|s| s != "openid");
     assert_eq!(stored, ALL);
-    let kinds: Vec<String> = app.events(user).await.into_iter().map(|e| e.kind).collect();
+    let kinds: Vec<String> = app
+        .events(user)
+        .await
+        .into_iter()
+        .map(|e| e.kind.as_str().to_string())
+        .collect();
     assert_eq!(kinds, ["connected", "consent_started"]);
     assert_eq!(app.state_count().await, 0, "the attempt is consumed");
 }
@@ -140,7 +145,7 @@ async fn reauth_of_a_gmail_only_passport_adds_calendar_and_says_upgraded() {
         "prompt=consent gave a new refresh token"
     );
     let ev = &app.events(user).await[0];
-    assert_eq!(ev.kind, "upgraded");
+    assert_eq!(ev.kind, EventKind::Upgraded);
     assert_eq!(
         ScopeSet::from_json(ev.scopes_before.as_ref()).short_names(),
         GMAIL_ONLY,
@@ -180,7 +185,7 @@ async fn unticking_calendar_gives_partial_and_keeps_what_was_granted() {
         "granted scopes come from Google's answer, not the request"
     );
     let ev = &app.events(user).await[0];
-    assert_eq!(ev.kind, "partial_grant");
+    assert_eq!(ev.kind, EventKind::PartialGrant);
     assert_eq!(
         ev.detail.as_deref(),
         Some("missing: calendar,calendar.events")
@@ -204,7 +209,7 @@ async fn denying_changes_nothing_but_the_audit() {
     assert_eq!(format!("{before:?}"), format!("{after:?}"));
     assert_eq!(before.access_token, after.access_token);
     assert_eq!(before.refresh_token, after.refresh_token);
-    assert_eq!(app.events(user).await[0].kind, "denied");
+    assert_eq!(app.events(user).await[0].kind, EventKind::Denied);
 }
 
 #[tokio::test]
@@ -220,7 +225,7 @@ async fn another_google_account_replaces_the_connection_and_says_account_changed
     assert_eq!(row.email.as_deref(), Some(MINHO));
     assert_eq!(row.google_sub.as_deref(), Some("110000000000000000002"));
     let ev = &app.events(user).await[0];
-    assert_eq!(ev.kind, "account_changed");
+    assert_eq!(ev.kind, EventKind::AccountChanged);
     assert_eq!(ev.email_before.as_deref(), Some(JISOO));
     assert_eq!(ev.email_after.as_deref(), Some(MINHO));
     // The replaced account's grant is revoked at Google.
@@ -372,6 +377,6 @@ async fn a_reauth_required_connection_becomes_active_after_consent() {
     let landed = browser.reauth(None, JISOO, ALL, true).await;
     assert_eq!(query_map(&landed)["result"], "connected");
     let row = app.row(user).await.unwrap();
-    assert_eq!(row.status, "active");
+    assert_eq!(row.status, ConnectionStatus::Active);
     assert!(row.last_error.is_none());
 }

@@ -3,7 +3,6 @@
 use crate::helpers::*;
 use auth_server::demo;
 use auth_server::fake_google::{FakeConfig, FakeGoogle};
-use auth_server::AppState;
 use reqwest::StatusCode;
 
 #[tokio::test]
@@ -20,15 +19,15 @@ async fn demo_journey_from_sign_in_to_calendar_granted() {
     let pool = auth_server::store::connect_and_migrate(&database_url)
         .await
         .unwrap();
-    let state = AppState::new(settings.clone(), pool.clone());
-    demo::seed(&state, &fake).await.unwrap();
-    demo::seed(&state, &fake)
+    let app = demo::application(settings.clone(), pool.clone(), listener, fake.clone());
+    let passport = app.state().passport.clone();
+    demo::seed(&passport, &fake).await.unwrap();
+    demo::seed(&passport, &fake)
         .await
         .expect("seeding again resets");
     let router = fake.router();
     tokio::spawn(async move { axum::serve(fake_listener, router).await });
-    let demo_fake = fake.clone();
-    tokio::spawn(async move { axum::serve(listener, demo::demo_app(state, demo_fake)).await });
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
     let base = settings
         .public_base_url
         .as_str()

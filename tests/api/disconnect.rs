@@ -29,7 +29,7 @@ async fn internal_disconnect_revokes_at_google_and_deletes_the_row() {
     assert!(app.row(user).await.is_none());
     assert_eq!(app.fake.calls("revoke"), 1);
     let ev = &app.events(user).await[0];
-    assert_eq!(ev.kind, "disconnected");
+    assert_eq!(ev.kind, EventKind::Disconnected);
     assert_eq!(ev.email_before.as_deref(), Some(JISOO));
     assert!(ev.error_code.is_none());
 

@@ -167,7 +167,7 @@ async fn our_client_refused_by_google() {
         .contains("GOOGLE_CLIENT_SECRET"));
     assert_eq!(
         app.row(user).await.unwrap().status,
-        "active",
+        ConnectionStatus::Active,
         "not the user's fault: row unchanged"
     );
 }

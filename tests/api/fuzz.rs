@@ -7,7 +7,7 @@ use auth_server::http::auth::verify_session;
 use auth_server::http::query;
 use auth_server::passport::flow::flow_cookie_name;
 use auth_server::passport::return_to;
-use auth_server::passport::scopes::{ScopeSet, GOOGLE_SCOPE_PREFIX};
+use auth_server::scopes::{ScopeSet, GOOGLE_SCOPE_PREFIX};
 use proptest::prelude::*;
 use secrecy::ExposeSecret;
 use url::Url;

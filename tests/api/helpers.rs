@@ -6,8 +6,11 @@ use std::sync::Arc;
 
 use auth_server::crypto::Field;
 use auth_server::fake_google::{FakeConfig, FakeGoogle};
+use auth_server::startup::Application;
+pub use auth_server::store::gmail_token::ConnectionStatus;
+pub use auth_server::store::passport_event::EventKind;
 use auth_server::store::{self, gmail_token, passport_event};
-use auth_server::{AppState, Settings};
+use auth_server::Settings;
 use reqwest::cookie::Jar;
 use reqwest::header::LOCATION;
 use reqwest::{Response, StatusCode};
@@ -152,9 +155,9 @@ impl TestApp {
         let db = store::connect_and_migrate(&database_url)
             .await
             .expect("migrate");
-        let state = AppState::new(settings.clone(), db.clone());
+        let app = Application::with_parts(settings.clone(), db.clone(), listener);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(auth_server::serve_with_shutdown(listener, state, async {
+        tokio::spawn(app.run_until_stopped(async {
             let _ = rx.await;
         }));
         Self {
@@ -217,8 +220,7 @@ impl TestApp {
     ) -> (String, String) {
         let (access, refresh) = self.fake.seed_grant(email, scopes).expect("known account");
         let account = self.fake.account(email).unwrap().clone();
-        let granted =
-            auth_server::passport::scopes::ScopeSet::parse_known(scopes.iter().copied()).unwrap();
+        let granted = auth_server::scopes::ScopeSet::parse_known(scopes.iter().copied()).unwrap();
         gmail_token::upsert_consent(
             &self.db,
             &gmail_token::ConsentWrite {

@@ -564,7 +564,7 @@ async fn a_plaintext_refresh_token_of_the_old_service_is_sealed_at_its_next_refr
     let app = TestApp::spawn().await;
     let user = Uuid::new_v4();
     let (access, refresh) = app.fake.seed_grant(JISOO, ALL).unwrap();
-    let scopes = auth_server::passport::scopes::ScopeSet::parse_known(ALL.iter().copied()).unwrap();
+    let scopes = auth_server::scopes::ScopeSet::parse_known(ALL.iter().copied()).unwrap();
     sqlx::query(
         "INSERT INTO gmail_token (user_id, access_token, refresh_token, scopes, expires_at) VALUES ($1, $2, $3, $4, now())",
     )

@@ -2,7 +2,7 @@
 
 use crate::helpers::*;
 use auth_server::fake_google::Behaviour;
-use auth_server::passport::scopes::ScopeSet;
+use auth_server::scopes::ScopeSet;
 use reqwest::StatusCode;
 use serde_json::json;
 use uuid::Uuid;
@@ -68,7 +68,7 @@ async fn an_expiring_token_is_refreshed_stored_and_audited() {
         "kept: Google sent none"
     );
     assert!(row.last_refreshed_at.is_some());
-    assert_eq!(app.events(user).await[0].kind, "refreshed");
+    assert_eq!(app.events(user).await[0].kind, EventKind::Refreshed);
 
     // The next call uses the stored token.
     let (_, again, _) = app.token(user, &["calendar.events"]).await;
@@ -175,7 +175,7 @@ async fn invalid_grant_marks_the_row_and_answers_409_until_the_next_consent() {
         format!("{}/passport/gmail/connect", app.addr)
     );
     let row = app.row(user).await.expect("the row is kept");
-    assert_eq!(row.status, "reauth_required");
+    assert_eq!(row.status, ConnectionStatus::ReauthRequired);
     assert!(row
         .last_error
         .as_deref()
@@ -225,7 +225,10 @@ async fn a_row_without_refresh_token_needs_reauth() {
     let (status, body, _) = app.token(user, &[]).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(body["error"], "reauth_required");
-    assert_eq!(app.row(user).await.unwrap().status, "reauth_required");
+    assert_eq!(
+        app.row(user).await.unwrap().status,
+        ConnectionStatus::ReauthRequired
+    );
     assert_eq!(app.fake.calls("token"), 0);
 }
 
@@ -254,7 +257,7 @@ async fn google_5xx_is_retried_then_upstream_unavailable_and_nothing_changes() {
     let row = app.row(user).await.unwrap();
     assert_eq!(format!("{row:?}"), row_before);
     assert_eq!(row.access_token, access_before);
-    assert_eq!(app.events(user).await[0].kind, "refresh_failed");
+    assert_eq!(app.events(user).await[0].kind, EventKind::RefreshFailed);
 
     // Cool-down: answered from the recorded failure, no new calls.
     let (status, _, _) = app.token(user, &["calendar.events"]).await;
@@ -349,7 +352,7 @@ async fn one_refresh_for_many_concurrent_callers_across_two_instances() {
         .events(user)
         .await
         .iter()
-        .filter(|e| e.kind == "refreshed")
+        .filter(|e| e.kind == EventKind::Refreshed)
         .count();
     assert_eq!(refreshed, 1);
 }

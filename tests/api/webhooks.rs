@@ -274,7 +274,7 @@ async fn the_sweep_finds_a_revoked_passport_before_any_skill_asks_and_tells_ro_b
 
     let start = Instant::now();
     loop {
-        if app.row(stale).await.unwrap().status == "reauth_required" {
+        if app.row(stale).await.unwrap().status == ConnectionStatus::ReauthRequired {
             break;
         }
         assert!(
@@ -288,7 +288,10 @@ async fn the_sweep_finds_a_revoked_passport_before_any_skill_asks_and_tells_ro_b
         1,
         "only the stale connection was refreshed"
     );
-    assert_eq!(app.row(fresh).await.unwrap().status, "active");
+    assert_eq!(
+        app.row(fresh).await.unwrap().status,
+        ConnectionStatus::Active
+    );
     let hits = receiver
         .wait_for("reauth_required", |h| !h.is_empty())
         .await;

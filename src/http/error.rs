@@ -9,12 +9,47 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use serde::Serialize;
 
+use crate::passport::flow::FlowError;
+use crate::passport::token::TokenError;
+
+/// Every `error` code the JSON APIs answer with (docs/architecture.md lists
+/// them with their statuses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::IntoStaticStr)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    NotConnected,
+    ScopeMissing,
+    ReauthRequired,
+    UpstreamUnavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// Can the user fix this by pressing 재인증?
+    fn offers_reauth(self) -> bool {
+        matches!(
+            self,
+            Self::NotConnected | Self::ScopeMissing | Self::ReauthRequired
+        )
+    }
+}
+
 /// A JSON error: `{"error": CODE, "message": …, "reauth_url"?: …, "missing"?: […]}`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ApiError {
     #[serde(skip)]
     pub status: StatusCode,
-    pub error: &'static str,
+    pub error: ErrorCode,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reauth_url: Option<String>,
@@ -26,7 +61,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, error: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             error,
@@ -44,22 +79,22 @@ impl ApiError {
             retry_after: Some(secs),
             ..Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
+                ErrorCode::RateLimited,
                 format!("too many requests; retry in {secs} s"),
             )
         }
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        Self::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
     }
 
     /// A failure of ours: logged with its cause, answered without it.
@@ -67,9 +102,87 @@ impl ApiError {
         tracing::error!(error = %cause, "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             "internal error; try again later",
         )
+    }
+}
+
+impl From<crate::http::UnknownProvider> for ApiError {
+    fn from(p: crate::http::UnknownProvider) -> Self {
+        Self::not_found(format!("no passport provider named `{}`", p.0))
+    }
+}
+
+impl From<crate::http::UnknownProvider> for PageError {
+    fn from(_: crate::http::UnknownProvider) -> Self {
+        Self::NotFound
+    }
+}
+
+impl ApiError {
+    /// Point at 재인증 when that is what fixes this error.
+    pub fn with_reauth_url(mut self, url: &url::Url) -> Self {
+        if self.error.offers_reauth() {
+            self.reauth_url = Some(url.to_string());
+        }
+        self
+    }
+}
+
+/// The token API's answers: what the skill is told, and what it does next.
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::NotConnected => Self::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotConnected,
+                "this user has not connected a Gmail Passport; they must connect it in Settings > Items > Gmail",
+            ),
+            TokenError::ScopeMissing(missing) => Self {
+                missing: Some(missing.short_names()),
+                ..Self::new(
+                    StatusCode::FORBIDDEN,
+                    ErrorCode::ScopeMissing,
+                    format!(
+                        "the user's Google grant lacks {missing}; the user must press 재인증 and tick those permissions (the grant itself is fine)"
+                    ),
+                )
+            },
+            TokenError::ReauthRequired(cause) => Self::new(
+                StatusCode::CONFLICT,
+                ErrorCode::ReauthRequired,
+                format!(
+                    "Google no longer accepts this user's refresh token ({}); the user must press 재인증",
+                    cause.code()
+                ),
+            ),
+            TokenError::Unavailable { source, retry_after } => Self {
+                retry_after: Some(retry_after.as_secs().max(1)),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::UpstreamUnavailable,
+                    format!("{source}; nothing was changed, try again later"),
+                )
+            },
+            // Names the key id, never a secret.
+            TokenError::Crypto(e) => Self {
+                message: format!("{e}; operators: check TOKEN_ENCRYPTION_KEYS"),
+                ..Self::internal(&e)
+            },
+            TokenError::Database(e) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<FlowError> for ApiError {
+    fn from(e: FlowError) -> Self {
+        match e {
+            FlowError::ReturnTo(r) => Self::bad_request(format!(
+                "{r}; allowed origins are PUBLIC_BASE_URL and ALLOWED_RETURN_ORIGINS"
+            )),
+            other => Self::internal(&other),
+        }
     }
 }
 
@@ -260,6 +373,21 @@ impl From<crate::http::limits::Limited> for PageError {
 impl From<crate::http::limits::Limited> for ApiError {
     fn from(l: crate::http::limits::Limited) -> Self {
         Self::rate_limited(l)
+    }
+}
+
+impl From<FlowError> for PageError {
+    fn from(e: FlowError) -> Self {
+        match e {
+            FlowError::ReturnTo(_) => PageError::ReturnToRefused,
+            FlowError::MissingState | FlowError::UnknownState => PageError::StateUnknown,
+            FlowError::ExpiredState => PageError::StateExpired,
+            FlowError::BrowserMismatch => PageError::BrowserMismatch,
+            FlowError::UserMismatch => PageError::UserMismatch,
+            FlowError::NoSession => PageError::SignInNeeded,
+            FlowError::Database(e) => PageError::internal(&e),
+            FlowError::Crypto(e) => PageError::internal(&e),
+        }
     }
 }
 

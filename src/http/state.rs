@@ -1,0 +1,33 @@
+//! What every handler shares: the passport (the domain's one door), the
+//! settings, and what only HTTP needs (rate limiters, the metrics handle).
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::config::Settings;
+use crate::http::limits::Limiters;
+use crate::passport::Passport;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub passport: Arc<Passport>,
+    pub settings: Arc<Settings>,
+    pub limiters: Arc<Limiters>,
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    pub fn new(
+        passport: Arc<Passport>,
+        settings: Arc<Settings>,
+        metrics: PrometheusHandle,
+    ) -> Self {
+        Self {
+            limiters: Arc::new(Limiters::new(&settings.rate_limits)),
+            settings,
+            passport,
+            metrics,
+        }
+    }
+}
