@@ -1,0 +1,80 @@
+//! Who may call: browser sessions, the internal API's keys, and the reverse
+//! proxies trusted to name the client.
+
+use std::net::IpAddr;
+
+use secrecy::SecretString;
+
+use super::Checker;
+
+keys! {
+    SESSION_JWT_SECRET,
+    SESSION_COOKIE_NAME,
+    INTERNAL_API_KEYS,
+    TRUSTED_PROXIES,
+}
+
+const DEFAULT_SESSION_COOKIE: &str = "access_token";
+/// Shortest accepted HS256 secret, in bytes (RFC 7518 §3.2: at least the hash size).
+const MIN_JWT_SECRET_LEN: usize = 32;
+/// Shortest accepted internal API key, in bytes.
+const MIN_INTERNAL_KEY_LEN: usize = 16;
+
+pub(super) struct Security {
+    pub session_jwt_secret: SecretString,
+    pub session_cookie_name: String,
+    pub internal_api_keys: Vec<SecretString>,
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+pub(super) fn check(c: &mut Checker) -> Option<Security> {
+    let session_jwt_secret = c.required(SESSION_JWT_SECRET);
+    if session_jwt_secret
+        .as_ref()
+        .is_some_and(|s| s.len() < MIN_JWT_SECRET_LEN)
+    {
+        c.problem(format!(
+            "SESSION_JWT_SECRET must be at least {MIN_JWT_SECRET_LEN} bytes long"
+        ));
+    }
+
+    let session_cookie_name = c
+        .value(SESSION_COOKIE_NAME)
+        .unwrap_or_else(|| DEFAULT_SESSION_COOKIE.to_string());
+    if !session_cookie_name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+    {
+        c.problem("SESSION_COOKIE_NAME may only hold letters, digits, `_`, `-` and `.`");
+    }
+
+    let internal_api_keys = c.list(INTERNAL_API_KEYS);
+    if internal_api_keys.is_empty() {
+        c.problem("INTERNAL_API_KEYS is not set (comma-separated keys for skills)");
+    } else if internal_api_keys
+        .iter()
+        .any(|k| k.len() < MIN_INTERNAL_KEY_LEN)
+    {
+        c.problem(format!(
+            "INTERNAL_API_KEYS: every key must be at least {MIN_INTERNAL_KEY_LEN} characters long"
+        ));
+    }
+
+    let mut trusted_proxies = Vec::new();
+    for item in c.list(TRUSTED_PROXIES) {
+        match item.parse() {
+            Ok(ip) => trusted_proxies.push(ip),
+            Err(_) => c.problem(format!("TRUSTED_PROXIES: `{item}` is not an IP address")),
+        }
+    }
+
+    Some(Security {
+        session_jwt_secret: SecretString::from(session_jwt_secret?),
+        session_cookie_name,
+        internal_api_keys: internal_api_keys
+            .into_iter()
+            .map(SecretString::from)
+            .collect(),
+        trusted_proxies,
+    })
+}
