@@ -35,7 +35,7 @@ use provider::{Provider, Providers};
 
 /// The Gmail Passport service: everything the use cases need, owned once.
 ///
-/// Built by the composition root (`crate::startup`) and shared behind an
+/// Built by the composition root (the `startup` module) and shared behind an
 /// `Arc`; every use case is a method (see the submodules' `impl Passport`).
 pub struct Passport {
     pub(crate) db: PgPool,
