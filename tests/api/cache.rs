@@ -4,29 +4,32 @@
 use std::time::{Duration, Instant};
 
 use crate::helpers::*;
+use crate::wait::{wait_for, wait_until};
 use reqwest::StatusCode;
 use uuid::Uuid;
 
-/// Wait until the instance's cache listener is connected.
+/// Wait until the instance's cache listener is connected and `user`'s token
+/// is cached.
 async fn cache_ready(app: &TestApp, user: Uuid) {
-    for _ in 0..100 {
-        let _ = app.token(user, &[]).await;
-        // A fill succeeds only while the listener is connected.
-        sqlx::query("ALTER TABLE gmail_token RENAME TO gmail_token_probe")
-            .execute(&app.db)
-            .await
-            .unwrap();
-        let cached = app.token(user, &[]).await.0 == StatusCode::OK;
-        sqlx::query("ALTER TABLE gmail_token_probe RENAME TO gmail_token")
-            .execute(&app.db)
-            .await
-            .unwrap();
-        if cached {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the token cache never came on");
+    wait_until(
+        "the token cache to come on (a token answered with the table away)",
+        Duration::from_secs(10),
+        async || {
+            let _ = app.token(user, &[]).await;
+            // A fill succeeds only while the listener is connected.
+            sqlx::query("ALTER TABLE gmail_token RENAME TO gmail_token_probe")
+                .execute(&app.db)
+                .await
+                .unwrap();
+            let cached = app.token(user, &[]).await.0 == StatusCode::OK;
+            sqlx::query("ALTER TABLE gmail_token_probe RENAME TO gmail_token")
+                .execute(&app.db)
+                .await
+                .unwrap();
+            cached
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -60,27 +63,37 @@ async fn cached_scopes_are_still_checked() {
     assert_eq!(body["missing"], serde_json::json!(["calendar.events"]));
 }
 
+// The 10 s deadline below proves invalidation only while entries live longer.
+const _: () = assert!(auth_server::passport::cache::MAX_AGE.as_secs() >= 20);
+
 /// Poll `app` until `done` says the answer reflects the change; returns how
 /// long that took and how many stale answers were given meanwhile.
+///
+/// The deadline is not a speed target: a cached entry is served for up to
+/// `cache::MAX_AGE` (30 s) after it was read, so an answer that changes
+/// within 10 s proves that the change notification dropped it.
 async fn until_changed(
     app: &TestApp,
     user: Uuid,
-    done: impl Fn(StatusCode) -> bool,
+    done: impl Fn(StatusCode, &serde_json::Value) -> bool,
 ) -> (Duration, usize) {
     let start = Instant::now();
     let mut stale = 0;
-    loop {
-        let (status, _, _) = app.token(user, &[]).await;
-        if done(status) {
-            return (start.elapsed(), stale);
-        }
-        stale += 1;
-        assert!(
-            start.elapsed() < Duration::from_secs(2),
-            "still served from the cache after 2 s"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    wait_for(
+        "the change to reach the instance's cache",
+        Duration::from_secs(10),
+        async || {
+            let (status, body, _) = app.token(user, &[]).await;
+            if done(status, &body) {
+                Ok(())
+            } else {
+                stale += 1;
+                Err((status, body))
+            }
+        },
+    )
+    .await;
+    (start.elapsed(), stale)
 }
 
 #[tokio::test]
@@ -100,9 +113,8 @@ async fn a_disconnect_on_another_instance_is_never_served_from_the_cache() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    let (latency, stale) = until_changed(&a, user, |s| s == StatusCode::NOT_FOUND).await;
+    let (latency, stale) = until_changed(&a, user, |s, _| s == StatusCode::NOT_FOUND).await;
     eprintln!("invalidation across instances: {latency:?}, {stale} stale answers");
-    assert!(latency < Duration::from_millis(500), "{latency:?}");
     // And it stays gone.
     for _ in 0..20 {
         assert_eq!(a.token(user, &[]).await.0, StatusCode::NOT_FOUND);
@@ -124,8 +136,8 @@ async fn a_revocation_written_by_anyone_is_never_served_from_the_cache() {
         .await
         .unwrap();
     for app in [&a, &b] {
-        let (latency, _) = until_changed(app, user, |s| s == StatusCode::CONFLICT).await;
-        assert!(latency < Duration::from_millis(500), "{latency:?}");
+        let (latency, stale) = until_changed(app, user, |s, _| s == StatusCode::CONFLICT).await;
+        eprintln!("revocation seen: {latency:?}, {stale} stale answers");
     }
     // A new token stored by a refresh elsewhere replaces the cached one.
     sqlx::query("UPDATE gmail_token SET status = 'active' WHERE user_id = $1")
@@ -133,11 +145,20 @@ async fn a_revocation_written_by_anyone_is_never_served_from_the_cache() {
         .execute(&a.db)
         .await
         .unwrap();
-    a.expire(user).await;
-    let (status, body, _) = b.token(user, &[]).await;
+    cache_ready(&a, user).await;
+    let (status, body, _) = a.token(user, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let old = body["access_token"].as_str().unwrap().to_string();
+    // `c` refreshes a token that `a` still finds valid: the seeded token has
+    // under 50 min left, within c's refresh margin (and beyond a's).
+    let c = a.sibling(&[("TOKEN_REFRESH_MARGIN_SECS", "3000")]).await;
+    let (status, body, _) = c.token(user, &[]).await;
     assert_eq!(status, StatusCode::OK);
     let fresh = body["access_token"].as_str().unwrap().to_string();
-    let (latency, _) = until_changed(&a, user, |_| true).await;
-    let _ = latency;
-    assert_eq!(a.token(user, &[]).await.1["access_token"], fresh);
+    assert_ne!(fresh, old, "the other instance stored a new token");
+    let (latency, stale) = until_changed(&a, user, |s, body| {
+        s == StatusCode::OK && body["access_token"] == fresh
+    })
+    .await;
+    eprintln!("new token seen: {latency:?}, {stale} stale answers");
 }

@@ -470,3 +470,17 @@ pub fn query_map_vec(url: &Url) -> Vec<(String, String)> {
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
 }
+
+/// `host:port` of the PostgreSQL server the tests run against ([`admin_url`]),
+/// for tests that put a TCP proxy in front of it. Panics when that URL names
+/// no TCP host (a Unix socket): such a test cannot run, and must not pass.
+pub fn postgres_tcp_addr() -> String {
+    let url = Url::parse(&admin_url()).expect("admin URL is a URL");
+    let socket = url.query_pairs().any(|(k, _)| k == "host");
+    match url.host_str().filter(|h| !h.is_empty() && !socket) {
+        Some(host) => format!("{host}:{}", url.port().unwrap_or(5432)),
+        None => panic!(
+            "TEST_DATABASE_URL must name a TCP host and port: this test proxies TCP to PostgreSQL"
+        ),
+    }
+}

@@ -5,6 +5,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::helpers::*;
+use crate::wait::wait_until;
 use auth_server::fake_google::Behaviour;
 use reqwest::StatusCode;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -55,11 +56,18 @@ async fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
             .send()
             .await
     });
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Google holds the refresh for 2 s once it has seen it: SIGTERM goes out
+    // while the request is in flight.
+    wait_until(
+        "the refresh to reach Google",
+        Duration::from_secs(10),
+        async || app.fake.calls("token.refresh_token.attempt") >= 1,
+    )
+    .await;
     assert_eq!(
         app.fake.calls("token.refresh_token.attempt"),
         1,
-        "the refresh is under way"
+        "one refresh is under way"
     );
     sigterm(child.id().unwrap());
 
@@ -85,28 +93,28 @@ async fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
         .is_err());
 }
 
-/// Forward one TCP connection to PostgreSQL.
-async fn forward(mut inbound: tokio::net::TcpStream) {
-    if let Ok(mut outbound) = tokio::net::TcpStream::connect("127.0.0.1:5432").await {
-        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+/// Forward one TCP connection to the tests' PostgreSQL server (`upstream`).
+async fn forward(mut inbound: tokio::net::TcpStream, upstream: String) {
+    match tokio::net::TcpStream::connect(&upstream).await {
+        Ok(mut outbound) => {
+            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+        }
+        Err(e) => eprintln!("forwarder: cannot reach PostgreSQL at {upstream}: {e}"),
     }
 }
 
 #[tokio::test]
 async fn a_database_that_comes_up_late_is_waited_for() {
     let app = TestApp::spawn().await;
-    let admin: url::Url = admin_url().parse().unwrap();
-    if admin.port().unwrap_or(5432) != 5432 || admin.host_str() != Some("127.0.0.1") {
-        // The forwarder below targets the standard local server.
-        eprintln!("skipped: needs PostgreSQL on 127.0.0.1:5432");
-        return;
-    }
+    // The forwarder below targets the server the tests run against.
+    let upstream = postgres_tcp_addr();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let mut db_url: url::Url = app.database_url.parse().unwrap();
+    db_url.set_host(Some("127.0.0.1")).unwrap();
     db_url.set_port(Some(port)).unwrap();
     let http_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -146,7 +154,7 @@ async fn a_database_that_comes_up_late_is_waited_for() {
         .unwrap();
     tokio::spawn(async move {
         while let Ok((s, _)) = listener.accept().await {
-            tokio::spawn(forward(s));
+            tokio::spawn(forward(s, upstream.clone()));
         }
     });
     loop {

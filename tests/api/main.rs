@@ -19,4 +19,5 @@ mod security;
 mod session;
 mod status;
 mod token;
+mod wait;
 mod webhooks;

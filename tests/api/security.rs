@@ -304,17 +304,18 @@ async fn no_secret_reaches_the_logs_even_at_trace_level() {
         s
     });
     let client = app.client();
-    for _ in 0..100 {
-        if client
-            .get(format!("{public}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == StatusCode::OK)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::wait::wait_until(
+        "the traced server to answer /readyz with 200",
+        Duration::from_secs(20),
+        async || {
+            client
+                .get(format!("{public}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK)
+        },
+    )
+    .await;
 
     // A full journey against that process: connect, consent, callback,
     // a refresh through the token API, a status call, a disconnect.

@@ -5,9 +5,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::helpers::*;
+use crate::wait::{wait_for, wait_until};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -124,6 +125,7 @@ impl Receiver {
             Mode::Ok => 200,
             Mode::Status(s) => s,
             Mode::Hang(d) => {
+                // A slow receiver is the scripted behaviour, not a wait.
                 tokio::time::sleep(d).await;
                 200
             }
@@ -143,18 +145,15 @@ impl Receiver {
 
     /// Wait until `pred` holds for the hits so far.
     async fn wait_for(&self, what: &str, pred: impl Fn(&[Hit]) -> bool) -> Vec<Hit> {
-        let start = Instant::now();
-        loop {
+        wait_for(what, Duration::from_secs(20), async || {
             let hits = self.hits();
             if pred(&hits) {
-                return hits;
+                Ok(hits)
+            } else {
+                Err(hits)
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "timed out waiting for {what}: {hits:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 }
 
@@ -245,7 +244,21 @@ async fn a_connection_is_announced_signed_verifiable_and_without_tokens() {
         v["reauth_url"],
         format!("{}/passport/gmail/connect", app.addr)
     );
-    let rows = outbox(&app).await;
+    // The receiver saw the request before it answered: the row is marked
+    // delivered once the answer is back.
+    let rows = wait_for(
+        "the event marked delivered",
+        Duration::from_secs(10),
+        async || {
+            let rows = outbox(&app).await;
+            if rows.iter().any(|r| r.1 == "delivered") {
+                Ok(rows)
+            } else {
+                Err(rows)
+            }
+        },
+    )
+    .await;
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].1.as_str(), rows[0].2), ("delivered", 1));
 }
@@ -272,17 +285,12 @@ async fn the_sweep_finds_a_revoked_passport_before_any_skill_asks_and_tells_ro_b
     // The user removed the app at Google; nobody has asked for a token since.
     app.fake.revoke_account(JISOO);
 
-    let start = Instant::now();
-    loop {
-        if app.row(stale).await.unwrap().status == ConnectionStatus::ReauthRequired {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "the sweep did not find it"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        "the sweep to mark the revoked passport reauth_required",
+        Duration::from_secs(15),
+        async || app.row(stale).await.unwrap().status == ConnectionStatus::ReauthRequired,
+    )
+    .await;
     assert_eq!(
         app.fake.calls("token.refresh_token"),
         1,
@@ -338,19 +346,23 @@ async fn failures_are_retried_with_backoff_until_delivered() {
         hits.iter().all(|h| h.event_id == ids[0]),
         "the same idempotency id every time"
     );
-    let start = Instant::now();
-    loop {
-        let rows = outbox(&app).await;
-        if rows[0].1 == "delivered" {
-            assert_eq!(
-                rows[0].2, 4,
-                "500, closed connection, timeout, then delivered"
-            );
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
+    let rows = wait_for(
+        "the event marked delivered",
+        Duration::from_secs(10),
+        async || {
+            let rows = outbox(&app).await;
+            if rows[0].1 == "delivered" {
+                Ok(rows)
+            } else {
+                Err(rows)
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        rows[0].2, 4,
+        "500, closed connection, timeout, then delivered"
+    );
 }
 
 #[tokio::test]
@@ -363,17 +375,17 @@ async fn gone_and_exhausted_events_become_dead_letters_that_can_be_retried() {
     // An event that fails every time: dead after WEBHOOK_MAX_ATTEMPTS (4).
     receiver.set(Mode::Status(503));
     let exhausted = insert_events(&app, 1).await;
-    let start = Instant::now();
-    loop {
+    let rows = wait_for("both events dead", Duration::from_secs(15), async || {
         let rows = outbox(&app).await;
         if rows.iter().all(|r| r.1 == "dead") {
-            assert_eq!(rows[0].2, 1, "410: no retry");
-            assert_eq!(rows[1].2, 4, "gave up after 4 attempts");
-            break;
+            Ok(rows)
+        } else {
+            Err(rows)
         }
-        assert!(start.elapsed() < Duration::from_secs(15), "{rows:?}");
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
+    })
+    .await;
+    assert_eq!(rows[0].2, 1, "410: no retry");
+    assert_eq!(rows[1].2, 4, "gave up after 4 attempts");
     let report = crate::doctor::run_cli_env(&app, &["report"], &[]).await;
     let text = String::from_utf8_lossy(&report.stdout).to_string();
     assert!(
@@ -401,11 +413,12 @@ async fn gone_and_exhausted_events_become_dead_letters_that_can_be_retried() {
                 .all(|id| h.iter().filter(|x| &x.event_id == id).count() >= 2)
         })
         .await;
-    let start = Instant::now();
-    while outbox(&app).await.iter().any(|r| r.1 != "delivered") {
-        assert!(start.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
+    wait_until(
+        "both re-queued events marked delivered",
+        Duration::from_secs(10),
+        async || outbox(&app).await.iter().all(|r| r.1 == "delivered"),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -428,15 +441,12 @@ async fn a_dispatcher_killed_mid_delivery_is_taken_over_by_another() {
     let b = TestApp::spawn_full(database_url, fake, fake_addr, &env).await;
     let hits = receiver.wait_for("redelivery", |h| h.len() >= 2).await;
     assert!(hits.iter().all(|h| h.event_id == ids[0]));
-    let start = Instant::now();
-    loop {
-        let rows = outbox(&b).await;
-        if rows[0].1 == "delivered" {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "{rows:?}");
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
+    wait_until(
+        "the taken-over event marked delivered",
+        Duration::from_secs(10),
+        async || outbox(&b).await[0].1 == "delivered",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -444,18 +454,38 @@ async fn two_dispatchers_deliver_every_event_once() {
     let receiver = Receiver::start().await;
     // A little latency so that both instances are busy at the same time.
     receiver.set(Mode::Hang(Duration::from_millis(30)));
-    let a = spawn_with_hooks(&receiver, &[]).await;
+    // A lease far longer than a batch takes even on a loaded machine: a
+    // lease that runs out is a legitimate redelivery, not what this tests.
+    let lease = ("WEBHOOK_LEASE_SECS", "30");
+    let a = spawn_with_hooks(&receiver, &[lease]).await;
     let hooks = hook_settings(&receiver);
-    let env: Vec<(&str, &str)> = hooks.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut env: Vec<(&str, &str)> = hooks.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.push(lease);
     let b = a.sibling(&env).await;
     let ids = insert_events(&a, 40).await;
-    let hits = receiver.wait_for("40 deliveries", |h| h.len() >= 40).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let hits = if receiver.hits().len() > hits.len() {
-        receiver.hits()
-    } else {
-        hits
-    };
+    receiver.wait_for("40 deliveries", |h| h.len() >= 40).await;
+    // Once every row is delivered no instance can claim it again (a claim
+    // takes only pending rows and counts an attempt), so the receiver has
+    // seen every delivery there will be.
+    let rows = wait_for(
+        "all 40 events marked delivered",
+        Duration::from_secs(15),
+        async || {
+            let rows = outbox(&b).await;
+            if rows.iter().all(|r| r.1 == "delivered") {
+                Ok(rows)
+            } else {
+                Err(rows)
+            }
+        },
+    )
+    .await;
+    assert_eq!(rows.len(), 40);
+    assert!(
+        rows.iter().all(|r| r.2 == 1),
+        "every event claimed once: {rows:?}"
+    );
+    let hits = receiver.hits();
     let mut per_id: HashMap<String, usize> = HashMap::new();
     for h in &hits {
         *per_id.entry(h.event_id.clone()).or_default() += 1;
@@ -467,7 +497,7 @@ async fn two_dispatchers_deliver_every_event_once() {
             "event {id} delivered exactly once"
         );
     }
-    assert!(outbox(&b).await.iter().all(|r| r.1 == "delivered"));
+    assert_eq!(hits.len(), 40, "no delivery beyond one per event");
 }
 
 /// A TCP forwarder to PostgreSQL that can "restart" the database: drop every
@@ -480,6 +510,7 @@ struct DbProxy {
 
 impl DbProxy {
     async fn start() -> Self {
+        let upstream = postgres_tcp_addr();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let up = Arc::new(AtomicBool::new(true));
@@ -491,12 +522,14 @@ impl DbProxy {
                     continue; // dropped: connection refused, in effect
                 }
                 let mut killed = kill2.subscribe();
+                let upstream = upstream.clone();
                 tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect("127.0.0.1:5432").await {
-                        tokio::select! {
+                    match TcpStream::connect(&upstream).await {
+                        Ok(mut outbound) => tokio::select! {
                             _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                             _ = killed.recv() => {}
-                        }
+                        },
+                        Err(e) => eprintln!("DbProxy: cannot reach PostgreSQL at {upstream}: {e}"),
                     }
                 });
             }
@@ -507,6 +540,7 @@ impl DbProxy {
     async fn restart(&self, down_for: Duration) {
         self.up.store(false, Ordering::SeqCst);
         let _ = self.kill.send(());
+        // The outage itself: the database stays away this long.
         tokio::time::sleep(down_for).await;
         self.up.store(true, Ordering::SeqCst);
     }
@@ -514,15 +548,11 @@ impl DbProxy {
 
 #[tokio::test]
 async fn deliveries_go_on_after_the_database_restarts() {
-    let admin: url::Url = admin_url().parse().unwrap();
-    if admin.port().unwrap_or(5432) != 5432 || admin.host_str() != Some("127.0.0.1") {
-        eprintln!("skipped: needs PostgreSQL on 127.0.0.1:5432");
-        return;
-    }
     let receiver = Receiver::start().await;
     let direct = fresh_database().await;
     let proxy = DbProxy::start().await;
     let mut via_proxy: url::Url = direct.parse().unwrap();
+    via_proxy.set_host(Some("127.0.0.1")).unwrap();
     via_proxy.set_port(Some(proxy.port)).unwrap();
     let hooks = hook_settings(&receiver);
     let env: Vec<(&str, &str)> = hooks.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -553,17 +583,21 @@ async fn deliveries_go_on_after_the_database_restarts() {
             h.iter().any(|x| x.event_id == second)
         })
         .await;
-    let start = Instant::now();
-    loop {
-        let statuses: Vec<String> = sqlx::query_scalar("SELECT status FROM webhook_outbox")
-            .fetch_all(&direct_pool)
-            .await
-            .unwrap();
-        if statuses.iter().all(|s| s == "delivered") {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "{statuses:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for(
+        "both events marked delivered",
+        Duration::from_secs(10),
+        async || {
+            let statuses: Vec<String> = sqlx::query_scalar("SELECT status FROM webhook_outbox")
+                .fetch_all(&direct_pool)
+                .await
+                .unwrap();
+            if statuses.iter().all(|s| s == "delivered") {
+                Ok(())
+            } else {
+                Err(statuses)
+            }
+        },
+    )
+    .await;
     drop(app);
 }
