@@ -145,11 +145,17 @@ fn start_background(state: &AppState, stop: &CancellationToken) -> TaskTracker {
         stop.clone(),
     ));
     tasks.spawn(sweep::run_sweeper(state.passport.clone(), stop.clone()));
-    let (p, limiters, token) = (state.passport.clone(), state.limiters.clone(), stop.clone());
+    let (limiters, token) = (state.limiters.clone(), stop.clone());
     tasks.spawn(async move {
         let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
         while token.run_until_cancelled(tick.tick()).await.is_some() {
             limiters.shrink();
+        }
+    });
+    let (p, token) = (state.passport.clone(), stop.clone());
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
+        while token.run_until_cancelled(tick.tick()).await.is_some() {
             match p.purge_expired_attempts().await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(purged = n, "expired consent attempts deleted"),
