@@ -574,6 +574,83 @@ pub fn result_url(return_to: &Url, provider: &str, outcome: &Outcome) -> Url {
 mod tests {
     use super::*;
 
+    fn scopes(names: &[&str]) -> ScopeSet {
+        ScopeSet::parse_known(names.iter().copied()).unwrap()
+    }
+
+    fn account(sub: &str, email: &str) -> UserInfo {
+        UserInfo {
+            sub: sub.into(),
+            email: Some(email.into()),
+            email_verified: Some(true),
+            name: None,
+        }
+    }
+
+    fn previous(sub: Option<&str>, email: &str, granted: &[&str]) -> TokenRow {
+        TokenRow {
+            user_id: Uuid::nil(),
+            email: Some(email.into()),
+            google_sub: sub.map(str::to_string),
+            access_token: None,
+            refresh_token: None,
+            token_type: None,
+            expires_at: None,
+            scopes: Some(scopes(granted).to_json()),
+            status: ConnectionStatus::Active,
+            last_error: None,
+            last_refreshed_at: None,
+            consented_at: None,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn the_outcome_follows_from_the_previous_connection_the_grant_and_the_account() {
+        let required = scopes(&["gmail.send", "calendar", "calendar.events"]);
+        let all = required.clone();
+        let gmail = scopes(&["gmail.send"]);
+        let jisoo = account("sub-1", "jisoo@example.com");
+        let old = previous(Some("sub-1"), "jisoo@example.com", &["gmail.send"]);
+        let full = previous(
+            Some("sub-1"),
+            "jisoo@example.com",
+            &["gmail.send", "calendar", "calendar.events"],
+        );
+        assert_eq!(
+            decide_outcome(None, &all, &jisoo, &required),
+            Outcome::Connected
+        );
+        assert_eq!(
+            decide_outcome(Some(&old), &all, &jisoo, &required),
+            Outcome::Upgraded
+        );
+        assert_eq!(
+            decide_outcome(Some(&full), &all, &jisoo, &required),
+            Outcome::Connected
+        );
+        assert_eq!(
+            decide_outcome(Some(&old), &gmail, &jisoo, &required),
+            Outcome::Partial(scopes(&["calendar", "calendar.events"]))
+        );
+        let minho = account("sub-2", "minho@example.com");
+        assert_eq!(
+            decide_outcome(Some(&full), &gmail, &minho, &required),
+            Outcome::AccountChanged(scopes(&["calendar", "calendar.events"]))
+        );
+        // Rows adopted without a subject are compared by email, in any case.
+        let adopted = previous(None, "Jisoo@Example.com", &["gmail.send"]);
+        assert_eq!(
+            decide_outcome(Some(&adopted), &all, &jisoo, &required),
+            Outcome::Upgraded
+        );
+        assert_eq!(
+            decide_outcome(Some(&adopted), &all, &minho, &required),
+            Outcome::AccountChanged(ScopeSet::new())
+        );
+    }
+
     #[test]
     fn result_url_keeps_other_params_and_replaces_ours() {
         let rt = Url::parse("https://ro-being.com/items?tab=gmail&result=old&passport=x").unwrap();

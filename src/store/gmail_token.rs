@@ -498,3 +498,33 @@ pub async fn upsert_many(
     .await?;
     Ok(r.rows_affected())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reauth_causes_read_back_what_was_written() {
+        let causes = [
+            ReauthCause::NoRefreshToken,
+            ReauthCause::InvalidGrant {
+                description: "Token has been expired or revoked.".into(),
+            },
+            ReauthCause::InvalidGrant {
+                description: String::new(),
+            },
+            ReauthCause::Recorded("revoked by the old service".into()),
+        ];
+        for c in causes {
+            assert_eq!(ReauthCause::from_last_error(Some(&c.to_last_error())), c);
+        }
+        let legacy = ReauthCause::from_last_error(None);
+        assert_eq!(legacy.code(), "reauth_required");
+        assert_eq!(
+            ReauthCause::from_last_error(Some(
+                "no_refresh_token: Google returned no refresh token; press 재인증"
+            )),
+            ReauthCause::NoRefreshToken
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! Integration tests: real HTTP, real PostgreSQL, the fake Google.
 //! One binary (faster to link); a fresh database per test.
 
+mod architecture;
 mod bad_input;
 mod cache;
 mod consent;
