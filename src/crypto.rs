@@ -16,7 +16,7 @@ use secrecy::{ExposeSecret, SecretBox, SecretString};
 use uuid::Uuid;
 
 /// Prefix of every encrypted value.
-pub const PREFIX: &str = "enc:v1:";
+pub(crate) const PREFIX: &str = "enc:v1:";
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 
@@ -144,7 +144,7 @@ impl TokenCipher {
     }
 
     /// The id of the key new values are sealed with (none: plaintext).
-    pub fn active_key(&self) -> Option<&str> {
+    pub(crate) fn active_key(&self) -> Option<&str> {
         if self.write_plaintext {
             None
         } else {
@@ -233,7 +233,7 @@ impl TokenCipher {
 
     /// Would [`seal`](Self::seal) store this value differently (plaintext
     /// while a key is active, or another key than the active one)?
-    pub fn needs_rewrite(&self, stored: &str) -> bool {
+    pub(crate) fn needs_rewrite(&self, stored: &str) -> bool {
         match (self.active_key(), stored.strip_prefix(PREFIX)) {
             (None, _) => false,
             (Some(_), None) => true,

@@ -33,7 +33,7 @@ use crate::telemetry;
 
 pub const DEMO_CLIENT_ID: &str = "demo-client.apps.googleusercontent.com";
 pub const DEMO_CLIENT_SECRET: &str = "demo-client-secret";
-pub const DEMO_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/auth_server_demo";
+pub(crate) const DEMO_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/auth_server_demo";
 
 /// A demo user: a ro-being user id and how the demo starts it.
 pub struct DemoUser {
@@ -45,7 +45,7 @@ pub struct DemoUser {
 }
 
 /// Gmail-only scopes: what every passport had before Calendar was added.
-pub const GMAIL_ONLY: &[&str] = &[
+pub(crate) const GMAIL_ONLY: &[&str] = &[
     "gmail.send",
     "gmail.readonly",
     "gmail.modify",
@@ -270,7 +270,7 @@ pub async fn seed(passport: &Passport, fake: &FakeGoogle) -> anyhow::Result<()> 
 }
 
 /// Run the demo until Ctrl-C.
-pub async fn run(bind: SocketAddr, fake_bind: SocketAddr) -> anyhow::Result<()> {
+pub(crate) async fn run(bind: SocketAddr, fake_bind: SocketAddr) -> anyhow::Result<()> {
     telemetry::init(telemetry::format_from_env());
     let database_url =
         std::env::var("DATABASE_URL").unwrap_or_else(|_| DEMO_DATABASE_URL.to_string());

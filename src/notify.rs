@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 /// How one delivery went.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
+pub(crate) enum Delivery {
     Delivered,
     /// Try again later.
     Failed(String),
@@ -18,7 +18,7 @@ pub enum Delivery {
 }
 
 /// One webhook request, already encoded and signed.
-pub struct Signed<'a> {
+pub(crate) struct Signed<'a> {
     pub event_id: Uuid,
     pub timestamp: i64,
     pub signature: String,
@@ -28,16 +28,16 @@ pub struct Signed<'a> {
 }
 
 /// Sends webhook requests (shares the process's connection pool).
-pub struct WebhookSender {
+pub(crate) struct WebhookSender {
     http: reqwest::Client,
 }
 
 impl WebhookSender {
-    pub fn new(http: reqwest::Client) -> Self {
+    pub(crate) fn new(http: reqwest::Client) -> Self {
         Self { http }
     }
 
-    pub async fn send(&self, req: Signed<'_>) -> Delivery {
+    pub(crate) async fn send(&self, req: Signed<'_>) -> Delivery {
         let resp = self
             .http
             .post(req.url.clone())

@@ -104,7 +104,7 @@ pub enum ScopeError {
 /// * short names (`calendar.events`) → full URL;
 /// * full URLs are kept (trailing whitespace trimmed);
 /// * `openid` stays `openid`.
-pub fn normalize(raw: &str) -> Option<String> {
+pub(crate) fn normalize(raw: &str) -> Option<String> {
     let s = raw.trim();
     if s.is_empty() {
         return None;
@@ -121,12 +121,12 @@ pub fn normalize(raw: &str) -> Option<String> {
 
 /// The short name of a full scope URL (`…/auth/calendar` → `calendar`), or the
 /// input itself when it is not a Google API scope URL.
-pub fn short_name(full: &str) -> &str {
+pub(crate) fn short_name(full: &str) -> &str {
     full.strip_prefix(GOOGLE_SCOPE_PREFIX).unwrap_or(full)
 }
 
 /// What we know about a (normalised) scope, if anything.
-pub fn info(full: &str) -> Option<&'static ScopeInfo> {
+pub(crate) fn info(full: &str) -> Option<&'static ScopeInfo> {
     let short = short_name(full);
     KNOWN_SCOPES.iter().find(|s| s.short == short)
 }
@@ -144,7 +144,7 @@ fn is_valid_short_name(s: &str) -> bool {
 pub struct ScopeSet(BTreeSet<String>);
 
 impl ScopeSet {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
@@ -220,21 +220,16 @@ impl ScopeSet {
         )
     }
 
-    pub fn insert(&mut self, scope: &str) {
-        if let Some(s) = normalize(scope) {
-            self.0.insert(s);
-        }
-    }
-
-    pub fn contains(&self, scope: &str) -> bool {
+    pub(crate) fn contains(&self, scope: &str) -> bool {
         normalize(scope).is_some_and(|s| self.0.contains(&s))
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.0.len()
     }
 
@@ -243,15 +238,15 @@ impl ScopeSet {
     }
 
     /// Scopes in `self` that `granted` lacks.
-    pub fn missing_from(&self, granted: &ScopeSet) -> ScopeSet {
+    pub(crate) fn missing_from(&self, granted: &ScopeSet) -> ScopeSet {
         ScopeSet(self.0.difference(&granted.0).cloned().collect())
     }
 
-    pub fn union(&self, other: &ScopeSet) -> ScopeSet {
+    pub(crate) fn union(&self, other: &ScopeSet) -> ScopeSet {
         ScopeSet(self.0.union(&other.0).cloned().collect())
     }
 
-    pub fn is_superset(&self, other: &ScopeSet) -> bool {
+    pub(crate) fn is_superset(&self, other: &ScopeSet) -> bool {
         self.0.is_superset(&other.0)
     }
 

@@ -33,7 +33,7 @@ pub struct Application {
 impl Application {
     /// Connect to the database (waiting for it), apply the migrations and
     /// bind `BIND_ADDR`.
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+    pub(crate) async fn build(settings: Settings) -> anyhow::Result<Self> {
         let pool = connect_with_retry(settings.database_url.expose_secret()).await?;
         let listener = TcpListener::bind(settings.bind_addr)
             .await
@@ -55,12 +55,12 @@ impl Application {
     }
 
     /// Add routes (the demo's sign-in pages) next to the service's own.
-    pub fn merge_routes(mut self, extra: axum::Router<AppState>) -> Self {
+    pub(crate) fn merge_routes(mut self, extra: axum::Router<AppState>) -> Self {
         self.routes = self.routes.merge(extra);
         self
     }
 
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+    pub(crate) fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
@@ -168,7 +168,7 @@ fn start_background(state: &AppState, stop: &CancellationToken) -> TaskTracker {
 
 /// Connect to the database, retrying with backoff while it is unreachable,
 /// then apply the migrations.
-pub async fn connect_with_retry(url: &str) -> anyhow::Result<PgPool> {
+pub(crate) async fn connect_with_retry(url: &str) -> anyhow::Result<PgPool> {
     let mut delay = Duration::from_millis(500);
     let attempts = 10;
     for attempt in 1..=attempts {
@@ -187,7 +187,7 @@ pub async fn connect_with_retry(url: &str) -> anyhow::Result<PgPool> {
 
 /// The passport for an operator command: settings from the environment, a
 /// pool, no migrations and no background tasks.
-pub async fn operator_passport() -> anyhow::Result<Passport> {
+pub(crate) async fn operator_passport() -> anyhow::Result<Passport> {
     let settings = Settings::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
     telemetry::init(settings.log_format);
     let options = store::connect_options(settings.database_url.expose_secret())?;
@@ -199,7 +199,7 @@ pub async fn operator_passport() -> anyhow::Result<Passport> {
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

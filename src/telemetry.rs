@@ -8,7 +8,7 @@ use tracing_subscriber::{fmt, EnvFilter};
 use crate::config::LogFormat;
 
 /// Install the global subscriber (once; later calls do nothing).
-pub fn init(format: LogFormat) {
+pub(crate) fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only on a terminal: never escape codes in log files.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
@@ -27,7 +27,7 @@ pub fn init(format: LogFormat) {
 }
 
 /// Log format before settings are read (from `LOG_FORMAT` directly).
-pub fn format_from_env() -> LogFormat {
+pub(crate) fn format_from_env() -> LogFormat {
     match std::env::var("LOG_FORMAT").as_deref() {
         Ok("json") => LogFormat::Json,
         _ => LogFormat::Pretty,
@@ -36,7 +36,7 @@ pub fn format_from_env() -> LogFormat {
 
 /// The process-wide Prometheus recorder (installed once, shared by every app
 /// instance in the process, e.g. in tests).
-pub fn metrics_handle() -> PrometheusHandle {
+pub(crate) fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use figment::providers::Serialized;
 use figment::Figment;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use url::Url;
 
 use crate::scopes::ScopeSet;
@@ -42,11 +42,11 @@ mod tests;
 mod tokens;
 mod webhooks;
 
-pub use google::GoogleEndpoints;
-pub use limits::RateLimits;
-pub use server::LogFormat;
-pub use sweep::SweepSettings;
-pub use webhooks::WebhookSettings;
+pub(crate) use google::GoogleEndpoints;
+pub(crate) use limits::RateLimits;
+pub(crate) use server::LogFormat;
+pub(crate) use sweep::SweepSettings;
+pub(crate) use webhooks::WebhookSettings;
 
 use check::Checker;
 
@@ -163,13 +163,13 @@ impl std::error::Error for ConfigError {}
 
 impl Settings {
     /// Read the process environment (after `.env`, which the binary loads).
-    pub fn from_env() -> Result<Self, ConfigError> {
+    pub(crate) fn from_env() -> Result<Self, ConfigError> {
         Self::from_env_with_defaults(&BTreeMap::new())
     }
 
     /// Read the environment; `defaults` fill keys the environment does not set
     /// (the demo uses this for its local settings).
-    pub fn from_env_with_defaults(
+    pub(crate) fn from_env_with_defaults(
         defaults: &BTreeMap<String, String>,
     ) -> Result<Self, ConfigError> {
         let upper: Raw = defaults
@@ -219,18 +219,14 @@ impl Settings {
     }
 
     /// An absolute URL on this service.
-    pub fn public_url(&self, path: &str) -> Url {
+    pub(crate) fn public_url(&self, path: &str) -> Url {
         let base = self.public_base_url.as_str().trim_end_matches('/');
         Url::parse(&format!("{base}{path}")).expect("PUBLIC_BASE_URL joined with a path is a URL")
     }
 
     /// Whether cookies must carry `Secure`.
-    pub fn secure_cookies(&self) -> bool {
+    pub(crate) fn secure_cookies(&self) -> bool {
         self.public_base_url.scheme() == "https"
-    }
-
-    pub fn client_secret(&self) -> &str {
-        self.google_client_secret.expose_secret()
     }
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use secrecy::ExposeSecret;
 
 fn good() -> Vec<(&'static str, String)> {
     vec![

@@ -123,10 +123,6 @@ impl FakeGoogle {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn config(&self) -> &FakeConfig {
-        &self.config
-    }
-
     /// Change how the fake answers from now on.
     pub fn set_behaviour(&self, behaviour: Behaviour) {
         self.lock().behaviour = behaviour;
@@ -146,7 +142,7 @@ impl FakeGoogle {
 
     /// Forget every code, token, grant, event, count and switch (the demo's
     /// reset); registered redirect URIs stay.
-    pub fn reset(&self) {
+    pub(crate) fn reset(&self) {
         let mut s = self.lock();
         let redirect_uris = std::mem::take(&mut s.redirect_uris);
         *s = FakeState {

@@ -22,7 +22,7 @@ type OAuthClient =
     BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
 
 /// The one HTTP client of the application: no redirects, timeouts on.
-pub fn http_client(timeout: Duration) -> reqwest::Client {
+pub(crate) fn http_client(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
@@ -35,7 +35,7 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
 
 /// Why a call to Google did not give us what we asked for.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum GoogleError {
+pub(crate) enum GoogleError {
     /// Google answered with an OAuth error (`invalid_grant`, `invalid_client`, …).
     #[error("google refused: {code}")]
     Rejected {
@@ -51,25 +51,25 @@ pub enum GoogleError {
 }
 
 impl GoogleError {
-    pub fn is_invalid_grant(&self) -> bool {
+    pub(crate) fn is_invalid_grant(&self) -> bool {
         matches!(self, Self::Rejected { code, .. } if code == "invalid_grant")
     }
 
     /// Google refuses our OAuth client itself: a configuration problem of
     /// ours, not the user's grant.
-    pub fn is_client_rejected(&self) -> bool {
+    pub(crate) fn is_client_rejected(&self) -> bool {
         matches!(self, Self::Rejected { code, .. }
             if matches!(code.as_str(), "invalid_client" | "unauthorized_client" | "deleted_client"))
     }
 
     /// Google says the token is not (or no longer) valid.
-    pub fn is_token_invalid(&self) -> bool {
+    pub(crate) fn is_token_invalid(&self) -> bool {
         matches!(self, Self::Rejected { code, .. }
             if code == "invalid_token" || code == "invalid_grant")
     }
 
     /// Google's description of a refusal, if it gave one.
-    pub fn description(&self) -> Option<&str> {
+    pub(crate) fn description(&self) -> Option<&str> {
         match self {
             Self::Rejected { description, .. } => description.as_deref(),
             _ => None,
@@ -78,7 +78,7 @@ impl GoogleError {
 }
 
 /// The tokens of a successful token-endpoint answer. Secrets stay secret.
-pub struct Tokens {
+pub(crate) struct Tokens {
     pub access_token: SecretString,
     pub refresh_token: Option<SecretString>,
     pub token_type: String,
@@ -104,27 +104,21 @@ impl std::fmt::Debug for Tokens {
 
 /// The account behind an access token (OpenID Connect userinfo).
 #[derive(Debug, Clone, Deserialize)]
-pub struct UserInfo {
+pub(crate) struct UserInfo {
     pub sub: String,
     pub email: Option<String>,
-    pub email_verified: Option<bool>,
-    pub name: Option<String>,
 }
 
 /// What Google's tokeninfo says about an access token.
 #[derive(Debug, Clone, Deserialize)]
-pub struct TokenInfo {
+pub(crate) struct TokenInfo {
     pub aud: Option<String>,
-    pub azp: Option<String>,
-    pub sub: Option<String>,
     pub scope: Option<String>,
-    pub email: Option<String>,
-    pub expires_in: Option<serde_json::Value>,
 }
 
 /// What the Calendar API says to a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CalendarProbe {
+pub(crate) enum CalendarProbe {
     /// The primary calendar answered.
     Works,
     /// 403 `insufficientPermissions`: the token lacks a Calendar scope.
@@ -139,13 +133,13 @@ pub enum CalendarProbe {
 }
 
 /// A prepared authorization request: the URL to send the browser to.
-pub struct AuthorizeRequest {
+pub(crate) struct AuthorizeRequest {
     pub url: Url,
 }
 
 /// The Google client: OAuth endpoints and the shared HTTP client.
 #[derive(Clone)]
-pub struct Google {
+pub(crate) struct Google {
     http: reqwest::Client,
     endpoints: GoogleEndpoints,
     client_id: String,
@@ -258,7 +252,7 @@ async fn error_from_response(resp: reqwest::Response) -> GoogleError {
 }
 
 impl Google {
-    pub fn new(settings: &Settings, http: reqwest::Client) -> Self {
+    pub(crate) fn new(settings: &Settings, http: reqwest::Client) -> Self {
         Self {
             http,
             endpoints: settings.google.clone(),
@@ -267,11 +261,7 @@ impl Google {
         }
     }
 
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
-    }
-
-    pub fn client_id(&self) -> &str {
+    pub(crate) fn client_id(&self) -> &str {
         &self.client_id
     }
 
@@ -287,7 +277,7 @@ impl Google {
 
     /// Build the consent URL: code flow, PKCE S256, offline access, forced
     /// consent, incremental authorization and an optional login hint.
-    pub fn authorize_url(
+    pub(crate) fn authorize_url(
         &self,
         redirect_uri: &Url,
         scopes: &ScopeSet,
@@ -314,7 +304,7 @@ impl Google {
     }
 
     /// Exchange an authorization code (with its PKCE verifier) for tokens.
-    pub async fn exchange_code(
+    pub(crate) async fn exchange_code(
         &self,
         redirect_uri: &Url,
         code: &str,
@@ -331,7 +321,7 @@ impl Google {
     }
 
     /// Use a refresh token. Google does not send a new refresh token here.
-    pub async fn refresh(
+    pub(crate) async fn refresh(
         &self,
         redirect_uri: &Url,
         refresh_token: &str,
@@ -347,7 +337,7 @@ impl Google {
     }
 
     /// Who the access token belongs to.
-    pub async fn userinfo(&self, access_token: &str) -> Result<UserInfo, GoogleError> {
+    pub(crate) async fn userinfo(&self, access_token: &str) -> Result<UserInfo, GoogleError> {
         let resp = self
             .http
             .get(self.endpoints.userinfo_url.clone())
@@ -364,7 +354,7 @@ impl Google {
     }
 
     /// What Google says about an access token (scopes, audience, expiry).
-    pub async fn tokeninfo(&self, access_token: &str) -> Result<TokenInfo, GoogleError> {
+    pub(crate) async fn tokeninfo(&self, access_token: &str) -> Result<TokenInfo, GoogleError> {
         let resp = self
             .http
             .post(self.endpoints.tokeninfo_url.clone())
@@ -381,7 +371,10 @@ impl Google {
     }
 
     /// Ask the Calendar API for the primary calendar with this token.
-    pub async fn calendar_probe(&self, access_token: &str) -> Result<CalendarProbe, GoogleError> {
+    pub(crate) async fn calendar_probe(
+        &self,
+        access_token: &str,
+    ) -> Result<CalendarProbe, GoogleError> {
         let mut url = self.endpoints.api_base_url.clone();
         url.set_path(&format!(
             "{}/calendar/v3/users/me/calendarList/primary",
@@ -429,7 +422,7 @@ impl Google {
     }
 
     /// Revoke a token (and with it the whole grant) at Google.
-    pub async fn revoke(&self, token: &str) -> Result<(), GoogleError> {
+    pub(crate) async fn revoke(&self, token: &str) -> Result<(), GoogleError> {
         let resp = self
             .http
             .post(self.endpoints.revoke_url.clone())

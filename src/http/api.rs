@@ -32,7 +32,7 @@ fn allowed_origin(headers: &axum::http::HeaderMap, app: &AppState) -> bool {
 
 /// `GET /api/passport/{provider}` answer.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct StatusBody {
+pub(crate) struct StatusBody {
     pub connected: bool,
     pub email: Option<String>,
     pub status: Option<ConnectionStatus>,
@@ -43,7 +43,7 @@ pub struct StatusBody {
     pub reauth_url: String,
 }
 
-pub async fn status(
+pub(crate) async fn status(
     State(app): State<AppState>,
     ApiPath(name): ApiPath<String>,
     user: Result<ApiUser, ApiError>,
@@ -66,18 +66,18 @@ pub async fn status(
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ConnectBody {
+pub(crate) struct ConnectBody {
     pub return_to: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-pub struct ConnectAnswer {
+pub(crate) struct ConnectAnswer {
     pub authorize_url: String,
 }
 
 /// `POST /api/passport/{provider}/connect` `{"return_to"?: URL}` →
 /// `{"authorize_url": …}`, with the flow cookie set on this browser.
-pub async fn connect(
+pub(crate) async fn connect(
     State(app): State<AppState>,
     ApiPath(name): ApiPath<String>,
     user: Result<ApiUser, ApiError>,

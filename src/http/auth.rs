@@ -27,7 +27,7 @@ pub enum SessionError {
 }
 
 /// The bearer token of an `Authorization` header, if it is one.
-pub fn bearer(parts: &Parts) -> Option<&str> {
+pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
@@ -65,7 +65,7 @@ fn session_user(parts: &Parts, app: &AppState) -> Result<Uuid, SessionError> {
 
 /// A signed-in user, for the JSON API (401 JSON otherwise).
 #[derive(Debug, Clone, Copy)]
-pub struct ApiUser(pub Uuid);
+pub(crate) struct ApiUser(pub Uuid);
 
 impl FromRequestParts<AppState> for ApiUser {
     type Rejection = ApiError;
@@ -86,7 +86,7 @@ impl FromRequestParts<AppState> for ApiUser {
 
 /// A signed-in user, for browser pages (the sign-in-needed page otherwise).
 #[derive(Debug, Clone, Copy)]
-pub struct PageUser(pub Uuid);
+pub(crate) struct PageUser(pub Uuid);
 
 impl FromRequestParts<AppState> for PageUser {
     type Rejection = PageError;
@@ -103,7 +103,7 @@ impl FromRequestParts<AppState> for PageUser {
 
 /// The signed-in user if there is one; never rejects.
 #[derive(Debug, Clone, Copy)]
-pub struct MaybeUser(pub Option<Uuid>);
+pub(crate) struct MaybeUser(pub Option<Uuid>);
 
 impl FromRequestParts<AppState> for MaybeUser {
     type Rejection = std::convert::Infallible;

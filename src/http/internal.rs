@@ -26,10 +26,10 @@ use crate::scopes::{ScopeError, ScopeSet};
 
 /// A caller that presented one of `INTERNAL_API_KEYS`.
 #[derive(Debug, Clone, Copy)]
-pub struct InternalCaller;
+pub(crate) struct InternalCaller;
 
 /// Compare a presented key with every configured key in constant time.
-pub fn key_matches(presented: &str, keys: &[secrecy::SecretString]) -> bool {
+pub(crate) fn key_matches(presented: &str, keys: &[secrecy::SecretString]) -> bool {
     let p = Sha256::digest(presented.as_bytes());
     let mut ok = subtle::Choice::from(0u8);
     for k in keys {
@@ -82,7 +82,7 @@ struct TokenRequest {
 
 /// `200` answer of the token API.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct TokenAnswer {
+pub(crate) struct TokenAnswer {
     pub access_token: String,
     pub expires_at: Option<DateTime<Utc>>,
     pub scopes: Vec<String>,
@@ -122,7 +122,7 @@ fn parse_token_request(body: &[u8]) -> Result<(Uuid, ScopeSet), ApiError> {
 }
 
 /// `POST /internal/passport/{provider}/token`.
-pub async fn token(
+pub(crate) async fn token(
     State(app): State<AppState>,
     ApiPath(name): ApiPath<String>,
     caller: Result<InternalCaller, ApiError>,
@@ -169,7 +169,7 @@ async fn token_for(
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-pub struct DisconnectAnswer {
+pub(crate) struct DisconnectAnswer {
     pub disconnected: bool,
     pub revocation: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -188,7 +188,7 @@ pub(crate) fn disconnect_answer(r: &Revocation) -> DisconnectAnswer {
 }
 
 /// `DELETE /internal/passport/{provider}/users/{user_id}`.
-pub async fn disconnect(
+pub(crate) async fn disconnect(
     State(app): State<AppState>,
     ApiPath((name, user)): ApiPath<(String, String)>,
     caller: Result<InternalCaller, ApiError>,
@@ -205,7 +205,7 @@ pub async fn disconnect(
 }
 
 /// `GET /internal/passport/{provider}/users/{user_id}/diagnosis`.
-pub async fn diagnosis(
+pub(crate) async fn diagnosis(
     State(app): State<AppState>,
     ApiPath((name, user)): ApiPath<(String, String)>,
     caller: Result<InternalCaller, ApiError>,
@@ -216,7 +216,7 @@ pub async fn diagnosis(
 }
 
 /// `GET /internal/passport/{provider}/report[?missing=calendar&format=csv]`.
-pub async fn report(
+pub(crate) async fn report(
     State(app): State<AppState>,
     ApiPath(name): ApiPath<String>,
     caller: Result<InternalCaller, ApiError>,

@@ -18,14 +18,14 @@ use uuid::Uuid;
 use crate::config::RateLimits;
 
 /// Largest total size of request headers accepted.
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 fn limiter<K: std::hash::Hash + Eq + Clone>(per_min: u32) -> Option<DefaultKeyedRateLimiter<K>> {
     NonZeroU32::new(per_min).map(|n| RateLimiter::keyed(Quota::per_minute(n)))
 }
 
 /// The rate limiters of one process.
-pub struct Limiters {
+pub(crate) struct Limiters {
     browser_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
     connect_user: Option<DefaultKeyedRateLimiter<Uuid>>,
     token_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
@@ -34,7 +34,7 @@ pub struct Limiters {
 
 /// Over a limit: retry after this long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limited(pub Duration);
+pub(crate) struct Limited(pub Duration);
 
 fn check<K: std::hash::Hash + Eq + Clone>(
     l: &Option<DefaultKeyedRateLimiter<K>>,
@@ -49,7 +49,7 @@ fn check<K: std::hash::Hash + Eq + Clone>(
 }
 
 impl Limiters {
-    pub fn new(r: &RateLimits) -> Self {
+    pub(crate) fn new(r: &RateLimits) -> Self {
         Self {
             browser_ip: limiter(r.browser_ip_per_min),
             connect_user: limiter(r.connect_user_per_min),
@@ -59,27 +59,27 @@ impl Limiters {
     }
 
     /// Connect and callback, per client IP.
-    pub fn browser_ip(&self, ip: Option<IpAddr>) -> Result<(), Limited> {
+    pub(crate) fn browser_ip(&self, ip: Option<IpAddr>) -> Result<(), Limited> {
         check(&self.browser_ip, ip.as_ref())
     }
 
     /// Connect, per user.
-    pub fn connect_user(&self, user: Uuid) -> Result<(), Limited> {
+    pub(crate) fn connect_user(&self, user: Uuid) -> Result<(), Limited> {
         check(&self.connect_user, Some(&user))
     }
 
     /// Token API, per client IP.
-    pub fn token_ip(&self, ip: Option<IpAddr>) -> Result<(), Limited> {
+    pub(crate) fn token_ip(&self, ip: Option<IpAddr>) -> Result<(), Limited> {
         check(&self.token_ip, ip.as_ref())
     }
 
     /// Token API, per user asked for.
-    pub fn token_user(&self, user: Uuid) -> Result<(), Limited> {
+    pub(crate) fn token_user(&self, user: Uuid) -> Result<(), Limited> {
         check(&self.token_user, Some(&user))
     }
 
     /// Forget keys that have not been seen for a while (called every minute).
-    pub fn shrink(&self) {
+    pub(crate) fn shrink(&self) {
         if let Some(l) = &self.browser_ip {
             l.retain_recent();
         }
@@ -97,13 +97,13 @@ impl Limiters {
 
 /// The TCP peer's address, when the server was started with connect info.
 #[derive(Debug, Clone, Copy)]
-pub struct ClientIp(pub Option<IpAddr>);
+pub(crate) struct ClientIp(pub Option<IpAddr>);
 
 /// The client's address as far as it can be trusted: the TCP peer, or — when
 /// the peer is one of `TRUSTED_PROXIES` — the right-most `X-Forwarded-For`
 /// entry that is not a trusted proxy. IPv6 addresses are keyed by their /64
 /// (one host usually owns the whole prefix).
-pub fn client_ip(parts: &Parts, trusted: &[IpAddr]) -> Option<IpAddr> {
+pub(crate) fn client_ip(parts: &Parts, trusted: &[IpAddr]) -> Option<IpAddr> {
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
@@ -143,7 +143,7 @@ impl FromRequestParts<crate::http::state::AppState> for ClientIp {
 }
 
 /// Refuse requests whose headers are larger than [`MAX_HEADER_BYTES`].
-pub async fn header_limit(req: Request, next: Next) -> Response {
+pub(crate) async fn header_limit(req: Request, next: Next) -> Response {
     let size: usize = req
         .headers()
         .iter()

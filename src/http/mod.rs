@@ -1,16 +1,16 @@
 //! HTTP routes grouped by audience, and the layers every request goes through.
 
-pub mod api;
+pub(crate) mod api;
 pub mod auth;
-pub mod error;
-pub mod internal;
-pub mod limits;
-pub mod ops;
-pub mod pages;
+pub(crate) mod error;
+pub(crate) mod internal;
+pub(crate) mod limits;
+pub(crate) mod ops;
+pub(crate) mod pages;
 pub mod query;
-pub mod state;
+pub(crate) mod state;
 
-pub use state::AppState;
+pub(crate) use state::AppState;
 
 use std::time::{Duration, Instant};
 
@@ -33,9 +33,9 @@ use tower_http::trace::TraceLayer;
 use crate::http::error::PageError;
 
 /// Largest request body accepted anywhere.
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 16 * 1024;
 /// Longest any request may take.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -67,7 +67,7 @@ pub(crate) fn found(location: &str, jar: axum_extra::extract::CookieJar) -> Resp
 }
 
 /// The routes of the service (without the demo's).
-pub fn routes(app: &AppState) -> Router<AppState> {
+pub(crate) fn routes(app: &AppState) -> Router<AppState> {
     let origins: Vec<HeaderValue> = app
         .settings
         .allowed_return_origins
@@ -117,7 +117,7 @@ pub fn routes(app: &AppState) -> Router<AppState> {
 
 /// Wrap a router with the layers every route shares: request ids, tracing
 /// spans named by route template, metrics, security headers, limits.
-pub fn with_common_layers(router: Router) -> Router {
+pub(crate) fn with_common_layers(router: Router) -> Router {
     router
         .fallback(fallback)
         .layer(middleware::from_fn(track_metrics))
@@ -227,7 +227,7 @@ async fn fallback() -> Response {
 }
 
 /// The icon browsers ask for (SVG, which every current browser accepts).
-pub async fn favicon() -> impl IntoResponse {
+pub(crate) async fn favicon() -> impl IntoResponse {
     (
         [
             (CONTENT_TYPE, "image/svg+xml"),
@@ -248,7 +248,7 @@ async fn stylesheet() -> impl IntoResponse {
 }
 
 /// A path parameter for pages: a malformed one is a 404 page, not plain text.
-pub struct PagePath<T>(pub T);
+pub(crate) struct PagePath<T>(pub T);
 
 impl<T, S> axum::extract::FromRequestParts<S> for PagePath<T>
 where
@@ -269,7 +269,7 @@ where
 }
 
 /// A path parameter for the JSON APIs: a malformed one is a JSON 400.
-pub struct ApiPath<T>(pub T);
+pub(crate) struct ApiPath<T>(pub T);
 
 impl<T, S> axum::extract::FromRequestParts<S> for ApiPath<T>
 where

@@ -8,12 +8,12 @@ use axum::Json;
 use crate::http::AppState;
 
 /// `GET /healthz`: the process is up.
-pub async fn healthz() -> &'static str {
+pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
 /// `GET /readyz`: the database answers and the migrations are applied.
-pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
+pub(crate) async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
     if app.passport.ready().await {
         (StatusCode::OK, Json(serde_json::json!({"status": "ready"})))
     } else {
@@ -27,7 +27,7 @@ pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
 }
 
 /// `GET /metrics`: Prometheus text format.
-pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+pub(crate) async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4")],
         app.metrics.render(),

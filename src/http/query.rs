@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 /// Longest query string accepted on browser routes.
-pub const MAX_QUERY_LEN: usize = 4096;
+pub(crate) const MAX_QUERY_LEN: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueryError {

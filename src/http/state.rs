@@ -12,13 +12,13 @@ use crate::passport::Passport;
 #[derive(Clone)]
 pub struct AppState {
     pub passport: Arc<Passport>,
-    pub settings: Arc<Settings>,
-    pub limiters: Arc<Limiters>,
-    pub metrics: PrometheusHandle,
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) limiters: Arc<Limiters>,
+    pub(crate) metrics: PrometheusHandle,
 }
 
 impl AppState {
-    pub fn new(
+    pub(crate) fn new(
         passport: Arc<Passport>,
         settings: Arc<Settings>,
         metrics: PrometheusHandle,

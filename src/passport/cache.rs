@@ -24,13 +24,13 @@ use uuid::Uuid;
 use crate::scopes::ScopeSet;
 
 /// The channel the trigger notifies on.
-pub const CHANNEL: &str = "gmail_token_changed";
+pub(crate) const CHANNEL: &str = "gmail_token_changed";
 /// No entry is served longer than this after it was read.
 pub const MAX_AGE: Duration = Duration::from_secs(30);
 
 /// A cached token.
 #[derive(Clone)]
-pub struct Cached {
+pub(crate) struct Cached {
     /// When it was read from the database (entries older than [`MAX_AGE`]
     /// are not served, bounding staleness even if a notification were lost).
     pub read_at: std::time::Instant,
@@ -41,7 +41,7 @@ pub struct Cached {
     pub email: Option<String>,
 }
 
-pub struct TokenCache {
+pub(crate) struct TokenCache {
     map: RwLock<HashMap<Uuid, Cached>>,
     /// The distinct scope sets seen, so that entries share them.
     scope_sets: std::sync::Mutex<Vec<std::sync::Arc<ScopeSet>>>,
@@ -57,7 +57,7 @@ impl Default for TokenCache {
 }
 
 impl TokenCache {
-    pub fn new(max_entries: usize) -> Self {
+    pub(crate) fn new(max_entries: usize) -> Self {
         Self {
             map: RwLock::new(HashMap::new()),
             scope_sets: std::sync::Mutex::new(Vec::new()),
@@ -68,7 +68,7 @@ impl TokenCache {
     }
 
     /// A cached token still valid beyond `margin`, if the cache is on.
-    pub fn get(&self, user: Uuid, margin: Duration) -> Option<Cached> {
+    pub(crate) fn get(&self, user: Uuid, margin: Duration) -> Option<Cached> {
         if !self.enabled.load(Ordering::Acquire) {
             return None;
         }
@@ -79,7 +79,7 @@ impl TokenCache {
     }
 
     /// The shared copy of a scope set (at most 64 distinct sets are kept).
-    pub fn intern(&self, set: ScopeSet) -> std::sync::Arc<ScopeSet> {
+    pub(crate) fn intern(&self, set: ScopeSet) -> std::sync::Arc<ScopeSet> {
         let mut sets = self.scope_sets.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = sets.iter().find(|s| ***s == set) {
             return s.clone();
@@ -92,13 +92,13 @@ impl TokenCache {
     }
 
     /// Take this before reading a row that may be cached afterwards.
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
 
     /// Store an entry read since `generation`, unless anything was
     /// invalidated in between.
-    pub fn insert_if_unchanged(&self, user: Uuid, generation: u64, entry: Cached) {
+    pub(crate) fn insert_if_unchanged(&self, user: Uuid, generation: u64, entry: Cached) {
         if !self.enabled.load(Ordering::Acquire) {
             return;
         }
@@ -119,37 +119,39 @@ impl TokenCache {
     }
 
     /// Drop one user's entry.
-    pub fn invalidate(&self, user: Uuid) {
+    pub(crate) fn invalidate(&self, user: Uuid) {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
         map.remove(&user);
     }
 
     /// Drop everything.
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
         map.clear();
     }
 
     /// Switch the cache on (listener connected) or off (clearing it).
-    pub fn set_enabled(&self, on: bool) {
+    pub(crate) fn set_enabled(&self, on: bool) {
         if !on {
             self.clear();
         }
         self.enabled.store(on, Ordering::Release);
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.map.read().unwrap_or_else(|p| p.into_inner()).len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Apply one notification payload.
-    pub fn apply(&self, payload: &str) {
+    pub(crate) fn apply(&self, payload: &str) {
         match Uuid::parse_str(payload) {
             Ok(user) => self.invalidate(user),
             Err(_) => self.clear(),
@@ -159,7 +161,7 @@ impl TokenCache {
 
 /// Listen for changes until `stop` resolves; keeps reconnecting, and keeps the
 /// cache off while it is not connected.
-pub async fn listen(db: sqlx::PgPool, cache: std::sync::Arc<TokenCache>) {
+pub(crate) async fn listen(db: sqlx::PgPool, cache: std::sync::Arc<TokenCache>) {
     let mut backoff = Duration::from_millis(200);
     loop {
         let mut listener = match sqlx::postgres::PgListener::connect_with(&db).await {

@@ -18,7 +18,7 @@ use crate::store::gmail_token::{self, ConnectionStatus, ReauthCause, TokenRow};
 /// How one check went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Ok,
     Problem,
     Skipped,
@@ -26,7 +26,7 @@ pub enum Outcome {
 
 /// One check and what it found.
 #[derive(Debug, Clone, Serialize)]
-pub struct Check {
+pub(crate) struct Check {
     pub name: &'static str,
     pub outcome: Outcome,
     pub ko: String,
@@ -35,7 +35,7 @@ pub struct Check {
 
 /// The cause the doctor settles on, and what to do about it.
 #[derive(Debug, Clone, Serialize)]
-pub struct Cause {
+pub(crate) struct Cause {
     pub code: &'static str,
     pub ko: String,
     pub en: String,
@@ -44,7 +44,7 @@ pub struct Cause {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Diagnosis {
+pub(crate) struct Diagnosis {
     pub user_id: Uuid,
     pub provider: &'static str,
     pub connected: bool,
@@ -137,7 +137,7 @@ impl Findings {
 
 impl Passport {
     /// Run every check for one user.
-    pub async fn diagnose(
+    pub(crate) async fn diagnose(
         &self,
         provider: &Provider,
         user: Uuid,
@@ -556,7 +556,7 @@ fn summary(
 
 impl Diagnosis {
     /// Plain text for the terminal, Korean first.
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         let mut out = String::new();
         out.push_str(&format!(
             "user {}  provider {}  email {}  status {}\n\n",

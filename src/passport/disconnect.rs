@@ -14,7 +14,7 @@ use crate::store::passport_event::{self, EventKind, NewEvent};
 /// What happened to the grant at Google.
 #[derive(Debug, Clone, PartialEq, Eq, strum::IntoStaticStr)]
 #[strum(serialize_all = "snake_case")]
-pub enum Revocation {
+pub(crate) enum Revocation {
     Revoked,
     /// Google says the token was already invalid (revoked or expired).
     AlreadyInvalid,
@@ -27,7 +27,7 @@ pub enum Revocation {
 }
 
 impl Revocation {
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         self.into()
     }
 }
@@ -35,7 +35,7 @@ impl Revocation {
 impl Passport {
     /// Disconnect a user: revoke the grant at Google, delete the connection.
     /// `Ok(None)` when there was no connection.
-    pub async fn disconnect(
+    pub(crate) async fn disconnect(
         &self,
         provider: &Provider,
         user: Uuid,

@@ -20,11 +20,11 @@ use crate::store::passport_event::{self, EventKind, NewEvent};
 use crate::store::{gmail_token, oauth_state};
 
 /// How long a consent attempt stays valid.
-pub const STATE_TTL: chrono::Duration = chrono::Duration::minutes(10);
+pub(crate) const STATE_TTL: chrono::Duration = chrono::Duration::minutes(10);
 
 /// Why a flow could not go on. Each variant has its own page.
 #[derive(Debug, thiserror::Error)]
-pub enum FlowError {
+pub(crate) enum FlowError {
     #[error("return_to refused: {0}")]
     ReturnTo(#[from] ReturnToError),
     #[error("the callback has no state")]
@@ -47,7 +47,7 @@ pub enum FlowError {
 
 /// A started consent: where to send the browser, and the browser-binding nonce
 /// to put in the flow cookie.
-pub struct Started {
+pub(crate) struct Started {
     pub authorize_url: Url,
     pub cookie_name: String,
     pub browser_nonce: String,
@@ -64,7 +64,7 @@ impl Passport {
     ///
     /// The browser-binding nonce goes into a cookie named after the attempt
     /// ([`flow_cookie_name`]), so that two tabs can each run a flow.
-    pub async fn start_consent(
+    pub(crate) async fn start_consent(
         &self,
         provider: &Provider,
         user_id: Uuid,
@@ -117,7 +117,7 @@ impl Passport {
     }
 
     /// Finish a consent from Google's redirect.
-    pub async fn complete_consent(
+    pub(crate) async fn complete_consent(
         &self,
         provider: &Provider,
         params: CallbackParams,
@@ -153,7 +153,6 @@ impl Passport {
         tracing::info!(%user_id, provider = provider.name, result, "consent completed");
         Ok(Completed {
             redirect_to: result_url(&return_to, provider.name, &outcome),
-            outcome,
         })
     }
 
@@ -395,7 +394,7 @@ pub fn flow_cookie_name(state: &str) -> String {
 
 /// The query of Google's redirect back to us.
 #[derive(Debug, Default, Clone)]
-pub struct CallbackParams {
+pub(crate) struct CallbackParams {
     pub state: Option<String>,
     pub code: Option<String>,
     pub error: Option<String>,
@@ -404,7 +403,7 @@ pub struct CallbackParams {
 /// What happened, as the `result` parameter tells the front end.
 #[derive(Debug, Clone, PartialEq, Eq, strum::IntoStaticStr)]
 #[strum(serialize_all = "snake_case")]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Connected,
     Upgraded,
     /// The user unticked some scopes: these are still missing.
@@ -417,7 +416,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn result(&self) -> &'static str {
+    pub(crate) fn result(&self) -> &'static str {
         self.into()
     }
 
@@ -444,7 +443,7 @@ impl Outcome {
 /// The result of a consent that Google granted: a pure function of the
 /// previous connection, what Google granted, the account and the scopes
 /// this provider needs.
-pub fn decide_outcome(
+pub(crate) fn decide_outcome(
     previous: Option<&TokenRow>,
     granted: &ScopeSet,
     account: &UserInfo,
@@ -476,8 +475,7 @@ fn is_other_account(prev: &TokenRow, account: &UserInfo) -> bool {
 
 /// A completed callback: the outcome and where to send the browser.
 #[derive(Debug)]
-pub struct Completed {
-    pub outcome: Outcome,
+pub(crate) struct Completed {
     pub redirect_to: Url,
 }
 
@@ -540,7 +538,7 @@ fn google_reason(e: &GoogleError, rejected: &'static str) -> &'static str {
 
 /// `return_to` with `passport`, `result` and (when something is missing)
 /// `missing` / `reason` set; other parameters of `return_to` are kept.
-pub fn result_url(return_to: &Url, provider: &str, outcome: &Outcome) -> Url {
+pub(crate) fn result_url(return_to: &Url, provider: &str, outcome: &Outcome) -> Url {
     const OURS: [&str; 4] = ["passport", "result", "missing", "reason"];
     let mut url = return_to.clone();
     let kept: Vec<(String, String)> = url
@@ -582,8 +580,6 @@ mod tests {
         UserInfo {
             sub: sub.into(),
             email: Some(email.into()),
-            email_verified: Some(true),
-            name: None,
         }
     }
 

@@ -10,7 +10,7 @@ use crate::store::{gmail_token, oauth_state};
 
 /// What `rotate-keys` did.
 #[derive(Debug, Default, Clone, Serialize)]
-pub struct Rotation {
+pub(crate) struct Rotation {
     pub rows_scanned: u64,
     pub rows_rewritten: u64,
     pub rows_current: u64,
@@ -41,13 +41,13 @@ fn reseal(
 
 impl Passport {
     /// The key id new secrets are sealed under, if any.
-    pub fn active_key(&self) -> Option<&str> {
+    pub(crate) fn active_key(&self) -> Option<&str> {
         self.cipher.active_key()
     }
 
     /// Re-seal every stored secret not under the active key, `batch` rows at
     /// a time.
-    pub async fn rotate_keys(&self, batch: i64) -> Result<Rotation, sqlx::Error> {
+    pub(crate) async fn rotate_keys(&self, batch: i64) -> Result<Rotation, sqlx::Error> {
         rotate(&self.db, &self.cipher, batch).await
     }
 }

@@ -5,18 +5,18 @@
 //! webhook deliveries in `crate::notify`; this module decides.
 
 pub mod cache;
-pub mod diagnosis;
-pub mod disconnect;
+pub(crate) mod diagnosis;
+pub(crate) mod disconnect;
 pub mod flow;
-pub mod keys;
+pub(crate) mod keys;
 mod locks;
-pub mod provider;
-pub mod report;
+pub(crate) mod provider;
+pub(crate) mod report;
 pub mod return_to;
-pub mod status;
-pub mod sweep;
-pub mod token;
-pub mod webhooks;
+pub(crate) mod status;
+pub(crate) mod sweep;
+pub(crate) mod token;
+pub(crate) mod webhooks;
 
 use std::sync::Arc;
 
@@ -53,7 +53,7 @@ pub struct Passport {
 }
 
 impl Passport {
-    pub fn new(settings: Arc<Settings>, db: PgPool) -> Self {
+    pub(crate) fn new(settings: Arc<Settings>, db: PgPool) -> Self {
         let http = http_client(settings.google_http_timeout);
         Self {
             google: Google::new(&settings, http.clone()),
@@ -69,47 +69,43 @@ impl Passport {
     }
 
     /// The database pool (for the composition root's lifecycle).
-    pub fn db(&self) -> &PgPool {
+    pub(crate) fn db(&self) -> &PgPool {
         &self.db
     }
 
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     /// The provider named in a URL, if this service runs one by that name.
-    pub fn provider(&self, name: &str) -> Option<&Provider> {
+    pub(crate) fn provider(&self, name: &str) -> Option<&Provider> {
         self.providers.get(name)
     }
 
-    pub fn gmail(&self) -> &Provider {
+    pub(crate) fn gmail(&self) -> &Provider {
         self.providers.gmail()
     }
 
     /// Where a user presses 재인증 for `provider` (the one place this URL is made).
-    pub fn reauth_url(&self, provider: &Provider) -> Url {
+    pub(crate) fn reauth_url(&self, provider: &Provider) -> Url {
         self.settings
             .public_url(&format!("/passport/{}/connect", provider.name))
     }
 
     /// Is the database reachable and are all migrations applied?
-    pub async fn ready(&self) -> bool {
+    pub(crate) async fn ready(&self) -> bool {
         crate::store::ready(&self.db).await
     }
 
     /// Delete expired consent attempts; returns how many.
-    pub async fn purge_expired_attempts(&self) -> Result<u64, sqlx::Error> {
+    pub(crate) async fn purge_expired_attempts(&self) -> Result<u64, sqlx::Error> {
         crate::store::oauth_state::purge_expired(&self.db).await
     }
 
     /// Keep the token cache in step with `gmail_token` until the task is dropped.
-    pub async fn listen_for_changes(&self) {
+    pub(crate) async fn listen_for_changes(&self) {
         cache::listen(self.db.clone(), self.token_cache.clone()).await
     }
 }
 
 /// 32 random bytes, base64url without padding (43 characters).
-pub fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     use base64::Engine;
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
@@ -117,12 +113,12 @@ pub fn random_token() -> String {
 }
 
 /// SHA-256 of a value, as stored for `state` and the browser nonce.
-pub fn sha256(value: &str) -> Vec<u8> {
+pub(crate) fn sha256(value: &str) -> Vec<u8> {
     Sha256::digest(value.as_bytes()).to_vec()
 }
 
 /// Does `s` look like a value made by [`random_token`]?
-pub fn is_token_shaped(s: &str) -> bool {
+pub(crate) fn is_token_shaped(s: &str) -> bool {
     s.len() == 43
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')

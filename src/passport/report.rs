@@ -14,7 +14,7 @@ use crate::scopes::{short_name, ScopeSet};
 use crate::store::gmail_token::{self, ConnectionStatus};
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     pub provider: &'static str,
     pub total: i64,
     /// Connections by status: active, reauth_required, revoked.
@@ -24,7 +24,7 @@ pub struct Report {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct MissingUser {
+pub(crate) struct MissingUser {
     pub user_id: Uuid,
     pub email: Option<String>,
     pub status: ConnectionStatus,
@@ -33,12 +33,15 @@ pub struct MissingUser {
 
 impl Passport {
     /// The rollout report of `provider`.
-    pub async fn report(&self, provider: &Provider) -> Result<Report, sqlx::Error> {
+    pub(crate) async fn report(&self, provider: &Provider) -> Result<Report, sqlx::Error> {
         build(&self.db, provider).await
     }
 
     /// Users whose connection lacks `scope`, oldest consent first.
-    pub async fn missing_users(&self, scope: &ScopeSet) -> Result<Vec<MissingUser>, sqlx::Error> {
+    pub(crate) async fn missing_users(
+        &self,
+        scope: &ScopeSet,
+    ) -> Result<Vec<MissingUser>, sqlx::Error> {
         missing_users(&self.db, scope).await
     }
 }
@@ -88,7 +91,7 @@ async fn missing_users(
 }
 
 impl Report {
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         let mut s = format!(
             "Gmail Passport ({}): {} connections\n",
             self.provider, self.total
@@ -106,7 +109,7 @@ impl Report {
 }
 
 /// CSV of users to upgrade: `user_id,email,status,last_consent_at`.
-pub fn to_csv(users: &[MissingUser]) -> String {
+pub(crate) fn to_csv(users: &[MissingUser]) -> String {
     const MEMORY: &str = "writing CSV to memory cannot fail";
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(["user_id", "email", "status", "last_consent_at"])

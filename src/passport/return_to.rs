@@ -4,7 +4,7 @@
 use url::{Origin, Url};
 
 /// Longest `return_to` accepted.
-pub const MAX_RETURN_TO_LEN: usize = 2048;
+pub(crate) const MAX_RETURN_TO_LEN: usize = 2048;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ReturnToError {

@@ -12,28 +12,26 @@ use crate::store::{gmail_token, passport_event};
 
 /// A connection's state, computed from its row and the provider's scopes.
 #[derive(Debug, Clone)]
-pub struct PassportStatus {
+pub(crate) struct PassportStatus {
     pub connected: bool,
     pub email: Option<String>,
     pub status: Option<ConnectionStatus>,
     pub granted: ScopeSet,
     pub missing: ScopeSet,
     pub expires_at: Option<DateTime<Utc>>,
-    pub last_error: Option<String>,
-    pub consented_at: Option<DateTime<Utc>>,
 }
 
 impl PassportStatus {
     /// Something the user can fix with 재인증: not connected, a broken grant or
     /// a missing scope.
-    pub fn needs_reauth(&self) -> bool {
+    pub(crate) fn needs_reauth(&self) -> bool {
         self.status != Some(ConnectionStatus::Active) || !self.missing.is_empty()
     }
 }
 
 impl Passport {
     /// The state of one user's connection.
-    pub async fn status(
+    pub(crate) async fn status(
         &self,
         provider: &Provider,
         user_id: Uuid,
@@ -43,7 +41,7 @@ impl Passport {
     }
 
     /// The emails of the latest account change, for the result banner.
-    pub async fn last_account_change(
+    pub(crate) async fn last_account_change(
         &self,
         provider: &Provider,
         user_id: Uuid,
@@ -65,8 +63,6 @@ fn status_of(provider: &Provider, row: Option<gmail_token::TokenRow>) -> Passpor
             granted: ScopeSet::new(),
             missing: provider.scopes.clone(),
             expires_at: None,
-            last_error: None,
-            consented_at: None,
         },
         Some(row) => {
             let granted = ScopeSet::from_json(row.scopes.as_ref());
@@ -77,8 +73,6 @@ fn status_of(provider: &Provider, row: Option<gmail_token::TokenRow>) -> Passpor
                 email: row.email,
                 status: Some(row.status),
                 expires_at: row.expires_at,
-                last_error: row.last_error,
-                consented_at: row.consented_at,
             }
         }
     }

@@ -21,20 +21,13 @@ use crate::store::{self, gmail_token};
 
 /// What one sweep did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct SweepReport {
+pub(crate) struct SweepReport {
     /// Another instance holds the sweep.
     pub skipped: bool,
     pub refreshed: u32,
     pub reauth_required: u32,
     pub unavailable: u32,
     pub other: u32,
-}
-
-impl Passport {
-    /// One sweep: up to a minute's worth of connections, paced.
-    pub async fn sweep_once(&self) -> Result<SweepReport, sqlx::Error> {
-        sweep_once(self, &CancellationToken::new()).await
-    }
 }
 
 /// One sweep; stops between two users once `stop` is cancelled (never in
@@ -108,7 +101,7 @@ async fn sweep_locked(
 }
 
 /// Sweep every `SWEEP_INTERVAL_SECS` until `stop` is cancelled.
-pub async fn run_sweeper(app: Arc<Passport>, stop: CancellationToken) {
+pub(crate) async fn run_sweeper(app: Arc<Passport>, stop: CancellationToken) {
     let s = app.settings.sweep;
     if s.after.is_zero() {
         return;

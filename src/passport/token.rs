@@ -20,15 +20,15 @@ use crate::store::gmail_token::{self, ConnectionStatus, ReauthCause, TokenRow};
 use crate::store::passport_event::{self, EventKind, NewEvent};
 
 /// How many times a refresh is tried when Google is unavailable.
-pub const REFRESH_ATTEMPTS: u32 = 3;
+pub(crate) const REFRESH_ATTEMPTS: u32 = 3;
 /// First backoff between attempts (doubled each time, with jitter).
-pub const REFRESH_BACKOFF: Duration = Duration::from_millis(200);
+pub(crate) const REFRESH_BACKOFF: Duration = Duration::from_millis(200);
 /// Time for all attempts of one refresh together (below the 30 s request
 /// timeout).
-pub const REFRESH_BUDGET: Duration = Duration::from_secs(20);
+pub(crate) const REFRESH_BUDGET: Duration = Duration::from_secs(20);
 
 /// A token handed to a skill.
-pub struct IssuedToken {
+pub(crate) struct IssuedToken {
     pub access_token: SecretString,
     pub expires_at: Option<DateTime<Utc>>,
     pub scopes: ScopeSet,
@@ -47,7 +47,7 @@ impl std::fmt::Debug for IssuedToken {
 
 /// Why no token was handed out.
 #[derive(Debug, thiserror::Error)]
-pub enum TokenError {
+pub(crate) enum TokenError {
     #[error("no connection for this user")]
     NotConnected,
     #[error("the connection lacks scopes: {0}")]
@@ -107,7 +107,7 @@ type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
 impl Passport {
     /// A token for `user` that covers `requested` and stays valid for at least
     /// the refresh margin, refreshing it first when needed.
-    pub async fn token_for(
+    pub(crate) async fn token_for(
         &self,
         provider: &Provider,
         user: Uuid,
@@ -152,7 +152,7 @@ impl Passport {
     ///
     /// Single flight: inside this process one caller per user goes on and the
     /// others wait on its lock; across processes the row lock does the same.
-    pub async fn refresh(
+    pub(crate) async fn refresh(
         &self,
         provider: &Provider,
         user: Uuid,

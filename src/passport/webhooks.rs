@@ -26,7 +26,7 @@ use crate::scopes::ScopeSet;
 use crate::store::webhook_outbox::{self, Claimed, NewOutbox};
 
 /// The longest wait between two attempts.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// Events claimed per round.
 const BATCH: i64 = 20;
 
@@ -34,7 +34,7 @@ const BATCH: i64 = 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
-pub enum Kind {
+pub(crate) enum Kind {
     Connected,
     Upgraded,
     PartialGrant,
@@ -45,14 +45,14 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         self.into()
     }
 }
 
 /// What the announcement says about the connection (never a token).
 #[derive(Debug, Default, Clone, Serialize)]
-pub struct Facts<'a> {
+pub(crate) struct Facts<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -99,7 +99,7 @@ struct Payload<'a> {
 
 /// Write an announcement in the caller's transaction (nothing when webhooks
 /// are off).
-pub async fn enqueue(
+pub(crate) async fn enqueue(
     tx: &mut sqlx::PgConnection,
     app: &Passport,
     provider: &crate::passport::provider::Provider,
@@ -129,7 +129,7 @@ pub async fn enqueue(
 }
 
 /// `v1=` + hex HMAC-SHA256 over `"<timestamp>.<body>"`.
-pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+pub(crate) fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
@@ -141,7 +141,7 @@ pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
 
 /// Delay before attempt `attempts + 1`: base × 2^(attempts-1), capped, with
 /// up to 25 % jitter.
-pub fn backoff(base: Duration, attempts: u32) -> Duration {
+pub(crate) fn backoff(base: Duration, attempts: u32) -> Duration {
     let exp = base.saturating_mul(2u32.saturating_pow(attempts.saturating_sub(1).min(20)));
     let capped = exp.min(MAX_BACKOFF);
     let jitter = rand::thread_rng().gen_range(0..=capped.as_millis() as u64 / 4);
@@ -204,25 +204,20 @@ async fn dispatch_once(app: &Passport) -> Result<usize, sqlx::Error> {
 }
 
 impl Passport {
-    /// One delivery round (see [`dispatch_once`]).
-    pub async fn deliver_webhooks_once(&self) -> Result<usize, sqlx::Error> {
-        dispatch_once(self).await
-    }
-
     /// Put every dead letter back in the queue; returns how many.
-    pub async fn retry_dead_webhooks(&self) -> Result<u64, sqlx::Error> {
+    pub(crate) async fn retry_dead_webhooks(&self) -> Result<u64, sqlx::Error> {
         webhook_outbox::retry_dead(&self.db).await
     }
 
     /// How many announcements wait, died or were delivered.
-    pub async fn webhook_backlog(&self) -> Result<webhook_outbox::Backlog, sqlx::Error> {
+    pub(crate) async fn webhook_backlog(&self) -> Result<webhook_outbox::Backlog, sqlx::Error> {
         webhook_outbox::backlog(&self.db).await
     }
 }
 
 /// Deliver until `stop` is cancelled. Database errors are logged and the
 /// loop goes on: a restarting database only delays deliveries.
-pub async fn run_dispatcher(app: std::sync::Arc<Passport>, stop: CancellationToken) {
+pub(crate) async fn run_dispatcher(app: std::sync::Arc<Passport>, stop: CancellationToken) {
     let Some(hooks) = app.settings.webhooks.clone() else {
         return;
     };
@@ -248,7 +243,7 @@ pub async fn run_dispatcher(app: std::sync::Arc<Passport>, stop: CancellationTok
 }
 
 /// Refresh the outbox gauges (pending, dead letters).
-pub async fn record_backlog(app: &Passport) -> Result<(), sqlx::Error> {
+pub(crate) async fn record_backlog(app: &Passport) -> Result<(), sqlx::Error> {
     let b = webhook_outbox::backlog(&app.db).await?;
     metrics::gauge!("passport_webhook_outbox_pending").set(b.pending as f64);
     metrics::gauge!("passport_webhook_outbox_dead").set(b.dead as f64);

@@ -33,7 +33,7 @@ pub enum ConnectionStatus {
 }
 
 impl ConnectionStatus {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         self.into()
     }
 }
@@ -41,7 +41,7 @@ impl ConnectionStatus {
 /// Why a connection needs 재인증, as `gmail_token.last_error` records it:
 /// `"<code>: <detail>"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReauthCause {
+pub(crate) enum ReauthCause {
     /// No refresh token is stored (a row adopted from the old service, or
     /// Google sent none).
     NoRefreshToken,
@@ -53,7 +53,7 @@ pub enum ReauthCause {
 
 impl ReauthCause {
     /// The short code APIs and webhooks show.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Self::NoRefreshToken => "no_refresh_token",
             Self::InvalidGrant { .. } => "invalid_grant",
@@ -62,7 +62,7 @@ impl ReauthCause {
     }
 
     /// The text stored in `last_error`.
-    pub fn to_last_error(&self) -> String {
+    pub(crate) fn to_last_error(&self) -> String {
         match self {
             Self::NoRefreshToken => {
                 "no_refresh_token: no refresh token is stored; press 재인증".into()
@@ -75,7 +75,7 @@ impl ReauthCause {
 
     /// Read back what [`to_last_error`](Self::to_last_error) (or another
     /// writer) stored.
-    pub fn from_last_error(stored: Option<&str>) -> Self {
+    pub(crate) fn from_last_error(stored: Option<&str>) -> Self {
         let stored = stored.unwrap_or_default();
         let (code, detail) = stored.split_once(':').unwrap_or((stored, ""));
         match code.trim() {
@@ -116,7 +116,7 @@ pub struct TokenRow {
 
 impl TokenRow {
     /// Why this connection needs 재인증 (meaningful when it is not active).
-    pub fn reauth_cause(&self) -> ReauthCause {
+    pub(crate) fn reauth_cause(&self) -> ReauthCause {
         ReauthCause::from_last_error(self.last_error.as_deref())
     }
 }
@@ -156,7 +156,7 @@ pub async fn find(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<Option<Token
 }
 
 /// Read the row and lock it until the transaction ends.
-pub async fn find_for_update(
+pub(crate) async fn find_for_update(
     db: impl PgExecutor<'_>,
     user_id: Uuid,
 ) -> Result<Option<TokenRow>, sqlx::Error> {
@@ -232,7 +232,7 @@ pub async fn count(pool: &PgPool) -> Result<i64, sqlx::Error> {
 }
 
 /// Delete a user's connection; true when there was one.
-pub async fn delete(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<bool, sqlx::Error> {
+pub(crate) async fn delete(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<bool, sqlx::Error> {
     let r = sqlx::query!(r#"DELETE FROM gmail_token WHERE user_id = $1"#, user_id)
         .execute(db)
         .await?;
@@ -241,7 +241,7 @@ pub async fn delete(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<bool, sqlx
 
 /// Store a refreshed access token. `scopes` replaces the stored list only
 /// when Google sent one; the refresh token is never touched here.
-pub async fn record_refresh(
+pub(crate) async fn record_refresh(
     db: impl PgExecutor<'_>,
     user_id: Uuid,
     access_token: &str,
@@ -270,7 +270,7 @@ pub async fn record_refresh(
 }
 
 /// Google refused the refresh token: keep the row, mark it.
-pub async fn mark_reauth_required(
+pub(crate) async fn mark_reauth_required(
     db: impl PgExecutor<'_>,
     user_id: Uuid,
     cause: &ReauthCause,
@@ -287,12 +287,14 @@ pub async fn mark_reauth_required(
 }
 
 /// Connections by status (the rollout report).
-pub struct StatusCount {
+pub(crate) struct StatusCount {
     pub status: ConnectionStatus,
     pub n: i64,
 }
 
-pub async fn count_by_status(db: impl PgExecutor<'_>) -> Result<Vec<StatusCount>, sqlx::Error> {
+pub(crate) async fn count_by_status(
+    db: impl PgExecutor<'_>,
+) -> Result<Vec<StatusCount>, sqlx::Error> {
     sqlx::query_as!(
         StatusCount,
         r#"SELECT status AS "status: ConnectionStatus", count(*) AS "n!" FROM gmail_token GROUP BY status ORDER BY status"#
@@ -303,7 +305,7 @@ pub async fn count_by_status(db: impl PgExecutor<'_>) -> Result<Vec<StatusCount>
 
 /// How many connections lack a scope (given as full URL and short name:
 /// rows of the old service may hold either, as an array or one string).
-pub async fn count_missing(
+pub(crate) async fn count_missing(
     db: impl PgExecutor<'_>,
     url: &str,
     short: &str,
@@ -322,14 +324,14 @@ pub async fn count_missing(
 }
 
 /// A connection that lacks a scope, for the rollout list.
-pub struct MissingRow {
+pub(crate) struct MissingRow {
     pub user_id: Uuid,
     pub email: Option<String>,
     pub status: ConnectionStatus,
     pub consented_at: Option<DateTime<Utc>>,
 }
 
-pub async fn list_missing(
+pub(crate) async fn list_missing(
     db: impl PgExecutor<'_>,
     url: &str,
     short: &str,
@@ -350,14 +352,14 @@ pub async fn list_missing(
 }
 
 /// The stored secrets of one row, for key rotation.
-pub struct SecretsRow {
+pub(crate) struct SecretsRow {
     pub user_id: Uuid,
     pub access_token: Option<String>,
     pub refresh_token: Option<String>,
 }
 
 /// Rows after `after` (by user id), `limit` at a time.
-pub async fn secrets_page(
+pub(crate) async fn secrets_page(
     db: impl PgExecutor<'_>,
     after: Option<Uuid>,
     limit: i64,
@@ -376,7 +378,7 @@ pub async fn secrets_page(
 
 /// Replace a row's stored secrets if they are still what was read (a refresh
 /// in between already re-sealed them). True when the row was rewritten.
-pub async fn rewrite_secrets(
+pub(crate) async fn rewrite_secrets(
     db: impl PgExecutor<'_>,
     user_id: Uuid,
     old_access: Option<&str>,
@@ -402,7 +404,7 @@ pub async fn rewrite_secrets(
 
 /// Active connections the sweep should refresh: not refreshed, consented or
 /// swept for `after_secs`, oldest first.
-pub async fn due_for_sweep(
+pub(crate) async fn due_for_sweep(
     db: impl PgExecutor<'_>,
     after_secs: f64,
     limit: i64,
@@ -422,7 +424,7 @@ pub async fn due_for_sweep(
 }
 
 /// The sweep tried this connection now (whatever the outcome).
-pub async fn mark_swept(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<(), sqlx::Error> {
+pub(crate) async fn mark_swept(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"UPDATE gmail_token SET swept_at = now() WHERE user_id = $1"#,
         user_id
@@ -433,7 +435,7 @@ pub async fn mark_swept(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<(), sq
 }
 
 /// Replace the stored refresh token (re-sealed under the active key).
-pub async fn set_refresh_token(
+pub(crate) async fn set_refresh_token(
     db: impl PgExecutor<'_>,
     user_id: Uuid,
     sealed: &str,

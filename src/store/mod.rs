@@ -1,9 +1,9 @@
 //! Every SQL statement of the service, one module per table.
 
 pub mod gmail_token;
-pub mod oauth_state;
+pub(crate) mod oauth_state;
 pub mod passport_event;
-pub mod webhook_outbox;
+pub(crate) mod webhook_outbox;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
@@ -14,7 +14,7 @@ use std::time::Duration;
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Open a pool without connecting yet (connections are made on first use).
-pub fn pool_options() -> PgPoolOptions {
+pub(crate) fn pool_options() -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(20)
         .min_connections(0)
@@ -22,7 +22,7 @@ pub fn pool_options() -> PgPoolOptions {
 }
 
 /// Parse a database URL into connect options.
-pub fn connect_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
+pub(crate) fn connect_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
     PgConnectOptions::from_str(url)
 }
 
@@ -38,7 +38,7 @@ pub async fn connect_and_migrate(url: &str) -> Result<PgPool, sqlx::Error> {
 }
 
 /// Is the database reachable and are all embedded migrations applied?
-pub async fn ready(pool: &PgPool) -> bool {
+pub(crate) async fn ready(pool: &PgPool) -> bool {
     // `_sqlx_migrations` belongs to sqlx, not to our schema: a plain query.
     let applied: Result<i64, _> =
         sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
@@ -49,7 +49,7 @@ pub async fn ready(pool: &PgPool) -> bool {
 
 /// Create a database on the server of `url` if it does not exist yet (the
 /// demo uses this so that a newcomer needs no manual step).
-pub async fn ensure_database(url: &str) -> Result<(), sqlx::Error> {
+pub(crate) async fn ensure_database(url: &str) -> Result<(), sqlx::Error> {
     use sqlx::ConnectOptions;
     let opts = connect_options(url)?;
     let name = opts.get_database().unwrap_or("postgres").to_string();
@@ -78,7 +78,7 @@ pub async fn ensure_database(url: &str) -> Result<(), sqlx::Error> {
 const SWEEP_LOCK: i64 = 0x6175_7468_7377_6570; // "authswep"
 
 /// Try to become the sweeper; the lock lives as long as this connection.
-pub async fn try_sweep_lock(conn: &mut sqlx::PgConnection) -> Result<bool, sqlx::Error> {
+pub(crate) async fn try_sweep_lock(conn: &mut sqlx::PgConnection) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar!(
         r#"SELECT pg_try_advisory_lock($1) AS "locked!""#,
         SWEEP_LOCK
@@ -87,7 +87,7 @@ pub async fn try_sweep_lock(conn: &mut sqlx::PgConnection) -> Result<bool, sqlx:
     .await
 }
 
-pub async fn sweep_unlock(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+pub(crate) async fn sweep_unlock(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query_scalar!(
         r#"SELECT pg_advisory_unlock($1) AS "unlocked!""#,
         SWEEP_LOCK

@@ -5,11 +5,10 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 /// A stored consent attempt.
-pub struct StateRow {
+pub(crate) struct StateRow {
     pub user_id: Uuid,
     pub provider: String,
     pub pkce_verifier: String,
-    pub requested_scopes: serde_json::Value,
     pub return_to: String,
     pub expires_at: DateTime<Utc>,
 }
@@ -26,7 +25,7 @@ impl std::fmt::Debug for StateRow {
     }
 }
 
-pub struct NewState<'a> {
+pub(crate) struct NewState<'a> {
     pub state_hash: &'a [u8],
     pub user_id: Uuid,
     pub provider: &'a str,
@@ -37,7 +36,7 @@ pub struct NewState<'a> {
     pub expires_at: DateTime<Utc>,
 }
 
-pub async fn insert(db: impl PgExecutor<'_>, s: &NewState<'_>) -> Result<(), sqlx::Error> {
+pub(crate) async fn insert(db: impl PgExecutor<'_>, s: &NewState<'_>) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"INSERT INTO oauth_state
                (state_hash, user_id, provider, pkce_verifier, requested_scopes, return_to,
@@ -59,7 +58,7 @@ pub async fn insert(db: impl PgExecutor<'_>, s: &NewState<'_>) -> Result<(), sql
 
 /// Consume the attempt if it exists for this provider and this browser (and,
 /// when `user_id` is given, this user).
-pub async fn take(
+pub(crate) async fn take(
     db: impl PgExecutor<'_>,
     state_hash: &[u8],
     provider: &str,
@@ -71,7 +70,7 @@ pub async fn take(
         r#"DELETE FROM oauth_state
            WHERE state_hash = $1 AND provider = $2 AND browser_nonce_hash = $3
              AND ($4::uuid IS NULL OR user_id = $4)
-           RETURNING user_id, provider, pkce_verifier, requested_scopes, return_to, expires_at"#,
+           RETURNING user_id, provider, pkce_verifier, return_to, expires_at"#,
         state_hash,
         provider,
         browser_nonce_hash,
@@ -83,12 +82,12 @@ pub async fn take(
 
 /// An attempt that exists but was not taken: whose and until when (to tell
 /// "expired" from "another browser" from "another user").
-pub struct Peeked {
+pub(crate) struct Peeked {
     pub user_id: Uuid,
     pub expires_at: DateTime<Utc>,
 }
 
-pub async fn peek(
+pub(crate) async fn peek(
     db: impl PgExecutor<'_>,
     state_hash: &[u8],
     provider: &str,
@@ -104,7 +103,7 @@ pub async fn peek(
 }
 
 /// Delete one attempt (an expired one that was presented).
-pub async fn delete(db: impl PgExecutor<'_>, state_hash: &[u8]) -> Result<(), sqlx::Error> {
+pub(crate) async fn delete(db: impl PgExecutor<'_>, state_hash: &[u8]) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"DELETE FROM oauth_state WHERE state_hash = $1"#,
         state_hash
@@ -115,7 +114,7 @@ pub async fn delete(db: impl PgExecutor<'_>, state_hash: &[u8]) -> Result<(), sq
 }
 
 /// Delete every expired attempt; returns how many.
-pub async fn purge_expired(db: impl PgExecutor<'_>) -> Result<u64, sqlx::Error> {
+pub(crate) async fn purge_expired(db: impl PgExecutor<'_>) -> Result<u64, sqlx::Error> {
     let r = sqlx::query!(r#"DELETE FROM oauth_state WHERE expires_at < now()"#)
         .execute(db)
         .await?;
@@ -123,13 +122,13 @@ pub async fn purge_expired(db: impl PgExecutor<'_>) -> Result<u64, sqlx::Error> 
 }
 
 /// A consent attempt's sealed verifier, for key rotation.
-pub struct VerifierRow {
+pub(crate) struct VerifierRow {
     pub state_hash: Vec<u8>,
     pub user_id: Uuid,
     pub pkce_verifier: String,
 }
 
-pub async fn verifiers(db: impl PgExecutor<'_>) -> Result<Vec<VerifierRow>, sqlx::Error> {
+pub(crate) async fn verifiers(db: impl PgExecutor<'_>) -> Result<Vec<VerifierRow>, sqlx::Error> {
     sqlx::query_as!(
         VerifierRow,
         r#"SELECT state_hash, user_id, pkce_verifier FROM oauth_state WHERE expires_at > now()"#
@@ -138,7 +137,7 @@ pub async fn verifiers(db: impl PgExecutor<'_>) -> Result<Vec<VerifierRow>, sqlx
     .await
 }
 
-pub async fn rewrite_verifier(
+pub(crate) async fn rewrite_verifier(
     db: impl PgExecutor<'_>,
     state_hash: &[u8],
     old: &str,

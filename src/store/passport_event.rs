@@ -27,7 +27,7 @@ impl EventKind {
     }
 }
 
-pub struct NewEvent<'a> {
+pub(crate) struct NewEvent<'a> {
     pub user_id: Uuid,
     pub provider: &'a str,
     pub kind: EventKind,
@@ -40,7 +40,7 @@ pub struct NewEvent<'a> {
 }
 
 impl<'a> NewEvent<'a> {
-    pub fn new(user_id: Uuid, provider: &'a str, kind: EventKind) -> Self {
+    pub(crate) fn new(user_id: Uuid, provider: &'a str, kind: EventKind) -> Self {
         Self {
             user_id,
             provider,
@@ -55,7 +55,7 @@ impl<'a> NewEvent<'a> {
     }
 }
 
-pub async fn insert(db: impl PgExecutor<'_>, e: &NewEvent<'_>) -> Result<(), sqlx::Error> {
+pub(crate) async fn insert(db: impl PgExecutor<'_>, e: &NewEvent<'_>) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"INSERT INTO passport_event
                (user_id, provider, kind, scopes_before, scopes_after, email_before, email_after,

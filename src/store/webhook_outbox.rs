@@ -4,14 +4,14 @@ use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-pub struct NewOutbox<'a> {
+pub(crate) struct NewOutbox<'a> {
     pub event_id: Uuid,
     pub kind: &'a str,
     pub user_id: Uuid,
     pub payload: serde_json::Value,
 }
 
-pub async fn insert(db: impl PgExecutor<'_>, e: &NewOutbox<'_>) -> Result<(), sqlx::Error> {
+pub(crate) async fn insert(db: impl PgExecutor<'_>, e: &NewOutbox<'_>) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"INSERT INTO webhook_outbox (event_id, kind, user_id, payload) VALUES ($1, $2, $3, $4)"#,
         e.event_id,
@@ -26,7 +26,7 @@ pub async fn insert(db: impl PgExecutor<'_>, e: &NewOutbox<'_>) -> Result<(), sq
 
 /// An event claimed for delivery.
 #[derive(Debug, Clone)]
-pub struct Claimed {
+pub(crate) struct Claimed {
     pub id: i64,
     pub event_id: Uuid,
     pub kind: String,
@@ -36,7 +36,7 @@ pub struct Claimed {
 
 /// Claim up to `limit` due events for `lease_secs`: no other dispatcher takes
 /// them until the lease ends (a crashed dispatcher's lease simply expires).
-pub async fn claim(
+pub(crate) async fn claim(
     db: impl PgExecutor<'_>,
     limit: i64,
     lease_secs: f64,
@@ -61,7 +61,7 @@ pub async fn claim(
     .await
 }
 
-pub async fn mark_delivered(db: impl PgExecutor<'_>, id: i64) -> Result<(), sqlx::Error> {
+pub(crate) async fn mark_delivered(db: impl PgExecutor<'_>, id: i64) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"UPDATE webhook_outbox SET status = 'delivered', delivered_at = now(), locked_until = NULL,
                last_error = NULL
@@ -73,7 +73,7 @@ pub async fn mark_delivered(db: impl PgExecutor<'_>, id: i64) -> Result<(), sqlx
     Ok(())
 }
 
-pub async fn mark_retry(
+pub(crate) async fn mark_retry(
     db: impl PgExecutor<'_>,
     id: i64,
     next_attempt_at: DateTime<Utc>,
@@ -91,7 +91,11 @@ pub async fn mark_retry(
     Ok(())
 }
 
-pub async fn mark_dead(db: impl PgExecutor<'_>, id: i64, error: &str) -> Result<(), sqlx::Error> {
+pub(crate) async fn mark_dead(
+    db: impl PgExecutor<'_>,
+    id: i64,
+    error: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"UPDATE webhook_outbox SET status = 'dead', locked_until = NULL, last_error = $2 WHERE id = $1"#,
         id,
@@ -103,7 +107,7 @@ pub async fn mark_dead(db: impl PgExecutor<'_>, id: i64, error: &str) -> Result<
 }
 
 /// Put every dead letter back in the queue; returns how many.
-pub async fn retry_dead(db: impl PgExecutor<'_>) -> Result<u64, sqlx::Error> {
+pub(crate) async fn retry_dead(db: impl PgExecutor<'_>) -> Result<u64, sqlx::Error> {
     let r = sqlx::query!(
         r#"UPDATE webhook_outbox SET status = 'pending', attempts = 0, next_attempt_at = now(),
                locked_until = NULL
@@ -115,14 +119,14 @@ pub async fn retry_dead(db: impl PgExecutor<'_>) -> Result<u64, sqlx::Error> {
 }
 
 /// Events by status.
-pub struct Backlog {
+pub(crate) struct Backlog {
     pub pending: i64,
     pub dead: i64,
     pub delivered: i64,
     pub oldest_pending: Option<DateTime<Utc>>,
 }
 
-pub async fn backlog(db: impl PgExecutor<'_>) -> Result<Backlog, sqlx::Error> {
+pub(crate) async fn backlog(db: impl PgExecutor<'_>) -> Result<Backlog, sqlx::Error> {
     sqlx::query_as!(
         Backlog,
         r#"SELECT count(*) FILTER (WHERE status = 'pending') AS "pending!",

@@ -64,8 +64,8 @@ fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
                     .take_while(|c| c.is_alphanumeric() || *c == '_')
                     .collect();
                 let mut targets = vec![name];
-                if rest.starts_with('{') {
-                    let inner = rest[1..].split('}').next().unwrap_or("");
+                if let Some(group) = rest.strip_prefix('{') {
+                    let inner = group.split('}').next().unwrap_or("");
                     targets.extend(
                         inner
                             .split(',')
