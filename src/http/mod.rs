@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod copy;
 pub mod error;
 pub mod internal;
 pub mod limits;
