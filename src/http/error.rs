@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use serde::Serialize;
 
+use crate::http::copy::{self, PageCopy};
 use crate::passport::flow::FlowError;
 use crate::passport::token::TokenError;
 
@@ -240,14 +241,9 @@ pub enum PageError {
 
 #[derive(Template)]
 #[template(path = "error.html")]
-struct ErrorPage<'a> {
+struct ErrorPage {
     status: u16,
-    title_ko: &'a str,
-    title_en: &'a str,
-    what_ko: &'a str,
-    what_en: &'a str,
-    next_ko: &'a str,
-    next_en: &'a str,
+    copy: &'static PageCopy,
 }
 
 impl PageError {
@@ -264,97 +260,20 @@ impl PageError {
         }
     }
 
-    /// (title ko, title en, what happened ko, en, what to do ko, en)
-    fn texts(&self) -> [&'static str; 6] {
+    /// What the page says (the sentences are in [`copy`]).
+    fn copy(&self) -> &'static PageCopy {
         match self {
-            Self::SignInNeeded => [
-                "로그인이 필요합니다",
-                "Sign-in needed",
-                "ro-being에 로그인되어 있지 않거나 로그인이 만료되었습니다.",
-                "You are not signed in to ro-being, or your session has expired.",
-                "ro-being에 다시 로그인한 뒤 설정 > 아이템 > Gmail에서 다시 시도해 주세요.",
-                "Sign in to ro-being again, then retry from Settings > Items > Gmail.",
-            ],
-            Self::NotFound => [
-                "페이지를 찾을 수 없습니다",
-                "Page not found",
-                "요청한 주소에 해당하는 페이지나 패스포트가 없습니다.",
-                "There is no page or passport at this address.",
-                "설정 > 아이템에서 Gmail 패스포트를 열어 주세요.",
-                "Open the Gmail Passport from Settings > Items.",
-            ],
-            Self::BadRequest => [
-                "잘못된 요청입니다",
-                "Bad request",
-                "요청 주소의 매개변수가 중복되었거나 너무 깁니다.",
-                "The request's parameters are duplicated or too long.",
-                "설정 > 아이템 > Gmail에서 버튼을 눌러 다시 시작해 주세요.",
-                "Start again with the button in Settings > Items > Gmail.",
-            ],
-            Self::ReturnToRefused => [
-                "허용되지 않은 돌아갈 주소입니다",
-                "Return address not allowed",
-                "인증이 끝난 뒤 돌아갈 주소(return_to)가 ro-being의 주소가 아니어서 진행하지 않았습니다. 아무것도 바뀌지 않았습니다.",
-                "The address to return to after consent (return_to) is not a ro-being address, so nothing was started. Nothing changed.",
-                "ro-being의 설정 > 아이템 > Gmail에서 재인증 버튼을 눌러 주세요.",
-                "Press the 재인증 (re-authorize) button in ro-being's Settings > Items > Gmail.",
-            ],
-            Self::StateUnknown => [
-                "이미 처리되었거나 알 수 없는 인증 요청입니다",
-                "This consent was already handled or is unknown",
-                "이 주소는 이미 한 번 사용되었거나(뒤로 가기, 새로 고침) 이 서비스가 만든 요청이 아닙니다. 연결은 바뀌지 않았습니다.",
-                "This address was already used (back button or reload) or was not issued by this service. Your connection did not change.",
-                "Gmail 패스포트 페이지에서 현재 상태를 확인하고, 필요하면 재인증을 다시 눌러 주세요.",
-                "Check the current state on the Gmail Passport page and press 재인증 again if needed.",
-            ],
-            Self::StateExpired => [
-                "인증 시간이 지났습니다",
-                "The consent took too long",
-                "Google 동의 화면에서 10분 넘게 머물러 요청이 만료되었습니다. 연결은 바뀌지 않았습니다.",
-                "More than 10 minutes passed on Google's consent screen, so the request expired. Your connection did not change.",
-                "재인증 버튼을 다시 누르고 10분 안에 동의를 마쳐 주세요.",
-                "Press 재인증 again and finish the consent within 10 minutes.",
-            ],
-            Self::BrowserMismatch => [
-                "다른 브라우저에서 시작된 인증입니다",
-                "This consent was started in another browser",
-                "인증을 시작한 브라우저와 지금 브라우저가 다르거나, 쿠키가 지워졌습니다. 안전을 위해 진행하지 않았습니다. 연결은 바뀌지 않았습니다.",
-                "The consent was started in a different browser, or its cookie was cleared. For your safety nothing was done. Your connection did not change.",
-                "이 브라우저에서 Gmail 패스포트 페이지를 열고 재인증을 다시 눌러 주세요.",
-                "Open the Gmail Passport page in this browser and press 재인증 again.",
-            ],
-            Self::UserMismatch => [
-                "다른 사용자의 인증 요청입니다",
-                "This consent belongs to another user",
-                "이 인증은 지금 로그인한 ro-being 계정이 시작한 것이 아닙니다. 연결은 바뀌지 않았습니다.",
-                "This consent was not started by the ro-being account that is signed in now. No connection changed.",
-                "본인 계정으로 로그인한 뒤 재인증을 다시 눌러 주세요.",
-                "Sign in with your own account and press 재인증 again.",
-            ],
-            Self::CrossSite => [
-                "다른 사이트에서 온 요청입니다",
-                "Request from another site",
-                "이 요청은 Gmail 패스포트 페이지에서 보낸 것이 아니어서 처리하지 않았습니다. 아무것도 바뀌지 않았습니다.",
-                "This request was not sent from the Gmail Passport page, so it was not carried out. Nothing changed.",
-                "Gmail 패스포트 페이지를 열고 버튼을 직접 눌러 주세요.",
-                "Open the Gmail Passport page and press the button there.",
-            ],
-            Self::RateLimited(_) => [
-                "요청이 너무 많습니다",
-                "Too many requests",
-                "짧은 시간에 요청이 너무 많이 와서 잠시 멈췄습니다. 아무것도 바뀌지 않았습니다.",
-                "Too many requests arrived in a short time, so this one was paused. Nothing changed.",
-                "1분쯤 기다린 뒤 다시 시도해 주세요.",
-                "Wait about a minute, then try again.",
-            ],
-            Self::Internal => [
-                "일시적인 오류가 발생했습니다",
-                "Something went wrong on our side",
-                "요청을 처리하는 중에 서버 오류가 발생했습니다.",
-                "The server failed while handling the request.",
-                "잠시 후 다시 시도해 주세요. 계속되면 ro-being 고객센터에 알려 주세요.",
-                "Try again in a moment. If it keeps happening, contact ro-being support.",
-            ],
+            Self::SignInNeeded => &copy::SIGN_IN_NEEDED,
+            Self::NotFound => &copy::NOT_FOUND,
+            Self::BadRequest => &copy::BAD_REQUEST,
+            Self::ReturnToRefused => &copy::RETURN_TO_REFUSED,
+            Self::StateUnknown => &copy::STATE_UNKNOWN,
+            Self::StateExpired => &copy::STATE_EXPIRED,
+            Self::BrowserMismatch => &copy::BROWSER_MISMATCH,
+            Self::UserMismatch => &copy::USER_MISMATCH,
+            Self::CrossSite => &copy::CROSS_SITE,
+            Self::RateLimited(_) => &copy::RATE_LIMITED,
+            Self::Internal => &copy::INTERNAL,
         }
     }
 
@@ -399,16 +318,10 @@ impl From<sqlx::Error> for PageError {
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
-        let [title_ko, title_en, what_ko, what_en, next_ko, next_en] = self.texts();
         let status = self.status();
         let page = ErrorPage {
             status: status.as_u16(),
-            title_ko,
-            title_en,
-            what_ko,
-            what_en,
-            next_ko,
-            next_en,
+            copy: self.copy(),
         };
         let retry = match self {
             Self::RateLimited(secs) => Some(secs),
@@ -427,7 +340,7 @@ impl IntoResponse for PageError {
             }
             Err(e) => {
                 tracing::error!(error = %e, "error page did not render");
-                (status, title_en).into_response()
+                (status, page.copy.title_en).into_response()
             }
         }
     }

@@ -2,6 +2,7 @@
 
 pub(crate) mod api;
 pub mod auth;
+pub(crate) mod copy;
 pub(crate) mod error;
 pub(crate) mod internal;
 pub(crate) mod limits;

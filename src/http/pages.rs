@@ -8,6 +8,7 @@ use axum_extra::extract::cookie::{Cookie, SameSite};
 use axum_extra::extract::CookieJar;
 
 use crate::http::auth::{MaybeUser, PageUser};
+use crate::http::copy::{self, BannerCopy};
 use crate::http::error::PageError;
 use crate::http::limits::ClientIp;
 use crate::http::{found, provider, query, AppState, PagePath};
@@ -122,9 +123,8 @@ struct ScopeRow {
 }
 
 struct Banner {
-    tone: &'static str,
-    title_ko: &'static str,
-    title_en: &'static str,
+    /// Tone, title, and the body before filling in.
+    text: &'static BannerCopy,
     body_ko: String,
     body_en: String,
     boxes: Vec<&'static ScopeInfo>,
@@ -187,6 +187,9 @@ fn status_texts(st: &PassportStatus) -> (&'static str, &'static str) {
     }
 }
 
+/// The banner after a consent or a disconnect (`?passport=…&result=…`): the
+/// sentences of [`copy`] for that result, with the accounts and the missing
+/// permissions filled in.
 async fn banner(
     app: &AppState,
     provider: &Provider,
@@ -196,88 +199,67 @@ async fn banner(
     if q.get("passport").map(String::as_str) != Some(provider.name) {
         return Ok(None);
     }
+    let result = q.get("result").map(String::as_str);
+    let revoke_failed = q.get("revoke").map(String::as_str) == Some("failed");
+    let text = match result {
+        Some("connected") => &copy::CONNECTED,
+        Some("upgraded") => &copy::UPGRADED,
+        Some("partial") => &copy::PARTIAL,
+        Some("denied") => &copy::DENIED,
+        Some("account_changed") => &copy::ACCOUNT_CHANGED,
+        Some("disconnected") if revoke_failed => &copy::DISCONNECTED_REVOKE_FAILED,
+        Some("disconnected") => &copy::DISCONNECTED,
+        Some("error") => &copy::CONNECT_ERROR,
+        _ => return Ok(None),
+    };
+    let (body_ko, body_en) = if result == Some("account_changed") {
+        let (from, to) = changed_accounts(app, provider, user_id).await?;
+        (
+            copy::fill_accounts(text.body_ko, &from, &to),
+            copy::fill_accounts(text.body_en, &from, &to),
+        )
+    } else {
+        (text.body_ko.into(), text.body_en.into())
+    };
+    let boxes = if text.lists_missing {
+        missing_boxes(q)
+    } else {
+        Vec::new()
+    };
+    Ok(Some(Banner {
+        text,
+        body_ko,
+        body_en,
+        boxes,
+    }))
+}
+
+/// The accounts before and after the last account change, or words for
+/// "the old one" and "the new one" when they are not known.
+async fn changed_accounts(
+    app: &AppState,
+    provider: &Provider,
+    user_id: uuid::Uuid,
+) -> Result<(String, String), PageError> {
+    let (from, to) = app
+        .passport
+        .last_account_change(provider, user_id)
+        .await?
+        .unwrap_or((None, None));
+    Ok((
+        from.unwrap_or_else(|| copy::ACCOUNT_BEFORE_UNKNOWN.into()),
+        to.unwrap_or_else(|| copy::ACCOUNT_AFTER_UNKNOWN.into()),
+    ))
+}
+
+/// A box to tick next time per known permission in `&missing=…`; unknown
+/// names are dropped, never echoed.
+fn missing_boxes(q: &std::collections::HashMap<String, String>) -> Vec<&'static ScopeInfo> {
     let missing = q
         .get("missing")
         .map(|m| ScopeSet::parse_known([m.as_str()]).unwrap_or_default())
         .unwrap_or_default();
-    let boxes: Vec<&'static ScopeInfo> = missing.iter().filter_map(scopes::info).collect();
-    let b = match q.get("result").map(String::as_str) {
-        Some("connected") => Banner {
-            tone: "ok",
-            title_ko: "연결되었습니다",
-            title_en: "Connected",
-            body_ko: "Google 계정이 연결되었습니다. 이제 로빙이 아래 권한으로 도와드릴 수 있습니다.".into(),
-            body_en: "Your Google account is connected. The assistant can now help with the permissions below.".into(),
-            boxes: vec![],
-        },
-        Some("upgraded") => Banner {
-            tone: "ok",
-            title_ko: "권한이 추가되었습니다",
-            title_en: "Permissions added",
-            body_ko: "재인증이 끝났습니다. 새 권한(캘린더 등)이 저장되었습니다.".into(),
-            body_en: "Re-authorization is done. The new permissions (such as Calendar) are saved.".into(),
-            boxes: vec![],
-        },
-        Some("partial") => Banner {
-            tone: "warn",
-            title_ko: "일부 권한만 허용되었습니다",
-            title_en: "Only some permissions were granted",
-            body_ko: "허용한 권한은 저장되었고, 이전 권한도 그대로입니다. 빠진 권한이 있어 일부 기능을 쓸 수 없습니다.".into(),
-            body_en: "What you granted is saved, and nothing you granted before was lost. Some features need the missing permissions.".into(),
-            boxes,
-        },
-        Some("denied") => Banner {
-            tone: "warn",
-            title_ko: "취소했습니다",
-            title_en: "Cancelled",
-            body_ko: "Google 화면에서 취소하여 아무것도 바뀌지 않았습니다.".into(),
-            body_en: "You cancelled on Google's screen, so nothing changed.".into(),
-            boxes: vec![],
-        },
-        Some("account_changed") => {
-            let (from, to) = app
-                .passport
-                .last_account_change(provider, user_id)
-                .await?
-                .unwrap_or((None, None));
-            let from = from.unwrap_or_else(|| "이전 계정".into());
-            let to = to.unwrap_or_else(|| "새 계정".into());
-            Banner {
-                tone: "warn",
-                title_ko: "다른 Google 계정으로 바뀌었습니다",
-                title_en: "The Google account changed",
-                body_ko: format!("연결된 계정이 {from}에서 {to}(으)로 바뀌었습니다. 의도한 것이 아니라면 재인증에서 원래 계정을 고르세요."),
-                body_en: format!("The connected account changed from {from} to {to}. If you did not mean to, press Re-authorize and pick the original account."),
-                boxes,
-            }
-        }
-        Some("disconnected") => Banner {
-            tone: "ok",
-            title_ko: "연결을 해제했습니다",
-            title_en: "Disconnected",
-            body_ko: if q.get("revoke").map(String::as_str) == Some("failed") {
-                "연결 정보는 삭제했지만 Google에 권한 취소를 알리지 못했습니다. Google 계정 > 보안 > 타사 앱에서 직접 삭제할 수 있습니다.".into()
-            } else {
-                "Google 권한을 취소하고 연결 정보를 삭제했습니다.".into()
-            },
-            body_en: if q.get("revoke").map(String::as_str) == Some("failed") {
-                "The connection is deleted, but Google could not be told to revoke access. You can remove it in your Google Account > Security > Third-party apps.".into()
-            } else {
-                "Google access is revoked and the connection is deleted.".into()
-            },
-            boxes: vec![],
-        },
-        Some("error") => Banner {
-            tone: "bad",
-            title_ko: "연결하지 못했습니다",
-            title_en: "Could not connect",
-            body_ko: "Google과 통신하는 중에 문제가 생겨 아무것도 바뀌지 않았습니다. 잠시 후 재인증을 다시 눌러 주세요.".into(),
-            body_en: "Something went wrong talking to Google, so nothing changed. Press Re-authorize again in a moment.".into(),
-            boxes: vec![],
-        },
-        _ => return Ok(None),
-    };
-    Ok(Some(b))
+    missing.iter().filter_map(scopes::info).collect()
 }
 
 /// `GET /passport/{provider}`: the inventory card.

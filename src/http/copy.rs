@@ -1,0 +1,268 @@
+//! The sentences of the error pages and of the item page's banners, Korean
+//! first with English beside it: one named `const` per page and per banner,
+//! so that changing a sentence is an edit in this file only.
+//!
+//! The fixed parts of the pages (headings, buttons, hints) are in
+//! `templates/`; the permission labels are in [`crate::scopes`].
+
+/// What an error page says: its title, what happened, and what to do.
+#[derive(Debug)]
+pub struct PageCopy {
+    pub title_ko: &'static str,
+    pub title_en: &'static str,
+    pub what_ko: &'static str,
+    pub what_en: &'static str,
+    pub next_ko: &'static str,
+    pub next_en: &'static str,
+}
+
+pub const SIGN_IN_NEEDED: PageCopy = PageCopy {
+    title_ko: "로그인이 필요합니다",
+    title_en: "Sign-in needed",
+    what_ko: "ro-being에 로그인되어 있지 않거나 로그인이 만료되었습니다.",
+    what_en: "You are not signed in to ro-being, or your session has expired.",
+    next_ko: "ro-being에 다시 로그인한 뒤 설정 > 아이템 > Gmail에서 다시 시도해 주세요.",
+    next_en: "Sign in to ro-being again, then retry from Settings > Items > Gmail.",
+};
+
+pub const NOT_FOUND: PageCopy = PageCopy {
+    title_ko: "페이지를 찾을 수 없습니다",
+    title_en: "Page not found",
+    what_ko: "요청한 주소에 해당하는 페이지나 패스포트가 없습니다.",
+    what_en: "There is no page or passport at this address.",
+    next_ko: "설정 > 아이템에서 Gmail 패스포트를 열어 주세요.",
+    next_en: "Open the Gmail Passport from Settings > Items.",
+};
+
+pub const BAD_REQUEST: PageCopy = PageCopy {
+    title_ko: "잘못된 요청입니다",
+    title_en: "Bad request",
+    what_ko: "요청 주소의 매개변수가 중복되었거나 너무 깁니다.",
+    what_en: "The request's parameters are duplicated or too long.",
+    next_ko: "설정 > 아이템 > Gmail에서 버튼을 눌러 다시 시작해 주세요.",
+    next_en: "Start again with the button in Settings > Items > Gmail.",
+};
+
+pub const RETURN_TO_REFUSED: PageCopy = PageCopy {
+    title_ko: "허용되지 않은 돌아갈 주소입니다",
+    title_en: "Return address not allowed",
+    what_ko: "인증이 끝난 뒤 돌아갈 주소(return_to)가 ro-being의 주소가 아니어서 진행하지 않았습니다. 아무것도 바뀌지 않았습니다.",
+    what_en: "The address to return to after consent (return_to) is not a ro-being address, so nothing was started. Nothing changed.",
+    next_ko: "ro-being의 설정 > 아이템 > Gmail에서 재인증 버튼을 눌러 주세요.",
+    next_en: "Press the 재인증 (re-authorize) button in ro-being's Settings > Items > Gmail.",
+};
+
+pub const STATE_UNKNOWN: PageCopy = PageCopy {
+    title_ko: "이미 처리되었거나 알 수 없는 인증 요청입니다",
+    title_en: "This consent was already handled or is unknown",
+    what_ko: "이 주소는 이미 한 번 사용되었거나(뒤로 가기, 새로 고침) 이 서비스가 만든 요청이 아닙니다. 연결은 바뀌지 않았습니다.",
+    what_en: "This address was already used (back button or reload) or was not issued by this service. Your connection did not change.",
+    next_ko: "Gmail 패스포트 페이지에서 현재 상태를 확인하고, 필요하면 재인증을 다시 눌러 주세요.",
+    next_en: "Check the current state on the Gmail Passport page and press 재인증 again if needed.",
+};
+
+pub const STATE_EXPIRED: PageCopy = PageCopy {
+    title_ko: "인증 시간이 지났습니다",
+    title_en: "The consent took too long",
+    what_ko: "Google 동의 화면에서 10분 넘게 머물러 요청이 만료되었습니다. 연결은 바뀌지 않았습니다.",
+    what_en: "More than 10 minutes passed on Google's consent screen, so the request expired. Your connection did not change.",
+    next_ko: "재인증 버튼을 다시 누르고 10분 안에 동의를 마쳐 주세요.",
+    next_en: "Press 재인증 again and finish the consent within 10 minutes.",
+};
+
+pub const BROWSER_MISMATCH: PageCopy = PageCopy {
+    title_ko: "다른 브라우저에서 시작된 인증입니다",
+    title_en: "This consent was started in another browser",
+    what_ko: "인증을 시작한 브라우저와 지금 브라우저가 다르거나, 쿠키가 지워졌습니다. 안전을 위해 진행하지 않았습니다. 연결은 바뀌지 않았습니다.",
+    what_en: "The consent was started in a different browser, or its cookie was cleared. For your safety nothing was done. Your connection did not change.",
+    next_ko: "이 브라우저에서 Gmail 패스포트 페이지를 열고 재인증을 다시 눌러 주세요.",
+    next_en: "Open the Gmail Passport page in this browser and press 재인증 again.",
+};
+
+pub const USER_MISMATCH: PageCopy = PageCopy {
+    title_ko: "다른 사용자의 인증 요청입니다",
+    title_en: "This consent belongs to another user",
+    what_ko: "이 인증은 지금 로그인한 ro-being 계정이 시작한 것이 아닙니다. 연결은 바뀌지 않았습니다.",
+    what_en: "This consent was not started by the ro-being account that is signed in now. No connection changed.",
+    next_ko: "본인 계정으로 로그인한 뒤 재인증을 다시 눌러 주세요.",
+    next_en: "Sign in with your own account and press 재인증 again.",
+};
+
+pub const CROSS_SITE: PageCopy = PageCopy {
+    title_ko: "다른 사이트에서 온 요청입니다",
+    title_en: "Request from another site",
+    what_ko: "이 요청은 Gmail 패스포트 페이지에서 보낸 것이 아니어서 처리하지 않았습니다. 아무것도 바뀌지 않았습니다.",
+    what_en: "This request was not sent from the Gmail Passport page, so it was not carried out. Nothing changed.",
+    next_ko: "Gmail 패스포트 페이지를 열고 버튼을 직접 눌러 주세요.",
+    next_en: "Open the Gmail Passport page and press the button there.",
+};
+
+pub const RATE_LIMITED: PageCopy = PageCopy {
+    title_ko: "요청이 너무 많습니다",
+    title_en: "Too many requests",
+    what_ko: "짧은 시간에 요청이 너무 많이 와서 잠시 멈췄습니다. 아무것도 바뀌지 않았습니다.",
+    what_en: "Too many requests arrived in a short time, so this one was paused. Nothing changed.",
+    next_ko: "1분쯤 기다린 뒤 다시 시도해 주세요.",
+    next_en: "Wait about a minute, then try again.",
+};
+
+pub const INTERNAL: PageCopy = PageCopy {
+    title_ko: "일시적인 오류가 발생했습니다",
+    title_en: "Something went wrong on our side",
+    what_ko: "요청을 처리하는 중에 서버 오류가 발생했습니다.",
+    what_en: "The server failed while handling the request.",
+    next_ko: "잠시 후 다시 시도해 주세요. 계속되면 ro-being 고객센터에 알려 주세요.",
+    next_en: "Try again in a moment. If it keeps happening, contact ro-being support.",
+};
+
+/// What the item page's banner says after a consent or a disconnect
+/// (`?passport=…&result=…`).
+#[derive(Debug)]
+pub struct BannerCopy {
+    /// CSS modifier: `ok`, `warn` or `bad`.
+    pub tone: &'static str,
+    pub title_ko: &'static str,
+    pub title_en: &'static str,
+    /// May hold `{from}` and `{to}`, the two Google accounts (see
+    /// [`fill_accounts`]).
+    pub body_ko: &'static str,
+    pub body_en: &'static str,
+    /// Follow the body with a box per missing permission (`&missing=…`).
+    pub lists_missing: bool,
+}
+
+pub const CONNECTED: BannerCopy = BannerCopy {
+    tone: "ok",
+    title_ko: "연결되었습니다",
+    title_en: "Connected",
+    body_ko: "Google 계정이 연결되었습니다. 이제 로빙이 아래 권한으로 도와드릴 수 있습니다.",
+    body_en:
+        "Your Google account is connected. The assistant can now help with the permissions below.",
+    lists_missing: false,
+};
+
+pub const UPGRADED: BannerCopy = BannerCopy {
+    tone: "ok",
+    title_ko: "권한이 추가되었습니다",
+    title_en: "Permissions added",
+    body_ko: "재인증이 끝났습니다. 새 권한(캘린더 등)이 저장되었습니다.",
+    body_en: "Re-authorization is done. The new permissions (such as Calendar) are saved.",
+    lists_missing: false,
+};
+
+pub const PARTIAL: BannerCopy = BannerCopy {
+    tone: "warn",
+    title_ko: "일부 권한만 허용되었습니다",
+    title_en: "Only some permissions were granted",
+    body_ko: "허용한 권한은 저장되었고, 이전 권한도 그대로입니다. 빠진 권한이 있어 일부 기능을 쓸 수 없습니다.",
+    body_en: "What you granted is saved, and nothing you granted before was lost. Some features need the missing permissions.",
+    lists_missing: true,
+};
+
+pub const DENIED: BannerCopy = BannerCopy {
+    tone: "warn",
+    title_ko: "취소했습니다",
+    title_en: "Cancelled",
+    body_ko: "Google 화면에서 취소하여 아무것도 바뀌지 않았습니다.",
+    body_en: "You cancelled on Google's screen, so nothing changed.",
+    lists_missing: false,
+};
+
+pub const ACCOUNT_CHANGED: BannerCopy = BannerCopy {
+    tone: "warn",
+    title_ko: "다른 Google 계정으로 바뀌었습니다",
+    title_en: "The Google account changed",
+    body_ko: "연결된 계정이 {from}에서 {to}(으)로 바뀌었습니다. 의도한 것이 아니라면 재인증에서 원래 계정을 고르세요.",
+    body_en: "The connected account changed from {from} to {to}. If you did not mean to, press Re-authorize and pick the original account.",
+    lists_missing: true,
+};
+
+/// `{from}` in [`ACCOUNT_CHANGED`] when the old address is not known (in
+/// both languages).
+pub const ACCOUNT_BEFORE_UNKNOWN: &str = "이전 계정";
+/// `{to}` in [`ACCOUNT_CHANGED`] when the new address is not known (in both
+/// languages).
+pub const ACCOUNT_AFTER_UNKNOWN: &str = "새 계정";
+
+pub const DISCONNECTED: BannerCopy = BannerCopy {
+    tone: "ok",
+    title_ko: "연결을 해제했습니다",
+    title_en: "Disconnected",
+    body_ko: "Google 권한을 취소하고 연결 정보를 삭제했습니다.",
+    body_en: "Google access is revoked and the connection is deleted.",
+    lists_missing: false,
+};
+
+/// [`DISCONNECTED`] when Google could not be told (`&revoke=failed`).
+pub const DISCONNECTED_REVOKE_FAILED: BannerCopy = BannerCopy {
+    body_ko: "연결 정보는 삭제했지만 Google에 권한 취소를 알리지 못했습니다. Google 계정 > 보안 > 타사 앱에서 직접 삭제할 수 있습니다.",
+    body_en: "The connection is deleted, but Google could not be told to revoke access. You can remove it in your Google Account > Security > Third-party apps.",
+    ..DISCONNECTED
+};
+
+pub const CONNECT_ERROR: BannerCopy = BannerCopy {
+    tone: "bad",
+    title_ko: "연결하지 못했습니다",
+    title_en: "Could not connect",
+    body_ko: "Google과 통신하는 중에 문제가 생겨 아무것도 바뀌지 않았습니다. 잠시 후 재인증을 다시 눌러 주세요.",
+    body_en: "Something went wrong talking to Google, so nothing changed. Press Re-authorize again in a moment.",
+    lists_missing: false,
+};
+
+/// `body` with `{from}` and `{to}` replaced in one pass, so that an address
+/// which itself contains `{to}` is shown as it is.
+pub fn fill_accounts(body: &str, from: &str, to: &str) -> String {
+    let mut out = String::with_capacity(body.len() + from.len() + to.len());
+    let mut rest = body;
+    while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if let Some(after) = tail.strip_prefix("{from}") {
+            out.push_str(from);
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("{to}") {
+            out.push_str(to);
+            rest = after;
+        } else {
+            out.push('{');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fills_both_accounts_once() {
+        assert_eq!(
+            fill_accounts(ACCOUNT_CHANGED.body_en, "a@x.com", "b@x.com"),
+            "The connected account changed from a@x.com to b@x.com. If you did not mean to, press Re-authorize and pick the original account."
+        );
+        assert_eq!(
+            fill_accounts("{from}→{to} {x}", "{to}@x.com", "{from}"),
+            "{to}@x.com→{from} {x}"
+        );
+    }
+
+    #[test]
+    fn only_account_changed_names_accounts() {
+        for b in [
+            CONNECTED,
+            UPGRADED,
+            PARTIAL,
+            DENIED,
+            DISCONNECTED,
+            DISCONNECTED_REVOKE_FAILED,
+            CONNECT_ERROR,
+        ] {
+            assert!(
+                !b.body_ko.contains('{') && !b.body_en.contains('{'),
+                "{b:?}"
+            );
+        }
+    }
+}
