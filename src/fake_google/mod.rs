@@ -93,8 +93,15 @@ pub struct Behaviour {
     pub token_unavailable: bool,
     /// `/token` waits this long before answering (latency, timeouts).
     pub token_delay_ms: u64,
+    /// `/token` refuses our client (401 `invalid_client`), as Google does
+    /// after the client secret was rotated or the client deleted.
+    pub client_refused: bool,
     /// `/revoke` answers 503.
     pub revoke_unavailable: bool,
+    /// `/revoke` waits this long before answering.
+    pub revoke_delay_ms: u64,
+    /// `/v1/userinfo` waits this long before answering.
+    pub userinfo_delay_ms: u64,
     /// The Calendar API is not enabled in the Cloud project: every Calendar
     /// call answers 403 `accessNotConfigured`.
     pub calendar_api_disabled: bool,

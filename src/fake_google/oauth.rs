@@ -123,6 +123,13 @@ async fn token_outage(behaviour: Behaviour) -> Option<Response> {
     if behaviour.token_delay_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(behaviour.token_delay_ms)).await;
     }
+    if behaviour.client_refused {
+        return Some(oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "The OAuth client was deleted.",
+        ));
+    }
     behaviour.token_unavailable.then(|| {
         oauth_error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -130,6 +137,13 @@ async fn token_outage(behaviour: Behaviour) -> Option<Response> {
             "Backend Error",
         )
     })
+}
+
+/// Wait `ms` milliseconds (a slow endpoint), without holding the state lock.
+async fn latency(ms: u64) {
+    if ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
 }
 
 /// The client id, when the request carries the registered client's
@@ -304,6 +318,8 @@ fn token_body(access_token: &str, scopes: &BTreeSet<String>) -> serde_json::Valu
 
 /// `GET /v1/userinfo` (OpenID Connect).
 pub(super) async fn userinfo(State(fake): State<FakeGoogle>, headers: HeaderMap) -> Response {
+    let delay = fake.lock().behaviour.userinfo_delay_ms;
+    latency(delay).await;
     let mut s = fake.lock();
     s.count("userinfo");
     let found = bearer_grant(&s, &headers).and_then(|grant| {
@@ -365,6 +381,8 @@ pub(super) async fn revoke(
     RawQuery(q): RawQuery,
     RawForm(form): RawForm,
 ) -> Response {
+    let delay = fake.lock().behaviour.revoke_delay_ms;
+    latency(delay).await;
     let mut s = fake.lock();
     s.count("revoke");
     if s.behaviour.revoke_unavailable {

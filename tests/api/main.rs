@@ -9,6 +9,7 @@ mod demo;
 mod disconnect;
 mod doctor;
 mod fake_google;
+mod faults;
 mod fuzz;
 mod helpers;
 mod hostile;

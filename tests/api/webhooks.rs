@@ -3,10 +3,10 @@
 //! time out, vanish, restart, and two dispatchers at once.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::faults::DbProxy;
 use crate::helpers::*;
 use crate::wait::{wait_for, wait_until};
 use hmac::{Hmac, Mac};
@@ -500,63 +500,14 @@ async fn two_dispatchers_deliver_every_event_once() {
     assert_eq!(hits.len(), 40, "no delivery beyond one per event");
 }
 
-/// A TCP forwarder to PostgreSQL that can "restart" the database: drop every
-/// connection and refuse new ones for a while.
-struct DbProxy {
-    port: u16,
-    up: Arc<AtomicBool>,
-    kill: tokio::sync::broadcast::Sender<()>,
-}
-
-impl DbProxy {
-    async fn start() -> Self {
-        let upstream = postgres_tcp_addr();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let up = Arc::new(AtomicBool::new(true));
-        let (kill, _) = tokio::sync::broadcast::channel::<()>(4);
-        let (up2, kill2) = (up.clone(), kill.clone());
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if !up2.load(Ordering::SeqCst) {
-                    continue; // dropped: connection refused, in effect
-                }
-                let mut killed = kill2.subscribe();
-                let upstream = upstream.clone();
-                tokio::spawn(async move {
-                    match TcpStream::connect(&upstream).await {
-                        Ok(mut outbound) => tokio::select! {
-                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                            _ = killed.recv() => {}
-                        },
-                        Err(e) => eprintln!("DbProxy: cannot reach PostgreSQL at {upstream}: {e}"),
-                    }
-                });
-            }
-        });
-        DbProxy { port, up, kill }
-    }
-
-    async fn restart(&self, down_for: Duration) {
-        self.up.store(false, Ordering::SeqCst);
-        let _ = self.kill.send(());
-        // The outage itself: the database stays away this long.
-        tokio::time::sleep(down_for).await;
-        self.up.store(true, Ordering::SeqCst);
-    }
-}
-
 #[tokio::test]
 async fn deliveries_go_on_after_the_database_restarts() {
     let receiver = Receiver::start().await;
-    let direct = fresh_database().await;
     let proxy = DbProxy::start().await;
-    let mut via_proxy: url::Url = direct.parse().unwrap();
-    via_proxy.set_host(Some("127.0.0.1")).unwrap();
-    via_proxy.set_port(Some(proxy.port)).unwrap();
+    let (direct, via_proxy) = proxy.fresh_database().await;
     let hooks = hook_settings(&receiver);
     let env: Vec<(&str, &str)> = hooks.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let app = TestApp::spawn_on(via_proxy.to_string(), &env).await;
+    let app = TestApp::spawn_on(via_proxy, &env).await;
     let direct_pool = sqlx::PgPool::connect(&direct).await.unwrap();
 
     let insert = |pool: sqlx::PgPool| async move {
