@@ -32,6 +32,7 @@ macro_rules! keys {
 
 mod check;
 mod google;
+mod google_calls;
 mod limits;
 mod origins;
 mod security;
@@ -43,6 +44,7 @@ mod tokens;
 mod webhooks;
 
 pub(crate) use google::GoogleEndpoints;
+pub(crate) use google_calls::GoogleCalls;
 pub(crate) use limits::RateLimits;
 pub(crate) use server::LogFormat;
 pub(crate) use sweep::SweepSettings;
@@ -51,10 +53,11 @@ pub(crate) use webhooks::WebhookSettings;
 use check::Checker;
 
 /// Every environment variable the service reads, section by section.
-const SECTIONS: [&[&str]; 8] = [
+const SECTIONS: [&[&str]; 9] = [
     server::KEYS,
     origins::KEYS,
     google::KEYS,
+    google_calls::KEYS,
     tokens::KEYS,
     security::KEYS,
     limits::KEYS,
@@ -92,7 +95,8 @@ pub struct Settings {
     pub refresh_margin: Duration,
     /// After Google failed a refresh (5xx, timeout), answer from the recorded
     /// failure for this long instead of calling again.
-    pub refresh_cooldown: Duration,
+    /// The cap on concurrent Google calls and the refresh circuit breaker.
+    pub google_calls: GoogleCalls,
     /// Keys for tokens at rest; the first seals new values.
     pub token_keys: Vec<crate::crypto::KeySpec>,
     /// Keep writing tokens in plaintext (cut-over while old readers remain).
@@ -127,7 +131,7 @@ impl fmt::Debug for Settings {
             )
             .field("log_format", &self.log_format)
             .field("refresh_margin", &self.refresh_margin)
-            .field("refresh_cooldown", &self.refresh_cooldown)
+            .field("google_calls", &self.google_calls)
             .field("token_keys", &self.token_keys)
             .field("allow_plaintext_tokens", &self.allow_plaintext_tokens)
             .field("rate_limits", &self.rate_limits)
@@ -237,6 +241,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
     let server = server::check(&mut c);
     let origins = origins::check(&mut c);
     let google = google::check(&mut c);
+    let google_calls = google_calls::check(&mut c);
     let tokens = tokens::check(&mut c);
     let security = security::check(&mut c);
     let rate_limits = limits::check(&mut c);
@@ -265,7 +270,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         internal_api_keys: security.internal_api_keys,
         log_format: server.log_format,
         refresh_margin: tokens.refresh_margin,
-        refresh_cooldown: tokens.refresh_cooldown,
+        google_calls,
         token_keys: tokens.token_keys,
         allow_plaintext_tokens: tokens.allow_plaintext_tokens,
         rate_limits,

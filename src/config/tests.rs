@@ -120,11 +120,11 @@ fn environment_values_stay_verbatim_strings() {
     env.retain(|(k, _)| k != "INTERNAL_API_KEYS");
     env.push(("INTERNAL_API_KEYS".into(), "0123456789012345678901".into()));
     env.push(("ALLOW_PLAINTEXT_TOKENS".into(), "true".into()));
-    env.push(("REFRESH_COOLDOWN_SECS".into(), "30".into()));
+    env.push(("GOOGLE_BREAKER_OPEN_SECS".into(), "30".into()));
     env.push(("UNRELATED_VARIABLE".into(), "ignored".into()));
     let s = Settings::from_layers(BTreeMap::new(), env).unwrap();
     assert!(s.allow_plaintext_tokens);
-    assert_eq!(s.refresh_cooldown, Duration::from_secs(30));
+    assert_eq!(s.google_calls.breaker_open, Duration::from_secs(30));
     assert_eq!(
         s.internal_api_keys[0].expose_secret(),
         "0123456789012345678901"

@@ -1,5 +1,4 @@
-//! The Google tokens held for users: refreshed ahead of expiry, not retried
-//! for a while after Google failed, sealed at rest.
+//! The Google tokens held for users: refreshed ahead of expiry, sealed at rest.
 
 use std::time::Duration;
 
@@ -8,26 +7,22 @@ use crate::crypto::{parse_keys, KeySpec};
 
 keys! {
     TOKEN_REFRESH_MARGIN_SECS,
-    REFRESH_COOLDOWN_SECS,
     ALLOW_PLAINTEXT_TOKENS,
     TOKEN_ENCRYPTION_KEYS,
 }
 
 pub(super) struct Tokens {
     pub refresh_margin: Duration,
-    pub refresh_cooldown: Duration,
     pub allow_plaintext_tokens: bool,
     pub token_keys: Vec<KeySpec>,
 }
 
 pub(super) fn check(c: &mut Checker) -> Tokens {
     let refresh_margin = c.seconds(TOKEN_REFRESH_MARGIN_SECS, 300, 0..=3000);
-    let refresh_cooldown = c.seconds(REFRESH_COOLDOWN_SECS, 30, 0..=3600);
     let allow_plaintext_tokens = c.flag(ALLOW_PLAINTEXT_TOKENS);
     let token_keys = encryption_keys(c, allow_plaintext_tokens);
     Tokens {
         refresh_margin,
-        refresh_cooldown,
         allow_plaintext_tokens,
         token_keys,
     }

@@ -68,6 +68,12 @@ impl GoogleError {
             if code == "invalid_token" || code == "invalid_grant")
     }
 
+    /// Google did not answer usefully (down, slow, 5xx/429, garbled): what
+    /// the circuit breaker counts.
+    pub(crate) fn is_outage(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Protocol(_))
+    }
+
     /// Google's description of a refusal, if it gave one.
     pub(crate) fn description(&self) -> Option<&str> {
         match self {
@@ -138,12 +144,13 @@ pub(crate) struct AuthorizeRequest {
 }
 
 /// The Google client: OAuth endpoints and the shared HTTP client.
-#[derive(Clone)]
 pub(crate) struct Google {
     http: reqwest::Client,
     endpoints: GoogleEndpoints,
     client_id: String,
     client_secret: SecretString,
+    /// At most `GOOGLE_MAX_CONCURRENT_CALLS` calls at once; the others wait.
+    turns: tokio::sync::Semaphore,
 }
 
 /// Wraps the shared reqwest client so that 5xx and 429 answers of the token
@@ -258,11 +265,21 @@ impl Google {
             endpoints: settings.google.clone(),
             client_id: settings.google_client_id.clone(),
             client_secret: settings.google_client_secret.clone(),
+            turns: tokio::sync::Semaphore::new(settings.google_calls.max_concurrent),
         }
     }
 
     pub(crate) fn client_id(&self) -> &str {
         &self.client_id
+    }
+
+    /// Wait for a free slot: a slow Google cannot tie up more than
+    /// `GOOGLE_MAX_CONCURRENT_CALLS` of this instance's tasks at once.
+    async fn turn(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.turns
+            .acquire()
+            .await
+            .expect("the semaphore is never closed")
     }
 
     fn oauth(&self, redirect_uri: &Url) -> OAuthClient {
@@ -310,6 +327,7 @@ impl Google {
         code: &str,
         pkce_verifier: &str,
     ) -> Result<Tokens, GoogleError> {
+        let _turn = self.turn().await;
         let client = self.oauth(redirect_uri);
         let resp = client
             .exchange_code(AuthorizationCode::new(code.to_string()))
@@ -326,6 +344,7 @@ impl Google {
         redirect_uri: &Url,
         refresh_token: &str,
     ) -> Result<Tokens, GoogleError> {
+        let _turn = self.turn().await;
         let client = self.oauth(redirect_uri);
         let rt = RefreshToken::new(refresh_token.to_string());
         let resp = client
@@ -338,6 +357,7 @@ impl Google {
 
     /// Who the access token belongs to.
     pub(crate) async fn userinfo(&self, access_token: &str) -> Result<UserInfo, GoogleError> {
+        let _turn = self.turn().await;
         let resp = self
             .http
             .get(self.endpoints.userinfo_url.clone())
@@ -355,6 +375,7 @@ impl Google {
 
     /// What Google says about an access token (scopes, audience, expiry).
     pub(crate) async fn tokeninfo(&self, access_token: &str) -> Result<TokenInfo, GoogleError> {
+        let _turn = self.turn().await;
         let resp = self
             .http
             .post(self.endpoints.tokeninfo_url.clone())
@@ -375,6 +396,7 @@ impl Google {
         &self,
         access_token: &str,
     ) -> Result<CalendarProbe, GoogleError> {
+        let _turn = self.turn().await;
         let mut url = self.endpoints.api_base_url.clone();
         url.set_path(&format!(
             "{}/calendar/v3/users/me/calendarList/primary",
@@ -423,6 +445,7 @@ impl Google {
 
     /// Revoke a token (and with it the whole grant) at Google.
     pub(crate) async fn revoke(&self, token: &str) -> Result<(), GoogleError> {
+        let _turn = self.turn().await;
         let resp = self
             .http
             .post(self.endpoints.revoke_url.clone())

@@ -28,6 +28,7 @@ pub enum ErrorCode {
     ScopeMissing,
     ReauthRequired,
     UpstreamUnavailable,
+    UpstreamMisconfigured,
     Internal,
 }
 
@@ -166,6 +167,13 @@ impl From<TokenError> for ApiError {
                     format!("{source}; nothing was changed, try again later"),
                 )
             },
+            TokenError::Misconfigured { source } => Self::new(
+                StatusCode::BAD_GATEWAY,
+                ErrorCode::UpstreamMisconfigured,
+                format!(
+                    "{source}: Google refuses this service's OAuth client; retrying will not help, operators must fix GOOGLE_CLIENT_ID / GOOGLE_CLIENT_SECRET"
+                ),
+            ),
             // Names the key id, never a secret.
             TokenError::Crypto(e) => Self {
                 message: format!("{e}; operators: check TOKEN_ENCRYPTION_KEYS"),

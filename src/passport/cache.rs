@@ -7,8 +7,12 @@
 //! * an entry read from the database is only stored if no invalidation
 //!   arrived while it was being read (a generation counter), so a row deleted
 //!   or revoked meanwhile is never cached;
-//! * the cache is only used while the listener is connected; when the
-//!   connection drops it is cleared and switched off until it is back;
+//! * the cache is only used while the listener is connected; the moment the
+//!   connection drops (before any reconnect) it is cleared and switched off
+//!   until a new listener is connected;
+//! * an instance also drops its own entry in the same step as its own write
+//!   (`Passport::commit_for`), so it never serves what it has just replaced
+//!   while its own notification is on the way;
 //! * only `active` rows whose token stays valid beyond the refresh margin are
 //!   served from it.
 
@@ -137,6 +141,7 @@ impl TokenCache {
         if !on {
             self.clear();
         }
+        metrics::gauge!("passport_token_cache_enabled").set(if on { 1.0 } else { 0.0 });
         self.enabled.store(on, Ordering::Release);
     }
 
@@ -174,6 +179,9 @@ pub(crate) async fn listen(db: sqlx::PgPool, cache: std::sync::Arc<TokenCache>) 
                 continue;
             }
         };
+        // A lost connection must reach us before any reconnect: the cache is
+        // switched off first, then a new listener is connected (outer loop).
+        listener.eager_reconnect(false);
         if let Err(e) = listener.listen(CHANNEL).await {
             cache.set_enabled(false);
             tracing::warn!(error = %e, "token cache listener cannot LISTEN; cache off");
@@ -192,9 +200,11 @@ pub(crate) async fn listen(db: sqlx::PgPool, cache: std::sync::Arc<TokenCache>) 
                 }
                 Ok(None) => {
                     // The connection dropped; notifications may be lost.
-                    // PgListener reconnects on the next call.
-                    tracing::warn!("token cache listener lost its connection; cache cleared");
-                    cache.clear();
+                    cache.set_enabled(false);
+                    tracing::warn!(
+                        "token cache listener lost its connection; cache off until it is back"
+                    );
+                    break;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "token cache listener failed; cache off");

@@ -209,6 +209,10 @@ impl Passport {
                 unreachable_google(&source, f);
                 Ok(stored_access())
             }
+            Err(TokenError::Misconfigured { source }) => {
+                client_refused(&source, f);
+                Ok(stored_access())
+            }
             Err(TokenError::NotConnected) => {
                 f.push(check(
                     "live_refresh",
@@ -426,23 +430,29 @@ fn unreachable_google(source: &GoogleError, f: &mut Findings) {
         format!("Google에 연결하지 못했습니다: {source}"),
         format!("Could not reach Google: {source}"),
     ));
-    f.suspect(if source.is_client_rejected() {
-        cause(
-            "wrong_client",
-            "Google이 우리 OAuth 클라이언트를 거부했습니다.",
-            "Google refused our OAuth client.",
-            "GOOGLE_CLIENT_ID와 GOOGLE_CLIENT_SECRET이 Cloud Console의 값과 같은지 확인하세요.",
-            "Check GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET against Cloud Console.",
-        )
-    } else {
-        cause(
-            "google_unavailable",
-            "Google이 응답하지 않습니다. 연결 자체에는 문제가 없을 수 있습니다.",
-            "Google is not answering; the connection itself may be fine.",
-            "잠시 후 다시 진단하세요.",
-            "Run the doctor again in a while.",
-        )
-    });
+    f.suspect(cause(
+        "google_unavailable",
+        "Google이 응답하지 않습니다. 연결 자체에는 문제가 없을 수 있습니다.",
+        "Google is not answering; the connection itself may be fine.",
+        "잠시 후 다시 진단하세요.",
+        "Run the doctor again in a while.",
+    ));
+}
+
+fn client_refused(source: &GoogleError, f: &mut Findings) {
+    f.push(check(
+        "live_refresh",
+        Outcome::Problem,
+        format!("Google이 우리 OAuth 클라이언트를 거부했습니다: {source}"),
+        format!("Google refused our OAuth client: {source}"),
+    ));
+    f.suspect(cause(
+        "wrong_client",
+        "Google이 우리 OAuth 클라이언트를 거부했습니다. 사용자의 문제가 아닙니다.",
+        "Google refused our OAuth client. This is not the user's fault.",
+        "GOOGLE_CLIENT_ID와 GOOGLE_CLIENT_SECRET이 Cloud Console의 값과 같은지(비밀번호가 교체되지 않았는지, 클라이언트가 삭제되지 않았는지) 확인하세요.",
+        "Check GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET against Cloud Console (a rotated secret, a deleted client).",
+    ));
 }
 
 fn undecryptable(e: &crate::crypto::CryptoError, f: &mut Findings) {

@@ -40,16 +40,19 @@ impl Passport {
         provider: &Provider,
         user: Uuid,
     ) -> Result<Option<Revocation>, sqlx::Error> {
-        // Under the refresh lock and the row lock, so that a refresh running
-        // now cannot write the row back after it is gone.
+        // Under this instance's refresh lock; a refresh on another instance
+        // finds its claim gone and stores nothing. Google is asked with no
+        // database connection held.
         let lock = self.refresh_locks.get(user);
         let _guard = lock.lock().await;
-        let mut tx = self.db.begin().await?;
-        let Some(row) = gmail_token::find_for_update(&mut *tx, user).await? else {
+        let Some(row) = gmail_token::find(&self.db, user).await? else {
             return Ok(None);
         };
         let revocation = self.revoke(&row).await;
-        gmail_token::delete(&mut *tx, user).await?;
+        let mut tx = self.db.begin().await?;
+        if !gmail_token::delete(&mut *tx, user).await? {
+            return Ok(None); // disconnected meanwhile, by another request
+        }
         let detail = match &revocation {
             Revocation::Failed(why) => Some(why.as_str()),
             _ => None,
@@ -69,7 +72,7 @@ impl Passport {
         };
         let kind = webhooks::Kind::Disconnected;
         webhooks::enqueue(&mut tx, self, provider, kind, user, facts).await?;
-        tx.commit().await?;
+        self.commit_for(user, tx).await?;
         metrics::counter!("passport_disconnects_total", "revocation" => revocation.code())
             .increment(1);
         tracing::info!(%user, revocation = revocation.code(), "passport disconnected");

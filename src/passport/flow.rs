@@ -254,7 +254,7 @@ impl Passport {
             write.email.as_deref(),
         )
         .await?;
-        tx.commit().await?;
+        self.commit_for(user_id, tx).await?;
         if let Some(old) = replaced {
             if let Err(e) = self.google.revoke(old.expose_secret()).await {
                 tracing::warn!(%user_id, error = %e, "could not revoke the replaced account's grant");

@@ -1,13 +1,11 @@
-//! In-process coordination of refreshes: one refresh at a time per user, and
-//! recent failures answered from for a short while.
+//! In-process coordination: one refresh at a time per user, and a throttle
+//! for repeated log lines.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
-
-use crate::google::GoogleError;
 
 /// One async mutex per user, dropped when nobody holds or waits for it.
 #[derive(Default)]
@@ -30,40 +28,21 @@ impl KeyedLocks {
     }
 }
 
-/// Recent refresh failures (Google unavailable), per user, in this process.
+/// Lets something through at most once per period (an error log line).
 #[derive(Default)]
-pub(crate) struct Cooldowns {
-    map: Mutex<HashMap<Uuid, (Instant, GoogleError)>>,
+pub(crate) struct Throttle {
+    last: Mutex<Option<Instant>>,
 }
 
-impl Cooldowns {
-    pub(crate) fn get(&self, user: Uuid) -> Option<(Duration, GoogleError)> {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        match map.get(&user) {
-            Some((until, reason)) if *until > Instant::now() => {
-                Some((*until - Instant::now(), reason.clone()))
-            }
-            Some(_) => {
-                map.remove(&user);
-                None
-            }
-            None => None,
+impl Throttle {
+    /// True at most once per `every`.
+    pub(crate) fn ready(&self, every: Duration) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < every) {
+            return false;
         }
-    }
-
-    pub(crate) fn set(&self, user: Uuid, for_: Duration, reason: GoogleError) {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > 10_000 {
-            let now = Instant::now();
-            map.retain(|_, (until, _)| *until > now);
-        }
-        map.insert(user, (Instant::now() + for_, reason));
-    }
-
-    pub(crate) fn clear(&self, user: Uuid) {
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&user);
+        *last = Some(now);
+        true
     }
 }

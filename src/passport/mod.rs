@@ -4,6 +4,7 @@
 //! module. SQL lives in `crate::store`, calls to Google in `crate::google`,
 //! webhook deliveries in `crate::notify`; this module decides.
 
+mod breaker;
 pub mod cache;
 pub(crate) mod diagnosis;
 pub(crate) mod disconnect;
@@ -29,8 +30,9 @@ use crate::config::Settings;
 use crate::crypto::TokenCipher;
 use crate::google::{http_client, Google};
 use crate::notify::WebhookSender;
+use breaker::Breaker;
 use cache::TokenCache;
-use locks::{Cooldowns, KeyedLocks};
+use locks::{KeyedLocks, Throttle};
 use provider::{Provider, Providers};
 
 /// The Gmail Passport service: everything the use cases need, owned once.
@@ -48,8 +50,10 @@ pub struct Passport {
     pub(crate) token_cache: Arc<TokenCache>,
     /// One refresh at a time per user in this process.
     pub(crate) refresh_locks: KeyedLocks,
-    /// Recent refresh failures, answered from for a short while.
-    pub(crate) refresh_cooldowns: Cooldowns,
+    /// Stops refreshes for a while when Google keeps failing.
+    pub(crate) google_breaker: Breaker,
+    /// One error line a minute while Google refuses our client.
+    pub(crate) misconfigured_log: Throttle,
 }
 
 impl Passport {
@@ -62,7 +66,11 @@ impl Passport {
             cipher: TokenCipher::new(&settings.token_keys, settings.allow_plaintext_tokens),
             token_cache: Arc::new(TokenCache::default()),
             refresh_locks: KeyedLocks::default(),
-            refresh_cooldowns: Cooldowns::default(),
+            google_breaker: Breaker::new(
+                settings.google_calls.breaker_failures,
+                settings.google_calls.breaker_open,
+            ),
+            misconfigured_log: Throttle::default(),
             settings,
             db,
         }

@@ -24,7 +24,7 @@ pub(crate) const REFRESH_ATTEMPTS: u32 = 3;
 /// First backoff between attempts (doubled each time, with jitter).
 pub(crate) const REFRESH_BACKOFF: Duration = Duration::from_millis(200);
 /// Time for all attempts of one refresh together (below the 30 s request
-/// timeout).
+/// timeout, with the claim's margin).
 pub(crate) const REFRESH_BUDGET: Duration = Duration::from_secs(20);
 
 /// A token handed to a skill.
@@ -55,12 +55,15 @@ pub(crate) enum TokenError {
     /// Google refused the refresh token (or there is none): 재인증 needed.
     #[error("re-authorization required: {0}")]
     ReauthRequired(ReauthCause),
-    /// Google unavailable after retries, or in the cool-down after a failure.
+    /// Google unavailable after retries, or calls paused by the breaker.
     #[error("google unavailable: {source}")]
     Unavailable {
         source: GoogleError,
         retry_after: Duration,
     },
+    /// Google refuses our OAuth client (`invalid_client`, …): ours to fix.
+    #[error("google refuses our client: {source}")]
+    Misconfigured { source: GoogleError },
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("{0}")]
@@ -101,8 +104,27 @@ fn issue(app: &Passport, row: &TokenRow, granted: ScopeSet) -> Result<IssuedToke
     })
 }
 
-/// The transaction a refresh holds its row lock in.
-type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
+/// The short transaction a refresh stores its result in.
+pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
+
+/// How long a follower waits between two looks at a refresh another
+/// instance is running.
+const CLAIM_POLL: Duration = Duration::from_millis(50);
+/// A claim outlives the refresh budget by this much (a crashed instance's
+/// claim lapses; a live one has answered by then).
+const CLAIM_MARGIN: Duration = Duration::from_secs(5);
+/// How often a refused OAuth client is logged as an error.
+const MISCONFIGURED_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Where a refresh stands after trying to claim it.
+enum Claim {
+    /// A fresh token is there (someone else refreshed it).
+    Done(IssuedToken),
+    /// This call holds the claim: it asks Google.
+    Ours(Box<TokenRow>, ScopeSet),
+    /// Another instance is refreshing this user right now.
+    Busy,
+}
 
 impl Passport {
     /// A token for `user` that covers `requested` and stays valid for at least
@@ -150,8 +172,10 @@ impl Passport {
     /// Refresh the user's token unless another caller just did; `force`
     /// refreshes even a fresh token (the doctor's live check, the sweep).
     ///
-    /// Single flight: inside this process one caller per user goes on and the
-    /// others wait on its lock; across processes the row lock does the same.
+    /// Single flight without holding the database while Google answers:
+    /// inside this process one caller per user goes on and the others wait on
+    /// its lock; across processes a claim on the row (one short statement)
+    /// names the refresher, and the others wait for its result.
     pub(crate) async fn refresh(
         &self,
         provider: &Provider,
@@ -161,46 +185,110 @@ impl Passport {
     ) -> Result<IssuedToken, TokenError> {
         let lock = self.refresh_locks.get(user);
         let _guard = lock.lock().await;
-        if !force {
-            if let Some((retry_after, source)) = self.refresh_cooldowns.get(user) {
-                return Err(TokenError::Unavailable {
-                    source,
-                    retry_after,
-                });
+        let deadline = tokio::time::Instant::now() + REFRESH_BUDGET + CLAIM_MARGIN;
+        let mut force = force;
+        loop {
+            match self.claim(user, requested, force).await? {
+                Claim::Done(issued) => return Ok(issued),
+                Claim::Ours(row, granted) => {
+                    return self
+                        .refresh_claimed(provider, &row, granted, requested)
+                        .await
+                }
+                Claim::Busy if tokio::time::Instant::now() >= deadline => {
+                    return Err(TokenError::Unavailable {
+                        source: GoogleError::Unavailable(
+                            "another instance's refresh of this user did not finish".into(),
+                        ),
+                        retry_after: Duration::from_secs(1),
+                    });
+                }
+                // Another instance's fresh result serves a forced check too.
+                Claim::Busy => force = false,
             }
+            tokio::time::sleep(CLAIM_POLL).await;
         }
-        let mut tx = self.db.begin().await?;
-        let row = gmail_token::find_for_update(&mut *tx, user)
+    }
+
+    /// Claim the refresh, or find it done, or find someone else at it.
+    async fn claim(
+        &self,
+        user: Uuid,
+        requested: &ScopeSet,
+        force: bool,
+    ) -> Result<Claim, TokenError> {
+        let margin = self.settings.refresh_margin;
+        let secs = (REFRESH_BUDGET + CLAIM_MARGIN).as_secs_f64();
+        if let Some(row) = gmail_token::claim_refresh(&self.db, user, secs).await? {
+            let usable = check_usable(&row, requested);
+            if usable.is_err() || (!force && is_fresh(&row, margin)) {
+                gmail_token::release_refresh(&self.db, user).await?;
+                return Ok(Claim::Done(issue(self, &row, usable?)?));
+            }
+            return Ok(Claim::Ours(Box::new(row), usable?));
+        }
+        let row = gmail_token::find(&self.db, user)
             .await?
             .ok_or(TokenError::NotConnected)?;
         let granted = check_usable(&row, requested)?;
-        if !force && is_fresh(&row, self.settings.refresh_margin) {
-            tx.commit().await?;
-            return issue(self, &row, granted);
+        if !force && is_fresh(&row, margin) {
+            return Ok(Claim::Done(issue(self, &row, granted)?));
         }
+        Ok(Claim::Busy)
+    }
+
+    /// Ask Google with the claim held (and no database connection), then
+    /// record the answer.
+    async fn refresh_claimed(
+        &self,
+        provider: &Provider,
+        row: &TokenRow,
+        granted: ScopeSet,
+        requested: &ScopeSet,
+    ) -> Result<IssuedToken, TokenError> {
+        let user = row.user_id;
         let stored = row.refresh_token.as_deref();
-        let Some(refresh_token) = self.cipher.open_opt(user, Field::RefreshToken, stored)? else {
-            return Err(self
-                .record_broken(tx, provider, &row, ReauthCause::NoRefreshToken)
-                .await?);
+        let refresh_token = match self.cipher.open_opt(user, Field::RefreshToken, stored) {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                return Err(self
+                    .record_broken(provider, row, ReauthCause::NoRefreshToken)
+                    .await?)
+            }
+            Err(e) => {
+                gmail_token::release_refresh(&self.db, user).await?;
+                return Err(e.into());
+            }
         };
-        match self.call_refresh(provider, user, &refresh_token).await {
+        let permit = match self.google_breaker.admit() {
+            Ok(p) => p,
+            Err(wait) => return Err(self.turned_away(user, wait).await?),
+        };
+        let result = self.call_refresh(provider, user, &refresh_token).await;
+        match &result {
+            Err(e) if e.is_outage() => permit.failure(&self.google_breaker),
+            _ => permit.success(),
+        }
+        match result {
             Ok(tokens) => {
-                let granted = self
-                    .store_refresh(tx, provider, &row, &refresh_token, &tokens)
+                if !self
+                    .store_refresh(provider, row, &refresh_token, &tokens)
                     .await?
-                    .unwrap_or(granted);
-                issued_after_refresh(tokens, granted, requested, &row)
+                {
+                    return self.after_lost_claim(user, requested).await;
+                }
+                let granted = tokens.scopes.clone().unwrap_or(granted);
+                issued_after_refresh(tokens, granted, requested, row)
             }
             Err(e) if e.is_invalid_grant() => {
                 let description = e.description().unwrap_or_default().to_string();
                 let cause = ReauthCause::InvalidGrant { description };
-                Err(self.record_broken(tx, provider, &row, cause).await?)
+                Err(self.record_broken(provider, row, cause).await?)
             }
-            Err(e) => {
-                tx.rollback().await?;
-                Err(self.record_unavailable(provider, user, e).await?)
+            Err(e) if e.is_client_rejected() => {
+                Err(self.record_misconfigured(provider, user, e).await?)
             }
+            Err(e) => Err(self.record_unavailable(provider, user, e).await?),
         }
     }
 
@@ -241,28 +329,27 @@ impl Passport {
             })
     }
 
-    /// Store what Google answered and audit it; returns the scopes Google
-    /// named, if it named any.
+    /// Store what Google answered and audit it, in one short transaction;
+    /// `false` when the claim was taken away meanwhile (a new consent or a
+    /// disconnect replaced the grant) and nothing was stored.
     async fn store_refresh(
         &self,
-        mut tx: Tx,
         provider: &Provider,
         row: &TokenRow,
         refresh_token: &SecretString,
         tokens: &Tokens,
-    ) -> Result<Option<ScopeSet>, TokenError> {
+    ) -> Result<bool, TokenError> {
         let user = row.user_id;
         let access = tokens.access_token.expose_secret();
         let sealed = self.cipher.seal(user, Field::AccessToken, access);
         let new_scopes = tokens.scopes.as_ref().map(ScopeSet::to_json);
-        gmail_token::record_refresh(
-            &mut *tx,
-            user,
-            &sealed,
-            tokens.expires_at,
-            new_scopes.clone(),
-        )
-        .await?;
+        let mut tx = self.db.begin().await?;
+        let expires = tokens.expires_at;
+        if !gmail_token::record_refresh(&mut *tx, user, &sealed, expires, new_scopes.clone())
+            .await?
+        {
+            return Ok(false);
+        }
         // A refresh token still in plaintext (the old service's) or under an
         // old key is sealed under the active key now.
         if row
@@ -281,10 +368,38 @@ impl Passport {
             ..NewEvent::new(user, provider.name, EventKind::Refreshed)
         };
         passport_event::insert(&mut *tx, &event).await?;
-        tx.commit().await?;
-        self.refresh_cooldowns.clear(user);
+        self.commit_for(user, tx).await?;
         count_refresh("refreshed");
-        Ok(tokens.scopes.clone())
+        Ok(true)
+    }
+
+    /// Commit a write to `user`'s connection, dropping this instance's cached
+    /// copy on both sides of the commit: the instance never serves what it
+    /// has just replaced, whenever its own notification arrives.
+    pub(crate) async fn commit_for(&self, user: Uuid, tx: Tx) -> Result<(), sqlx::Error> {
+        self.token_cache.invalidate(user);
+        tx.commit().await?;
+        self.token_cache.invalidate(user);
+        Ok(())
+    }
+
+    /// The grant changed under a refresh: answer from what is stored now.
+    async fn after_lost_claim(
+        &self,
+        user: Uuid,
+        requested: &ScopeSet,
+    ) -> Result<IssuedToken, TokenError> {
+        let row = gmail_token::find(&self.db, user)
+            .await?
+            .ok_or(TokenError::NotConnected)?;
+        let granted = check_usable(&row, requested)?;
+        if is_fresh(&row, self.settings.refresh_margin) {
+            return issue(self, &row, granted);
+        }
+        Err(TokenError::Unavailable {
+            source: GoogleError::Unavailable("the connection changed during the refresh".into()),
+            retry_after: Duration::from_secs(1),
+        })
     }
 
     /// Google will not refresh this connection any more: mark the row
@@ -292,13 +407,21 @@ impl Passport {
     /// Returns the error the caller answers with.
     async fn record_broken(
         &self,
-        mut tx: Tx,
         provider: &Provider,
         row: &TokenRow,
         cause: ReauthCause,
     ) -> Result<TokenError, sqlx::Error> {
         let user = row.user_id;
-        gmail_token::mark_reauth_required(&mut *tx, user, &cause).await?;
+        let mut tx = self.db.begin().await?;
+        if !gmail_token::mark_reauth_required(&mut *tx, user, &cause).await? {
+            // The grant was replaced meanwhile: the refusal was about the old one.
+            return Ok(TokenError::Unavailable {
+                source: GoogleError::Unavailable(
+                    "the connection changed during the refresh".into(),
+                ),
+                retry_after: Duration::from_secs(1),
+            });
+        }
         let detail = match &cause {
             ReauthCause::InvalidGrant { description } => Some(description.as_str()),
             _ => None,
@@ -317,36 +440,73 @@ impl Passport {
         };
         let kind = webhooks::Kind::ReauthRequired;
         webhooks::enqueue(&mut tx, self, provider, kind, user, facts).await?;
-        tx.commit().await?;
+        self.commit_for(user, tx).await?;
         count_refresh("reauth_required");
         tracing::info!(%user, cause = cause.code(), "refresh refused; connection needs 재인증");
         Ok(TokenError::ReauthRequired(cause))
     }
 
-    /// Google unavailable, or refusing our client: nothing in the row
-    /// changes; callers are answered from this failure for a while.
+    /// Google unavailable: nothing in the row changes; the claim is given
+    /// back and the failure audited.
     async fn record_unavailable(
         &self,
         provider: &Provider,
         user: Uuid,
         source: GoogleError,
     ) -> Result<TokenError, sqlx::Error> {
+        self.record_refresh_failure(provider, user, &source).await?;
+        count_refresh("unavailable");
+        tracing::warn!(%user, reason = %source, "refresh failed after retries");
+        Ok(TokenError::Unavailable {
+            source,
+            retry_after: self.settings.google_calls.breaker_open,
+        })
+    }
+
+    /// Google refuses our OAuth client: a configuration problem of ours, said
+    /// loudly (an error log line a minute, a metric), never retried as an
+    /// outage.
+    async fn record_misconfigured(
+        &self,
+        provider: &Provider,
+        user: Uuid,
+        source: GoogleError,
+    ) -> Result<TokenError, sqlx::Error> {
+        self.record_refresh_failure(provider, user, &source).await?;
+        count_refresh("misconfigured");
+        metrics::counter!("passport_google_client_refused_total").increment(1);
+        if self.misconfigured_log.ready(MISCONFIGURED_LOG_EVERY) {
+            tracing::error!(error = %source, "Google refuses our OAuth client: check GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET (auth-server doctor --user <id> says more)");
+        }
+        Ok(TokenError::Misconfigured { source })
+    }
+
+    /// Give the claim back and audit a refresh that got no answer to store.
+    async fn record_refresh_failure(
+        &self,
+        provider: &Provider,
+        user: Uuid,
+        source: &GoogleError,
+    ) -> Result<(), sqlx::Error> {
+        gmail_token::release_refresh(&self.db, user).await?;
         let detail = source.to_string();
         let event = NewEvent {
             error_code: Some("refresh_failed"),
             detail: Some(&detail),
             ..NewEvent::new(user, provider.name, EventKind::RefreshFailed)
         };
-        passport_event::insert(&self.db, &event).await?;
-        let cooldown = self.settings.refresh_cooldown;
-        if !cooldown.is_zero() {
-            self.refresh_cooldowns.set(user, cooldown, source.clone());
-        }
-        count_refresh("unavailable");
-        tracing::warn!(%user, reason = %detail, "refresh failed after retries");
+        passport_event::insert(&self.db, &event).await
+    }
+
+    /// The breaker is open: no call to Google; the claim is given back.
+    async fn turned_away(&self, user: Uuid, wait: Duration) -> Result<TokenError, sqlx::Error> {
+        gmail_token::release_refresh(&self.db, user).await?;
+        count_refresh("breaker_open");
         Ok(TokenError::Unavailable {
-            source,
-            retry_after: cooldown.max(Duration::from_secs(1)),
+            source: GoogleError::Unavailable(
+                "calls to Google are paused after repeated failures".into(),
+            ),
+            retry_after: wait.max(Duration::from_secs(1)),
         })
     }
 }

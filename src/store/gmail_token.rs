@@ -155,6 +155,46 @@ pub async fn find(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<Option<Token
     .await
 }
 
+/// Claim the right to refresh this row for `secs` seconds, unless another
+/// claim is still running. Returns the row when the claim is ours. One short
+/// statement: nothing stays locked while Google is asked.
+pub(crate) async fn claim_refresh(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    secs: f64,
+) -> Result<Option<TokenRow>, sqlx::Error> {
+    sqlx::query_as!(
+        TokenRow,
+        r#"UPDATE gmail_token
+           SET refresh_claimed_until = now() + make_interval(secs => $2)
+           WHERE user_id = $1
+             AND (refresh_claimed_until IS NULL OR refresh_claimed_until < now())
+           RETURNING user_id, email, google_sub, access_token, refresh_token, token_type,
+                  expires_at, scopes, status AS "status: ConnectionStatus", last_error,
+                  last_refreshed_at, consented_at,
+                  created_at, updated_at"#,
+        user_id,
+        secs,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Give a refresh claim back without a result (Google unavailable).
+pub(crate) async fn release_refresh(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE gmail_token SET refresh_claimed_until = NULL
+           WHERE user_id = $1 AND refresh_claimed_until IS NOT NULL"#,
+        user_id
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 /// Read the row and lock it until the transaction ends.
 pub(crate) async fn find_for_update(
     db: impl PgExecutor<'_>,
@@ -206,6 +246,7 @@ pub async fn upsert_consent(
                expires_at = EXCLUDED.expires_at,
                scopes = EXCLUDED.scopes,
                status = 'active',
+               refresh_claimed_until = NULL,
                last_error = EXCLUDED.last_error,
                consented_at = now(),
                updated_at = now()"#,
@@ -247,8 +288,8 @@ pub(crate) async fn record_refresh(
     access_token: &str,
     expires_at: Option<DateTime<Utc>>,
     scopes: Option<serde_json::Value>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query!(
         r#"UPDATE gmail_token SET
                access_token = $2,
                expires_at = $3,
@@ -257,8 +298,9 @@ pub(crate) async fn record_refresh(
                status = 'active',
                last_error = NULL,
                last_refreshed_at = now(),
+               refresh_claimed_until = NULL,
                updated_at = now()
-           WHERE user_id = $1"#,
+           WHERE user_id = $1 AND refresh_claimed_until IS NOT NULL"#,
         user_id,
         access_token,
         expires_at,
@@ -266,7 +308,9 @@ pub(crate) async fn record_refresh(
     )
     .execute(db)
     .await?;
-    Ok(())
+    // Nothing written when the claim was taken away meanwhile (a new consent
+    // or a disconnect): the refreshed token belongs to a replaced grant.
+    Ok(r.rows_affected() == 1)
 }
 
 /// Google refused the refresh token: keep the row, mark it.
@@ -274,16 +318,18 @@ pub(crate) async fn mark_reauth_required(
     db: impl PgExecutor<'_>,
     user_id: Uuid,
     cause: &ReauthCause,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        r#"UPDATE gmail_token SET status = 'reauth_required', last_error = $2, updated_at = now()
-           WHERE user_id = $1"#,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query!(
+        r#"UPDATE gmail_token SET status = 'reauth_required', last_error = $2,
+               refresh_claimed_until = NULL, updated_at = now()
+           WHERE user_id = $1 AND refresh_claimed_until IS NOT NULL"#,
         user_id,
         cause.to_last_error(),
     )
     .execute(db)
     .await?;
-    Ok(())
+    // As for `record_refresh`: a grant replaced meanwhile is not marked.
+    Ok(r.rows_affected() == 1)
 }
 
 /// Connections by status (the rollout report).

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::faults::{DbProxy, Mode};
 use crate::helpers::*;
 use crate::wait::{wait_for, wait_until};
 use reqwest::StatusCode;
@@ -161,4 +162,111 @@ async fn a_revocation_written_by_anyone_is_never_served_from_the_cache() {
     })
     .await;
     eprintln!("new token seen: {latency:?}, {stale} stale answers");
+}
+
+fn disconnect_url(app: &TestApp, user: Uuid) -> String {
+    app.url(&format!("/internal/passport/gmail/users/{user}"))
+}
+
+async fn disconnect(app: &TestApp, user: Uuid) {
+    let resp = app
+        .client()
+        .delete(disconnect_url(app, user))
+        .bearer_auth(INTERNAL_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_instance_never_serves_a_connection_it_has_just_deleted() {
+    let app = TestApp::spawn().await;
+    let first = Uuid::new_v4();
+    app.seed_passport(first, JISOO, ALL).await;
+    cache_ready(&app, first).await;
+    let mut stale = 0;
+    for _ in 0..60 {
+        let user = Uuid::new_v4();
+        app.seed_passport(user, JISOO, ALL).await;
+        assert_eq!(app.token(user, &[]).await.0, StatusCode::OK);
+        assert_eq!(app.token(user, &[]).await.0, StatusCode::OK);
+        disconnect(&app, user).await;
+        if app.token(user, &[]).await.0 == StatusCode::OK {
+            stale += 1;
+        }
+    }
+    assert_eq!(stale, 0, "tokens served right after their own disconnect");
+}
+
+#[tokio::test]
+async fn another_instance_stops_serving_a_deleted_connection_within_the_notify_window() {
+    let a = TestApp::spawn().await;
+    let b = a.sibling(&[]).await;
+    let first = Uuid::new_v4();
+    a.seed_passport(first, JISOO, ALL).await;
+    cache_ready(&b, first).await;
+    let mut windows = Vec::new();
+    for _ in 0..20 {
+        let user = Uuid::new_v4();
+        a.seed_passport(user, JISOO, ALL).await;
+        assert_eq!(b.token(user, &[]).await.0, StatusCode::OK);
+        assert_eq!(b.token(user, &[]).await.0, StatusCode::OK);
+        disconnect(&a, user).await;
+        let deleted = Instant::now();
+        wait_until(
+            "the other instance to drop it",
+            Duration::from_secs(10),
+            async || b.token(user, &[]).await.0 == StatusCode::NOT_FOUND,
+        )
+        .await;
+        windows.push(deleted.elapsed());
+    }
+    windows.sort();
+    eprintln!(
+        "cross-instance window after a disconnect: median {:?}, max {:?} (20 rounds)",
+        windows[windows.len() / 2],
+        windows[windows.len() - 1]
+    );
+}
+
+#[tokio::test]
+async fn the_cache_goes_off_the_moment_its_listener_connection_is_cut() {
+    let proxy = DbProxy::start().await;
+    let (_, via) = proxy.fresh_database().await;
+    let app = TestApp::spawn_on(via, &[]).await;
+    let user = Uuid::new_v4();
+    app.seed_passport(user, JISOO, ALL).await;
+    cache_ready(&app, user).await;
+    // The database hangs and every connection to it is cut: from now on only
+    // the cache could answer, and it must not, since it can no longer hear
+    // about changes.
+    proxy.set(Mode::Stalled);
+    proxy.drop_all();
+    let cut = Instant::now();
+    let token_url = app.url("/internal/passport/gmail/token");
+    wait_until(
+        "the cache to stop answering",
+        Duration::from_secs(15),
+        async || {
+            let answer = app
+                .client()
+                .post(&token_url)
+                .bearer_auth(INTERNAL_KEY)
+                .json(&serde_json::json!({ "user_id": user }))
+                .timeout(Duration::from_millis(300))
+                .send()
+                .await;
+            !matches!(answer, Ok(r) if r.status() == StatusCode::OK)
+        },
+    )
+    .await;
+    let off_after = cut.elapsed();
+    eprintln!("cache off {off_after:?} after its listener connection was cut");
+    assert!(
+        off_after < Duration::from_secs(2),
+        "served from the cache for {off_after:?}"
+    );
+    proxy.set(Mode::Up);
+    cache_ready(&app, user).await;
 }

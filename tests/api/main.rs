@@ -11,6 +11,7 @@ mod doctor;
 mod fake_google;
 mod faults;
 mod fuzz;
+mod google_faults;
 mod helpers;
 mod hostile;
 mod legacy;
