@@ -13,6 +13,7 @@ mod faults;
 mod fuzz;
 mod helpers;
 mod hostile;
+mod interrupted;
 mod legacy;
 mod lifecycle;
 mod ops;
