@@ -34,6 +34,7 @@ mod check;
 mod google;
 mod limits;
 mod origins;
+mod retention;
 mod security;
 mod server;
 mod sweep;
@@ -44,6 +45,7 @@ mod webhooks;
 
 pub(crate) use google::GoogleEndpoints;
 pub(crate) use limits::RateLimits;
+pub(crate) use retention::RetentionSettings;
 pub(crate) use server::LogFormat;
 pub(crate) use sweep::SweepSettings;
 pub(crate) use webhooks::WebhookSettings;
@@ -51,7 +53,7 @@ pub(crate) use webhooks::WebhookSettings;
 use check::Checker;
 
 /// Every environment variable the service reads, section by section.
-const SECTIONS: [&[&str]; 8] = [
+const SECTIONS: [&[&str]; 9] = [
     server::KEYS,
     origins::KEYS,
     google::KEYS,
@@ -60,6 +62,7 @@ const SECTIONS: [&[&str]; 8] = [
     limits::KEYS,
     webhooks::KEYS,
     sweep::KEYS,
+    retention::KEYS,
 ];
 
 /// Whether the service reads the environment variable `name`.
@@ -103,6 +106,7 @@ pub struct Settings {
     /// Where state changes are announced; `None`: webhooks off.
     pub webhooks: Option<WebhookSettings>,
     pub sweep: SweepSettings,
+    pub retention: RetentionSettings,
     /// Reverse proxies whose `X-Forwarded-For` names the client (rate limits).
     pub trusted_proxies: Vec<std::net::IpAddr>,
 }
@@ -134,6 +138,7 @@ impl fmt::Debug for Settings {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("webhooks", &self.webhooks)
             .field("sweep", &self.sweep)
+            .field("retention", &self.retention)
             .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
@@ -242,6 +247,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
     let rate_limits = limits::check(&mut c);
     let webhooks = webhooks::check(&mut c);
     let sweep = sweep::check(&mut c);
+    let retention = retention::check(&mut c);
     c.finish()?;
 
     let (Some(server), Some(origins), Some(google), Some(security)) =
@@ -272,6 +278,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         shutdown_grace: server.shutdown_grace,
         webhooks,
         sweep,
+        retention,
         trusted_proxies: security.trusted_proxies,
     })
 }

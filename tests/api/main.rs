@@ -18,6 +18,7 @@ mod legacy;
 mod lifecycle;
 mod ops;
 mod report;
+mod retention;
 mod security;
 mod session;
 mod status;
