@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
 use crate::http::AppState;
-use crate::passport::{sweep, webhooks, Passport};
+use crate::passport::{retention, sweep, webhooks, Passport};
 use crate::{http, store, telemetry};
 
 /// How often expired consent attempts are purged and idle rate-limit keys
@@ -145,6 +145,7 @@ fn start_background(state: &AppState, stop: &CancellationToken) -> TaskTracker {
         stop.clone(),
     ));
     tasks.spawn(sweep::run_sweeper(state.passport.clone(), stop.clone()));
+    tasks.spawn(retention::run_pruner(state.passport.clone(), stop.clone()));
     let (limiters, token) = (state.limiters.clone(), stop.clone());
     tasks.spawn(async move {
         let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);

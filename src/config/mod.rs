@@ -35,6 +35,7 @@ mod google;
 mod google_calls;
 mod limits;
 mod origins;
+mod retention;
 mod security;
 mod server;
 mod sweep;
@@ -46,6 +47,7 @@ mod webhooks;
 pub(crate) use google::GoogleEndpoints;
 pub(crate) use google_calls::GoogleCalls;
 pub(crate) use limits::RateLimits;
+pub(crate) use retention::RetentionSettings;
 pub(crate) use server::LogFormat;
 pub(crate) use sweep::SweepSettings;
 pub(crate) use webhooks::WebhookSettings;
@@ -63,6 +65,7 @@ const SECTIONS: [&[&str]; 9] = [
     limits::KEYS,
     webhooks::KEYS,
     sweep::KEYS,
+    retention::KEYS,
 ];
 
 /// Whether the service reads the environment variable `name`.
@@ -107,6 +110,7 @@ pub struct Settings {
     /// Where state changes are announced; `None`: webhooks off.
     pub webhooks: Option<WebhookSettings>,
     pub sweep: SweepSettings,
+    pub retention: RetentionSettings,
     /// Reverse proxies whose `X-Forwarded-For` names the client (rate limits).
     pub trusted_proxies: Vec<std::net::IpAddr>,
 }
@@ -138,6 +142,7 @@ impl fmt::Debug for Settings {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("webhooks", &self.webhooks)
             .field("sweep", &self.sweep)
+            .field("retention", &self.retention)
             .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
@@ -247,6 +252,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
     let rate_limits = limits::check(&mut c);
     let webhooks = webhooks::check(&mut c);
     let sweep = sweep::check(&mut c);
+    let retention = retention::check(&mut c);
     c.finish()?;
 
     let (Some(server), Some(origins), Some(google), Some(security)) =
@@ -277,6 +283,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         shutdown_grace: server.shutdown_grace,
         webhooks,
         sweep,
+        retention,
         trusted_proxies: security.trusted_proxies,
     })
 }

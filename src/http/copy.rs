@@ -70,6 +70,15 @@ pub const STATE_EXPIRED: PageCopy = PageCopy {
     next_en: "Press 재인증 again and finish the consent within 10 minutes.",
 };
 
+pub const ATTEMPT_INTERRUPTED: PageCopy = PageCopy {
+    title_ko: "이전 인증 처리가 중단되었습니다",
+    title_en: "The earlier consent was interrupted",
+    what_ko: "Google 동의는 받았지만, 저장을 마치기 전에 처리가 중단되었습니다(서버 재시작 등). 연결은 바뀌지 않았고, 이 주소는 다시 쓸 수 없습니다.",
+    what_en: "Google's consent came back, but handling it stopped before it was saved (a server restart, for example). Your connection did not change, and this address cannot be used again.",
+    next_ko: "Gmail 패스포트 페이지에서 재인증을 다시 눌러 처음부터 진행해 주세요.",
+    next_en: "Press 재인증 again on the Gmail Passport page to start over.",
+};
+
 pub const BROWSER_MISMATCH: PageCopy = PageCopy {
     title_ko: "다른 브라우저에서 시작된 인증입니다",
     title_en: "This consent was started in another browser",

@@ -235,6 +235,8 @@ pub enum PageError {
     StateUnknown,
     /// The consent took longer than 10 minutes.
     StateExpired,
+    /// An earlier callback of this consent stopped before it finished.
+    AttemptInterrupted,
     /// The flow was started in another browser (or its cookie is gone).
     BrowserMismatch,
     /// The flow was started by another ro-being user than the one signed in.
@@ -263,6 +265,7 @@ impl PageError {
                 StatusCode::BAD_REQUEST
             }
             Self::BrowserMismatch | Self::UserMismatch | Self::CrossSite => StatusCode::FORBIDDEN,
+            Self::AttemptInterrupted => StatusCode::CONFLICT,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -277,6 +280,7 @@ impl PageError {
             Self::ReturnToRefused => &copy::RETURN_TO_REFUSED,
             Self::StateUnknown => &copy::STATE_UNKNOWN,
             Self::StateExpired => &copy::STATE_EXPIRED,
+            Self::AttemptInterrupted => &copy::ATTEMPT_INTERRUPTED,
             Self::BrowserMismatch => &copy::BROWSER_MISMATCH,
             Self::UserMismatch => &copy::USER_MISMATCH,
             Self::CrossSite => &copy::CROSS_SITE,
@@ -309,6 +313,7 @@ impl From<FlowError> for PageError {
             FlowError::ReturnTo(_) => PageError::ReturnToRefused,
             FlowError::MissingState | FlowError::UnknownState => PageError::StateUnknown,
             FlowError::ExpiredState => PageError::StateExpired,
+            FlowError::Interrupted => PageError::AttemptInterrupted,
             FlowError::BrowserMismatch => PageError::BrowserMismatch,
             FlowError::UserMismatch => PageError::UserMismatch,
             FlowError::NoSession => PageError::SignInNeeded,

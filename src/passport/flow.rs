@@ -1,6 +1,11 @@
 //! The consent / 재인증 flow: start (store the attempt, build Google's URL) and
-//! complete (take the attempt, exchange the code, store what Google granted,
+//! complete (claim the attempt, exchange the code, store what Google granted,
 //! decide the result the user sees).
+//!
+//! The callback marks its attempt in use before calling Google (a replay is
+//! refused from then on) and deletes it in the transaction that records how
+//! the callback ended. An attempt left in use means the instance stopped in
+//! between: nothing was stored, and its replay says so ([`FlowError::Interrupted`]).
 
 use chrono::Utc;
 use secrecy::ExposeSecret;
@@ -39,6 +44,8 @@ pub(crate) enum FlowError {
     UserMismatch,
     #[error("nobody is signed in at the callback")]
     NoSession,
+    #[error("an earlier callback of this attempt was interrupted before it finished")]
+    Interrupted,
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("stored secret: {0}")]
@@ -126,7 +133,7 @@ impl Passport {
     ) -> Result<Completed, FlowError> {
         let state = params.state.as_deref().ok_or(FlowError::MissingState)?;
         let attempt = self
-            .take_attempt(provider, state, browser_nonce, signed_in_user)
+            .claim_attempt(provider, state, browser_nonce, signed_in_user)
             .await?;
         let user_id = attempt.user_id;
         let verifier = self
@@ -136,16 +143,16 @@ impl Passport {
         let return_to =
             Url::parse(&attempt.return_to).unwrap_or_else(|_| self.settings.inventory_url.clone());
         let outcome = match (params.error, params.code) {
-            (Some(e), _) if e == "access_denied" => self.record_denied(provider, user_id).await?,
+            (Some(e), _) if e == "access_denied" => self.record_denied(provider, &attempt).await?,
             (Some(other), _) => {
                 tracing::warn!(%user_id, error = %sanitize(&other), "google returned an error to the callback");
-                Outcome::Error("google_error")
+                self.abandon(&attempt, "google_error").await?
             }
             (None, Some(code)) => {
-                self.exchange_and_store(provider, user_id, &code, verifier.expose_secret())
+                self.exchange_and_store(provider, &attempt, &code, verifier.expose_secret())
                     .await?
             }
-            (None, None) => Outcome::Error("missing_code"),
+            (None, None) => self.abandon(&attempt, "missing_code").await?,
         };
         let result = outcome.result();
         metrics::counter!("passport_consents_completed_total", "provider" => provider.name, "result" => result)
@@ -156,11 +163,11 @@ impl Passport {
         })
     }
 
-    /// Take the attempt named by `state`, but only for the browser holding its
-    /// nonce and the ro-being user who started it, signed in now: another
-    /// browser's visit leaves it to its owner, and on a shared browser nobody
-    /// else's Google account can land on their passport.
-    async fn take_attempt(
+    /// Claim the attempt named by `state` (mark it in use), but only for the
+    /// browser holding its nonce and the ro-being user who started it, signed
+    /// in now: another browser's visit leaves it to its owner, and on a shared
+    /// browser nobody else's Google account can land on their passport.
+    async fn claim_attempt(
         &self,
         provider: &Provider,
         state: &str,
@@ -172,26 +179,27 @@ impl Passport {
         }
         let state_hash = sha256(state);
         let nonce_hash = browser_nonce.filter(|n| is_token_shaped(n)).map(sha256);
-        let taken = match (&nonce_hash, signed_in_user) {
+        let claimed = match (&nonce_hash, signed_in_user) {
             (Some(h), Some(user)) => {
-                oauth_state::take(&self.db, &state_hash, provider.name, h, Some(user)).await?
+                oauth_state::claim(&self.db, &state_hash, provider.name, h, user).await?
             }
             _ => None,
         };
-        match taken {
-            Some(a) if a.expires_at < Utc::now() => Err(FlowError::ExpiredState),
+        match claimed {
             Some(a) => Ok(a),
             None => Err(self
-                .why_not_taken(provider, &state_hash, signed_in_user)
+                .why_not_claimed(provider, &state_hash, nonce_hash.as_deref(), signed_in_user)
                 .await?),
         }
     }
 
-    /// Why an attempt could not be taken (an expired one is deleted).
-    async fn why_not_taken(
+    /// Why an attempt could not be claimed (an expired one is deleted). Only
+    /// its own user, in its own browser, learns that it was interrupted.
+    async fn why_not_claimed(
         &self,
         provider: &Provider,
         state_hash: &[u8],
+        nonce_hash: Option<&[u8]>,
         signed_in_user: Option<Uuid>,
     ) -> Result<FlowError, sqlx::Error> {
         let Some(peeked) = oauth_state::peek(&self.db, state_hash, provider.name).await? else {
@@ -204,36 +212,58 @@ impl Passport {
         Ok(match signed_in_user {
             None => FlowError::NoSession,
             Some(u) if u != peeked.user_id => FlowError::UserMismatch,
-            _ => FlowError::BrowserMismatch,
+            _ if nonce_hash != Some(peeked.browser_nonce_hash.as_slice()) => {
+                FlowError::BrowserMismatch
+            }
+            _ if peeked.used_at.is_some() => FlowError::Interrupted,
+            // Unused, yet not claimable: expired by the database's clock.
+            _ => FlowError::ExpiredState,
         })
     }
 
+    /// The user declined: audit it and end the attempt, in one transaction.
     async fn record_denied(
         &self,
         provider: &Provider,
-        user_id: Uuid,
+        attempt: &StateRow,
     ) -> Result<Outcome, FlowError> {
         let event = NewEvent {
             error_code: Some("access_denied"),
-            ..NewEvent::new(user_id, provider.name, EventKind::Denied)
+            ..NewEvent::new(attempt.user_id, provider.name, EventKind::Denied)
         };
-        passport_event::insert(&self.db, &event).await?;
+        let mut tx = self.db.begin().await?;
+        passport_event::insert(&mut *tx, &event).await?;
+        oauth_state::delete(&mut *tx, &attempt.state_hash).await?;
+        tx.commit().await?;
         Ok(Outcome::Denied)
     }
 
-    /// Exchange the code, then store what Google granted.
+    /// End the attempt without a connection: Google failed or refused.
+    async fn abandon(
+        &self,
+        attempt: &StateRow,
+        reason: &'static str,
+    ) -> Result<Outcome, FlowError> {
+        oauth_state::delete(&self.db, &attempt.state_hash).await?;
+        Ok(Outcome::Error(reason))
+    }
+
+    /// Exchange the code, then store what Google granted and end the attempt,
+    /// in one transaction.
     async fn exchange_and_store(
         &self,
         provider: &Provider,
-        user_id: Uuid,
+        attempt: &StateRow,
         code: &str,
         verifier: &str,
     ) -> Result<Outcome, FlowError> {
         let grant = match self.fetch_grant(provider, code, verifier).await {
             Ok(g) => g,
-            Err(reason) => return Ok(Outcome::Error(reason)),
+            Err(reason) => return self.abandon(attempt, reason).await,
         };
+        let user_id = attempt.user_id;
         let mut tx = self.db.begin().await?;
+        oauth_state::delete(&mut *tx, &attempt.state_hash).await?;
         let prev = gmail_token::find_for_update(&mut *tx, user_id).await?;
         let outcome = decide_outcome(
             prev.as_ref(),

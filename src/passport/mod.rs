@@ -13,6 +13,7 @@ pub(crate) mod keys;
 mod locks;
 pub(crate) mod provider;
 pub(crate) mod report;
+pub(crate) mod retention;
 pub mod return_to;
 pub(crate) mod status;
 pub(crate) mod sweep;

@@ -1,4 +1,4 @@
-//! `oauth_state`: consent attempts in flight, consumed exactly once.
+//! `oauth_state`: consent attempts in flight, claimed exactly once.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 /// A stored consent attempt.
 pub(crate) struct StateRow {
+    pub state_hash: Vec<u8>,
     pub user_id: Uuid,
     pub provider: String,
     pub pkce_verifier: String,
@@ -56,21 +57,23 @@ pub(crate) async fn insert(db: impl PgExecutor<'_>, s: &NewState<'_>) -> Result<
     Ok(())
 }
 
-/// Consume the attempt if it exists for this provider and this browser (and,
-/// when `user_id` is given, this user).
-pub(crate) async fn take(
+/// Claim the attempt for its callback: mark it in use, if it exists for this
+/// provider, browser and user, is not expired and is not in use already. It
+/// stays until [`delete`] removes it in the transaction that records how the
+/// callback ended; one left in use means the instance stopped in between.
+pub(crate) async fn claim(
     db: impl PgExecutor<'_>,
     state_hash: &[u8],
     provider: &str,
     browser_nonce_hash: &[u8],
-    user_id: Option<Uuid>,
+    user_id: Uuid,
 ) -> Result<Option<StateRow>, sqlx::Error> {
     sqlx::query_as!(
         StateRow,
-        r#"DELETE FROM oauth_state
+        r#"UPDATE oauth_state SET used_at = now()
            WHERE state_hash = $1 AND provider = $2 AND browser_nonce_hash = $3
-             AND ($4::uuid IS NULL OR user_id = $4)
-           RETURNING user_id, provider, pkce_verifier, return_to, expires_at"#,
+             AND user_id = $4 AND used_at IS NULL AND expires_at >= now()
+           RETURNING state_hash, user_id, provider, pkce_verifier, return_to, expires_at"#,
         state_hash,
         provider,
         browser_nonce_hash,
@@ -80,11 +83,14 @@ pub(crate) async fn take(
     .await
 }
 
-/// An attempt that exists but was not taken: whose and until when (to tell
-/// "expired" from "another browser" from "another user").
+/// An attempt that exists but was not claimed: whose, for which browser,
+/// until when and since when in use (to tell "expired" from "another browser"
+/// from "another user" from "interrupted").
 pub(crate) struct Peeked {
     pub user_id: Uuid,
+    pub browser_nonce_hash: Vec<u8>,
     pub expires_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
 }
 
 pub(crate) async fn peek(
@@ -94,7 +100,8 @@ pub(crate) async fn peek(
 ) -> Result<Option<Peeked>, sqlx::Error> {
     sqlx::query_as!(
         Peeked,
-        r#"SELECT user_id, expires_at FROM oauth_state WHERE state_hash = $1 AND provider = $2"#,
+        r#"SELECT user_id, browser_nonce_hash, expires_at, used_at
+           FROM oauth_state WHERE state_hash = $1 AND provider = $2"#,
         state_hash,
         provider,
     )
@@ -102,7 +109,8 @@ pub(crate) async fn peek(
     .await
 }
 
-/// Delete one attempt (an expired one that was presented).
+/// Delete one attempt: its callback is over (stored, denied or failed), or
+/// it expired.
 pub(crate) async fn delete(db: impl PgExecutor<'_>, state_hash: &[u8]) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"DELETE FROM oauth_state WHERE state_hash = $1"#,
@@ -113,7 +121,7 @@ pub(crate) async fn delete(db: impl PgExecutor<'_>, state_hash: &[u8]) -> Result
     Ok(())
 }
 
-/// Delete every expired attempt; returns how many.
+/// Delete every expired attempt, in use or not; returns how many.
 pub(crate) async fn purge_expired(db: impl PgExecutor<'_>) -> Result<u64, sqlx::Error> {
     let r = sqlx::query!(r#"DELETE FROM oauth_state WHERE expires_at < now()"#)
         .execute(db)

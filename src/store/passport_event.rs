@@ -113,3 +113,23 @@ pub async fn recent_for_user(
     .fetch_all(db)
     .await
 }
+
+/// Delete up to `limit` events created before `cutoff`, oldest first; returns
+/// how many. Rows another instance is deleting are skipped, not waited for.
+pub(crate) async fn prune(
+    db: impl PgExecutor<'_>,
+    cutoff: DateTime<Utc>,
+    limit: i64,
+) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query!(
+        r#"DELETE FROM passport_event WHERE id IN (
+               SELECT id FROM passport_event WHERE created_at < $1
+               ORDER BY created_at LIMIT $2
+               FOR UPDATE SKIP LOCKED)"#,
+        cutoff,
+        limit,
+    )
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected())
+}

@@ -138,3 +138,24 @@ pub(crate) async fn backlog(db: impl PgExecutor<'_>) -> Result<Backlog, sqlx::Er
     .fetch_one(db)
     .await
 }
+
+/// Delete up to `limit` events delivered before `cutoff`; returns how many.
+/// Pending and dead events are never pruned.
+pub(crate) async fn prune_delivered(
+    db: impl PgExecutor<'_>,
+    cutoff: DateTime<Utc>,
+    limit: i64,
+) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query!(
+        r#"DELETE FROM webhook_outbox WHERE id IN (
+               SELECT id FROM webhook_outbox
+               WHERE status = 'delivered' AND delivered_at < $1
+               ORDER BY delivered_at LIMIT $2
+               FOR UPDATE SKIP LOCKED)"#,
+        cutoff,
+        limit,
+    )
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected())
+}
