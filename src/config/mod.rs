@@ -31,6 +31,7 @@ macro_rules! keys {
 }
 
 mod check;
+mod database;
 mod google;
 mod limits;
 mod origins;
@@ -51,7 +52,7 @@ pub(crate) use webhooks::WebhookSettings;
 use check::Checker;
 
 /// Every environment variable the service reads, section by section.
-const SECTIONS: [&[&str]; 8] = [
+const SECTIONS: [&[&str]; 9] = [
     server::KEYS,
     origins::KEYS,
     google::KEYS,
@@ -60,6 +61,7 @@ const SECTIONS: [&[&str]; 8] = [
     limits::KEYS,
     webhooks::KEYS,
     sweep::KEYS,
+    database::KEYS,
 ];
 
 /// Whether the service reads the environment variable `name`.
@@ -103,6 +105,8 @@ pub struct Settings {
     /// Where state changes are announced; `None`: webhooks off.
     pub webhooks: Option<WebhookSettings>,
     pub sweep: SweepSettings,
+    /// The database pool: connections, acquire, statement and lock timeouts.
+    pub database: crate::store::PoolSettings,
     /// Reverse proxies whose `X-Forwarded-For` names the client (rate limits).
     pub trusted_proxies: Vec<std::net::IpAddr>,
 }
@@ -134,6 +138,7 @@ impl fmt::Debug for Settings {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("webhooks", &self.webhooks)
             .field("sweep", &self.sweep)
+            .field("database", &self.database)
             .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
@@ -242,6 +247,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
     let rate_limits = limits::check(&mut c);
     let webhooks = webhooks::check(&mut c);
     let sweep = sweep::check(&mut c);
+    let database = database::check(&mut c);
     c.finish()?;
 
     let (Some(server), Some(origins), Some(google), Some(security)) =
@@ -272,6 +278,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         shutdown_grace: server.shutdown_grace,
         webhooks,
         sweep,
+        database,
         trusted_proxies: security.trusted_proxies,
     })
 }
