@@ -9,7 +9,7 @@ use crate::http::AppState;
 
 /// `/readyz` answers within this, whatever the database does (a probe that
 /// hangs tells an orchestrator nothing).
-const READY_WITHIN: std::time::Duration = std::time::Duration::from_millis(800);
+const READY_WITHIN: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// `GET /healthz`: the process is up.
 pub(crate) async fn healthz() -> &'static str {
