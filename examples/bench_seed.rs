@@ -185,7 +185,7 @@ async fn main() -> anyhow::Result<()> {
     let scopes = default_gmail_scopes().to_json();
 
     // The service's own schema.
-    auth_server::store::connect_and_migrate(&args.database_url)
+    auth_server::store::connect_and_migrate(&args.database_url, &Default::default())
         .await?
         .close()
         .await;

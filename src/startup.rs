@@ -34,7 +34,8 @@ impl Application {
     /// Connect to the database (waiting for it), apply the migrations and
     /// bind `BIND_ADDR`.
     pub(crate) async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let pool = connect_with_retry(settings.database_url.expose_secret()).await?;
+        let pool =
+            connect_with_retry(settings.database_url.expose_secret(), &settings.database).await?;
         let listener = TcpListener::bind(settings.bind_addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind_addr))?;
@@ -169,13 +170,16 @@ fn start_background(state: &AppState, stop: &CancellationToken) -> TaskTracker {
 
 /// Connect to the database, retrying with backoff while it is unreachable,
 /// then apply the migrations.
-pub(crate) async fn connect_with_retry(url: &str) -> anyhow::Result<PgPool> {
+pub(crate) async fn connect_with_retry(
+    url: &str,
+    pool: &store::PoolSettings,
+) -> anyhow::Result<PgPool> {
     let mut delay = Duration::from_millis(500);
     let attempts = 10;
     for attempt in 1..=attempts {
-        match store::connect_and_migrate(url).await {
+        match store::connect_and_migrate(url, pool).await {
             Ok(pool) => return Ok(pool),
-            Err(e @ (sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut)) if attempt < attempts => {
+            Err(e) if store::is_unavailable(&e) && attempt < attempts => {
                 tracing::warn!(attempt, retry_in_ms = delay.as_millis() as u64, error = %e, "database unreachable; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(10));
@@ -191,8 +195,9 @@ pub(crate) async fn connect_with_retry(url: &str) -> anyhow::Result<PgPool> {
 pub(crate) async fn operator_passport() -> anyhow::Result<Passport> {
     let settings = Settings::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
     telemetry::init(settings.log_format);
-    let options = store::connect_options(settings.database_url.expose_secret())?;
-    let pool = store::pool_options()
+    let options =
+        store::connect_options(settings.database_url.expose_secret(), &settings.database)?;
+    let pool = store::pool_options(&settings.database)
         .connect_with(options)
         .await
         .map_err(|e| anyhow::anyhow!("database: {e}"))?;

@@ -31,6 +31,7 @@ macro_rules! keys {
 }
 
 mod check;
+mod database;
 mod google;
 mod google_calls;
 mod limits;
@@ -55,7 +56,7 @@ pub(crate) use webhooks::WebhookSettings;
 use check::Checker;
 
 /// Every environment variable the service reads, section by section.
-const SECTIONS: [&[&str]; 9] = [
+const SECTIONS: [&[&str]; 11] = [
     server::KEYS,
     origins::KEYS,
     google::KEYS,
@@ -66,6 +67,7 @@ const SECTIONS: [&[&str]; 9] = [
     webhooks::KEYS,
     sweep::KEYS,
     retention::KEYS,
+    database::KEYS,
 ];
 
 /// Whether the service reads the environment variable `name`.
@@ -111,6 +113,8 @@ pub struct Settings {
     pub webhooks: Option<WebhookSettings>,
     pub sweep: SweepSettings,
     pub retention: RetentionSettings,
+    /// The database pool: connections, acquire, statement and lock timeouts.
+    pub database: crate::store::PoolSettings,
     /// Reverse proxies whose `X-Forwarded-For` names the client (rate limits).
     pub trusted_proxies: Vec<std::net::IpAddr>,
 }
@@ -143,6 +147,7 @@ impl fmt::Debug for Settings {
             .field("webhooks", &self.webhooks)
             .field("sweep", &self.sweep)
             .field("retention", &self.retention)
+            .field("database", &self.database)
             .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
@@ -253,6 +258,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
     let webhooks = webhooks::check(&mut c);
     let sweep = sweep::check(&mut c);
     let retention = retention::check(&mut c);
+    let database = database::check(&mut c);
     c.finish()?;
 
     let (Some(server), Some(origins), Some(google), Some(security)) =
@@ -284,6 +290,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         webhooks,
         sweep,
         retention,
+        database,
         trusted_proxies: security.trusted_proxies,
     })
 }

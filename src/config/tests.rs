@@ -194,3 +194,26 @@ fn each_key_is_declared_once_and_only_those_are_read_from_the_environment() {
     assert!(is_key("DATABASE_URL") && is_key("TRUSTED_PROXIES"));
     assert!(!is_key("database_url") && !is_key("PATH"));
 }
+
+#[test]
+fn database_budgets_have_defaults_and_ranges() {
+    let s = Settings::from_pairs(good()).unwrap();
+    assert_eq!(s.database, crate::store::PoolSettings::default());
+    assert_eq!(s.database.max_connections, 20);
+    let mut p = good();
+    p.push(("DB_MAX_CONNECTIONS", "8".into()));
+    p.push(("DB_STATEMENT_TIMEOUT_MS", "4000".into()));
+    let s = Settings::from_pairs(p).unwrap();
+    assert_eq!(s.database.max_connections, 8);
+    assert_eq!(s.database.statement_timeout, Duration::from_secs(4));
+    let mut p = good();
+    p.push(("DB_ACQUIRE_TIMEOUT_MS", "0".into()));
+    p.push(("DB_LOCK_TIMEOUT_MS", "soon".into()));
+    let text = Settings::from_pairs(p).unwrap_err().to_string();
+    for needle in [
+        "DB_ACQUIRE_TIMEOUT_MS must be a whole number of milliseconds from 100 to 60000",
+        "DB_LOCK_TIMEOUT_MS must be a whole number of milliseconds from 100 to 3600000",
+    ] {
+        assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
+    }
+}

@@ -115,6 +115,16 @@ pub const RATE_LIMITED: PageCopy = PageCopy {
     next_en: "Wait about a minute, then try again.",
 };
 
+pub const DATABASE_UNAVAILABLE: PageCopy = PageCopy {
+    title_ko: "잠시 이용할 수 없습니다",
+    title_en: "Temporarily unavailable",
+    what_ko: "저장소(데이터베이스)가 지금 응답하지 않아 요청을 처리하지 못했습니다.",
+    what_en:
+        "Our storage (database) is not answering right now, so the request could not be handled.",
+    next_ko: "잠시 후 다시 시도해 주세요.",
+    next_en: "Try again in a moment.",
+};
+
 pub const INTERNAL: PageCopy = PageCopy {
     title_ko: "일시적인 오류가 발생했습니다",
     title_en: "Something went wrong on our side",

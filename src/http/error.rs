@@ -12,6 +12,10 @@ use serde::Serialize;
 use crate::http::copy::{self, PageCopy};
 use crate::passport::flow::FlowError;
 use crate::passport::token::TokenError;
+use crate::store;
+
+/// `Retry-After` when the database is unavailable, in seconds.
+const DATABASE_RETRY_AFTER_SECS: u64 = 5;
 
 /// Every `error` code the JSON APIs answer with (docs/architecture.md lists
 /// them with their statuses).
@@ -29,6 +33,7 @@ pub enum ErrorCode {
     ReauthRequired,
     UpstreamUnavailable,
     UpstreamMisconfigured,
+    DatabaseUnavailable,
     Internal,
 }
 
@@ -97,6 +102,20 @@ impl ApiError {
 
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
+    }
+
+    /// The database cannot do the work now (down, stalled, a lock or a
+    /// statement over its timeout): 503 with `Retry-After`, the cause logged.
+    pub fn database_unavailable(cause: &sqlx::Error) -> Self {
+        tracing::warn!(error = %cause, "database unavailable");
+        Self {
+            retry_after: Some(DATABASE_RETRY_AFTER_SECS),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::DatabaseUnavailable,
+                "the database is unavailable; try again later",
+            )
+        }
     }
 
     /// A failure of ours: logged with its cause, answered without it.
@@ -179,7 +198,7 @@ impl From<TokenError> for ApiError {
                 message: format!("{e}; operators: check TOKEN_ENCRYPTION_KEYS"),
                 ..Self::internal(&e)
             },
-            TokenError::Database(e) => Self::internal(&e),
+            TokenError::Database(e) => e.into(),
         }
     }
 }
@@ -190,6 +209,7 @@ impl From<FlowError> for ApiError {
             FlowError::ReturnTo(r) => Self::bad_request(format!(
                 "{r}; allowed origins are PUBLIC_BASE_URL and ALLOWED_RETURN_ORIGINS"
             )),
+            FlowError::Database(e) => e.into(),
             other => Self::internal(&other),
         }
     }
@@ -197,7 +217,11 @@ impl From<FlowError> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        Self::internal(&e)
+        if store::is_unavailable(&e) {
+            Self::database_unavailable(&e)
+        } else {
+            Self::internal(&e)
+        }
     }
 }
 
@@ -245,6 +269,8 @@ pub enum PageError {
     CrossSite,
     /// Too many requests; retry after this many seconds.
     RateLimited(u64),
+    /// The database cannot do the work now; retry after this many seconds.
+    DatabaseUnavailable(u64),
     /// Our failure.
     Internal,
 }
@@ -267,6 +293,7 @@ impl PageError {
             Self::BrowserMismatch | Self::UserMismatch | Self::CrossSite => StatusCode::FORBIDDEN,
             Self::AttemptInterrupted => StatusCode::CONFLICT,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -285,6 +312,7 @@ impl PageError {
             Self::UserMismatch => &copy::USER_MISMATCH,
             Self::CrossSite => &copy::CROSS_SITE,
             Self::RateLimited(_) => &copy::RATE_LIMITED,
+            Self::DatabaseUnavailable(_) => &copy::DATABASE_UNAVAILABLE,
             Self::Internal => &copy::INTERNAL,
         }
     }
@@ -317,7 +345,7 @@ impl From<FlowError> for PageError {
             FlowError::BrowserMismatch => PageError::BrowserMismatch,
             FlowError::UserMismatch => PageError::UserMismatch,
             FlowError::NoSession => PageError::SignInNeeded,
-            FlowError::Database(e) => PageError::internal(&e),
+            FlowError::Database(e) => e.into(),
             FlowError::Crypto(e) => PageError::internal(&e),
         }
     }
@@ -325,7 +353,12 @@ impl From<FlowError> for PageError {
 
 impl From<sqlx::Error> for PageError {
     fn from(e: sqlx::Error) -> Self {
-        Self::internal(&e)
+        if store::is_unavailable(&e) {
+            tracing::warn!(error = %e, "database unavailable");
+            Self::DatabaseUnavailable(DATABASE_RETRY_AFTER_SECS)
+        } else {
+            Self::internal(&e)
+        }
     }
 }
 
@@ -337,7 +370,7 @@ impl IntoResponse for PageError {
             copy: self.copy(),
         };
         let retry = match self {
-            Self::RateLimited(secs) => Some(secs),
+            Self::RateLimited(secs) | Self::DatabaseUnavailable(secs) => Some(secs),
             _ => None,
         };
         match page.render() {

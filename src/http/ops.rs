@@ -7,20 +7,26 @@ use axum::Json;
 
 use crate::http::AppState;
 
+/// `/readyz` answers within this, whatever the database does (a probe that
+/// hangs tells an orchestrator nothing).
+const READY_WITHIN: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// `GET /healthz`: the process is up.
 pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
-/// `GET /readyz`: the database answers and the migrations are applied.
+/// `GET /readyz`: the database answers within [`READY_WITHIN`] and the
+/// migrations are applied.
 pub(crate) async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
-    if app.passport.ready().await {
+    let ready = tokio::time::timeout(READY_WITHIN, app.passport.ready()).await;
+    if ready == Ok(true) {
         (StatusCode::OK, Json(serde_json::json!({"status": "ready"})))
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(
-                serde_json::json!({"status": "not_ready", "message": "database unreachable or migrations not applied"}),
+                serde_json::json!({"status": "not_ready", "message": "database unreachable, too slow, or migrations not applied"}),
             ),
         )
     }

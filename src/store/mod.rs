@@ -13,29 +13,104 @@ use std::time::Duration;
 /// The embedded migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// Open a pool without connecting yet (connections are made on first use).
-pub(crate) fn pool_options() -> PgPoolOptions {
+/// Every wait on the database has a bound, so that a locked table, a slow
+/// query or a database that is gone fails fast instead of holding requests
+/// (settings `DB_*`; defaults below).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Connections in the pool.
+    pub max_connections: u32,
+    /// Longest wait for a connection: a free one, a new one, or the check of
+    /// an idle one (a stalled database fails here).
+    pub acquire_timeout: Duration,
+    /// `statement_timeout` of every connection: the server cancels a longer
+    /// statement (SQLSTATE 57014).
+    pub statement_timeout: Duration,
+    /// `lock_timeout` of every connection: the longest a statement waits for
+    /// a lock (SQLSTATE 55P03).
+    pub lock_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    /// Point lookups take milliseconds: a request that finds the database
+    /// unable to work fails within about 2.5 s, well inside the 5 s a caller
+    /// is promised.
+    fn default() -> Self {
+        Self {
+            max_connections: 20,
+            acquire_timeout: Duration::from_millis(2500),
+            statement_timeout: Duration::from_millis(2500),
+            lock_timeout: Duration::from_millis(2000),
+        }
+    }
+}
+
+/// Pool options (connections are made on first use).
+pub(crate) fn pool_options(s: &PoolSettings) -> PgPoolOptions {
     PgPoolOptions::new()
-        .max_connections(20)
+        .max_connections(s.max_connections)
         .min_connections(0)
-        .acquire_timeout(Duration::from_secs(5))
+        .acquire_timeout(s.acquire_timeout)
 }
 
-/// Parse a database URL into connect options.
-pub(crate) fn connect_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
-    PgConnectOptions::from_str(url)
+/// Connect options for the pool: the URL with the statement and lock
+/// timeouts set on every connection.
+pub(crate) fn connect_options(
+    url: &str,
+    s: &PoolSettings,
+) -> Result<PgConnectOptions, sqlx::Error> {
+    Ok(PgConnectOptions::from_str(url)?.options([
+        ("statement_timeout", millis(s.statement_timeout)),
+        ("lock_timeout", millis(s.lock_timeout)),
+    ]))
 }
 
-/// Connect and run the embedded migrations.
-pub async fn connect_and_migrate(url: &str) -> Result<PgPool, sqlx::Error> {
-    let pool = pool_options().connect_with(connect_options(url)?).await?;
+fn millis(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
+}
+
+/// Apply the embedded migrations, then open the pool.
+///
+/// The migrations run on a connection of their own, without the pool's
+/// timeouts: a migration may take longer than a request's statement, and it
+/// waits for another instance that is migrating at the same time.
+pub async fn connect_and_migrate(url: &str, s: &PoolSettings) -> Result<PgPool, sqlx::Error> {
+    use sqlx::{ConnectOptions, Connection};
+    let mut conn = PgConnectOptions::from_str(url)?.connect().await?;
     // Migrations only ever add; an older binary (a rollback) must still start
     // on a database a newer one has migrated.
     let mut migrator = sqlx::migrate!("./migrations");
     migrator.set_ignore_missing(true);
-    migrator.run(&pool).await?;
-    Ok(pool)
+    migrator.run(&mut conn).await?;
+    conn.close().await?;
+    pool_options(s).connect_with(connect_options(url, s)?).await
 }
+
+/// Does `e` mean that the database cannot do the work now (and a retry
+/// later may succeed), rather than a bug? No connection within the acquire
+/// timeout, a broken or refused connection, the statement or lock timeout, a
+/// server shutting down, starting up or out of connections.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // Class 08: connection exceptions.
+            code.starts_with("08") || UNAVAILABLE_SQLSTATES.contains(&code.as_ref())
+        }),
+        _ => false,
+    }
+}
+
+/// SQLSTATEs of a database that cannot work now.
+const UNAVAILABLE_SQLSTATES: &[&str] = &[
+    "57014", // query_canceled: statement_timeout
+    "55P03", // lock_not_available: lock_timeout
+    "57P01", // admin_shutdown
+    "57P02", // crash_shutdown
+    "57P03", // cannot_connect_now: starting up
+    "53300", // too_many_connections
+];
 
 /// Is the database reachable and are all embedded migrations applied?
 pub(crate) async fn ready(pool: &PgPool) -> bool {
@@ -51,7 +126,7 @@ pub(crate) async fn ready(pool: &PgPool) -> bool {
 /// demo uses this so that a newcomer needs no manual step).
 pub(crate) async fn ensure_database(url: &str) -> Result<(), sqlx::Error> {
     use sqlx::ConnectOptions;
-    let opts = connect_options(url)?;
+    let opts = PgConnectOptions::from_str(url)?;
     let name = opts.get_database().unwrap_or("postgres").to_string();
     if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         return Err(sqlx::Error::Configuration(
@@ -95,4 +170,38 @@ pub(crate) async fn sweep_unlock(conn: &mut sqlx::PgConnection) -> Result<(), sq
     .fetch_one(conn)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_that_cannot_work_now_is_told_from_a_bug() {
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        for e in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            io.into(),
+        ] {
+            assert!(is_unavailable(&e), "{e}");
+        }
+        let bugs = [
+            sqlx::Error::RowNotFound,
+            sqlx::Error::Protocol("unexpected message".into()),
+            sqlx::Error::ColumnNotFound("email".into()),
+        ];
+        for e in bugs {
+            assert!(!is_unavailable(&e), "{e}");
+        }
+    }
+
+    #[test]
+    fn every_connection_carries_the_statement_and_lock_timeouts() {
+        let opts = connect_options("postgres://u@db/x", &PoolSettings::default()).unwrap();
+        assert_eq!(
+            opts.get_options(),
+            Some("-c statement_timeout=2500ms -c lock_timeout=2000ms")
+        );
+    }
 }

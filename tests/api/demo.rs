@@ -16,7 +16,7 @@ async fn demo_journey_from_sign_in_to_calendar_granted() {
     let mut cfg = FakeConfig::with_client(demo::DEMO_CLIENT_ID, demo::DEMO_CLIENT_SECRET);
     cfg.redirect_uris = vec![settings.redirect_uri("gmail").to_string()];
     let fake = FakeGoogle::new(cfg);
-    let pool = auth_server::store::connect_and_migrate(&database_url)
+    let pool = auth_server::store::connect_and_migrate(&database_url, &settings.database)
         .await
         .unwrap();
     let app = demo::application(settings.clone(), pool.clone(), listener, fake.clone());

@@ -152,7 +152,7 @@ impl TestApp {
         let settings = Settings::from_pairs(pairs).expect("test settings are valid");
         fake.register_redirect_uri(settings.redirect_uri("gmail").as_str());
 
-        let db = store::connect_and_migrate(&database_url)
+        let db = store::connect_and_migrate(&database_url, &settings.database)
             .await
             .expect("migrate");
         let app = Application::with_parts(settings.clone(), db.clone(), listener);

@@ -5,6 +5,7 @@ mod architecture;
 mod bad_input;
 mod cache;
 mod consent;
+mod database;
 mod demo;
 mod disconnect;
 mod doctor;
