@@ -32,7 +32,9 @@ pub struct WebhookSettings {
     pub retry_base: Duration,
     pub timeout: Duration,
     pub poll: Duration,
-    /// How long a dispatcher holds an event it is delivering.
+    /// How long a claim on an event lasts: renewed every third of it while the
+    /// event is being delivered; after a crash, how long until another
+    /// instance takes the event over.
     pub lease: Duration,
 }
 

@@ -2,6 +2,10 @@
 //! the same transaction; a dispatcher (any number of instances) delivers it
 //! to `WEBHOOK_URL`, signed, at least once, retrying with exponential backoff
 //! and jitter for hours, and keeps what never got through as a dead letter.
+//! One request per event at a time (a lease renewed while the request is
+//! open, the request dropped before a lease it cannot keep runs out), and a
+//! user's events in order (one is not sent while an earlier one of the same
+//! user is pending). The contract is docs/webhooks.md.
 //!
 //! Request: `POST WEBHOOK_URL`, JSON body (see docs/webhooks.md), headers
 //! `X-Passport-Event-Id` (the idempotency id), `X-Passport-Timestamp` (unix
@@ -16,6 +20,7 @@ use rand::Rng;
 use secrecy::ExposeSecret;
 use serde::Serialize;
 use sha2::Sha256;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -27,8 +32,6 @@ use crate::store::webhook_outbox::{self, Claimed, NewOutbox};
 
 /// The longest wait between two attempts.
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(3600);
-/// Events claimed per round.
-const BATCH: i64 = 20;
 
 /// A state change to announce (`type` is `passport.<kind>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::IntoStaticStr)]
@@ -166,41 +169,123 @@ async fn deliver(app: &Passport, hooks: &WebhookSettings, event: &Claimed) -> De
     app.webhook_sender.send(request).await
 }
 
-/// One round: claim due events, deliver them, record the outcomes. Returns
-/// how many were claimed.
-async fn dispatch_once(app: &Passport) -> Result<usize, sqlx::Error> {
-    let Some(hooks) = app.settings.webhooks.clone() else {
-        return Ok(0);
+/// How a claimed event's delivery ended.
+enum Attempt {
+    /// The request went out and this is how it went.
+    Sent(Delivery),
+    /// The lease could not be kept: the request was dropped unanswered.
+    LeaseLost,
+    /// The instance is stopping and the request did not finish in time: it
+    /// was dropped and the event handed back.
+    Stopped,
+}
+
+/// Deliver the next due event, if there is one: claim it, send it while
+/// holding its lease, record the outcome. Returns whether one was claimed.
+async fn dispatch_one(
+    app: &Passport,
+    hooks: &WebhookSettings,
+    stop: &CancellationToken,
+) -> Result<bool, sqlx::Error> {
+    // Before the claim is sent: the database counts the lease from later.
+    let claimed_at = Instant::now();
+    let lease_id = Uuid::new_v4();
+    let lease_secs = hooks.lease.as_secs_f64();
+    let Some(event) = webhook_outbox::claim_next(&app.db, lease_id, lease_secs).await? else {
+        return Ok(false);
     };
-    let claimed = webhook_outbox::claim(&app.db, BATCH, hooks.lease.as_secs_f64()).await?;
-    for event in &claimed {
-        let outcome = deliver(app, &hooks, event).await;
-        let label = match &outcome {
-            Delivery::Delivered => {
-                webhook_outbox::mark_delivered(&app.db, event.id).await?;
-                "delivered"
-            }
-            Delivery::Gone => {
-                webhook_outbox::mark_dead(&app.db, event.id, "receiver answered 410 Gone").await?;
-                tracing::warn!(event = %event.event_id, kind = %event.kind, "webhook receiver is gone (410); dead letter");
-                "dead"
-            }
-            Delivery::Failed(why) if event.attempts as u32 >= hooks.max_attempts => {
-                webhook_outbox::mark_dead(&app.db, event.id, why).await?;
-                tracing::warn!(event = %event.event_id, kind = %event.kind, attempts = event.attempts, error = %why, "webhook gave up; dead letter");
-                "dead"
-            }
-            Delivery::Failed(why) => {
-                let wait = backoff(hooks.retry_base, event.attempts as u32);
-                let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-                webhook_outbox::mark_retry(&app.db, event.id, next, why).await?;
-                tracing::info!(event = %event.event_id, attempts = event.attempts, retry_in_ms = wait.as_millis() as u64, error = %why, "webhook delivery failed; will retry");
-                "retry"
-            }
+    // A delivery under way when the instance stops gets half the grace
+    // period to finish.
+    let finish_by = app.settings.shutdown_grace / 2;
+    let attempt = tokio::select! {
+        delivery = deliver(app, hooks, &event) => Attempt::Sent(delivery),
+        () = keep_lease(app, hooks.lease, &event, claimed_at) => Attempt::LeaseLost,
+        () = async { stop.cancelled().await; tokio::time::sleep(finish_by).await } => Attempt::Stopped,
+    };
+    let label = match attempt {
+        Attempt::Sent(delivery) => record(app, hooks, &event, delivery).await?,
+        Attempt::LeaseLost => {
+            tracing::warn!(event = %event.event_id, kind = %event.kind, "webhook lease not kept; request dropped before the lease could run out");
+            "abandoned"
+        }
+        Attempt::Stopped => {
+            tracing::warn!(event = %event.event_id, kind = %event.kind, "stopping: webhook request dropped, event handed back");
+            webhook_outbox::release(&app.db, event.id, event.lease_id).await?;
+            "abandoned"
+        }
+    };
+    metrics::counter!("passport_webhook_deliveries_total", "outcome" => label).increment(1);
+    Ok(true)
+}
+
+/// Keep `event`'s lease while it is being delivered: renewed every third of
+/// the lease. Returns only when the lease is lost (another dispatcher holds
+/// the event) or could not be confirmed in time (database unreachable): a
+/// tenth of the lease before it can run out, so that the caller drops the
+/// request before any other dispatcher may claim the event.
+async fn keep_lease(app: &Passport, lease: Duration, event: &Claimed, claimed_at: Instant) {
+    let margin = lease / 10;
+    let mut held_until = claimed_at + lease - margin;
+    let mut wait = lease / 3;
+    loop {
+        let renewal = async {
+            tokio::time::sleep(wait).await;
+            let sent_at = Instant::now();
+            let secs = lease.as_secs_f64();
+            let held = webhook_outbox::renew(&app.db, event.id, event.lease_id, secs).await?;
+            Ok::<_, sqlx::Error>(held.then_some(sent_at))
         };
-        metrics::counter!("passport_webhook_deliveries_total", "outcome" => label).increment(1);
+        match tokio::time::timeout_at(held_until, renewal).await {
+            Ok(Ok(Some(sent_at))) => {
+                held_until = sent_at + lease - margin;
+                wait = lease / 3;
+            }
+            Ok(Ok(None)) | Err(_) => return,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, event = %event.event_id, "webhook lease not renewed; trying again");
+                wait = (lease / 10).min(Duration::from_secs(1));
+            }
+        }
     }
-    Ok(claimed.len())
+}
+
+/// Record how a delivery went (under the claim's lease); returns the metric
+/// label.
+async fn record(
+    app: &Passport,
+    hooks: &WebhookSettings,
+    event: &Claimed,
+    outcome: Delivery,
+) -> Result<&'static str, sqlx::Error> {
+    let (db, id, lease) = (&app.db, event.id, event.lease_id);
+    let (label, recorded) = match &outcome {
+        Delivery::Delivered => (
+            "delivered",
+            webhook_outbox::mark_delivered(db, id, lease).await?,
+        ),
+        Delivery::Gone => {
+            tracing::warn!(event = %event.event_id, kind = %event.kind, "webhook receiver is gone (410); dead letter");
+            let why = "receiver answered 410 Gone";
+            ("dead", webhook_outbox::mark_dead(db, id, lease, why).await?)
+        }
+        Delivery::Failed(why) if event.attempts as u32 >= hooks.max_attempts => {
+            tracing::warn!(event = %event.event_id, kind = %event.kind, attempts = event.attempts, error = %why, "webhook gave up; dead letter");
+            ("dead", webhook_outbox::mark_dead(db, id, lease, why).await?)
+        }
+        Delivery::Failed(why) => {
+            let wait = backoff(hooks.retry_base, event.attempts as u32);
+            let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+            tracing::info!(event = %event.event_id, attempts = event.attempts, retry_in_ms = wait.as_millis() as u64, error = %why, "webhook delivery failed; will retry");
+            (
+                "retry",
+                webhook_outbox::mark_retry(db, id, lease, next, why).await?,
+            )
+        }
+    };
+    if !recorded {
+        tracing::warn!(event = %event.event_id, outcome = label, "webhook lease ran out before the outcome was recorded; another dispatcher has the event");
+    }
+    Ok(label)
 }
 
 impl Passport {
@@ -223,22 +308,25 @@ pub(crate) async fn run_dispatcher(app: std::sync::Arc<Passport>, stop: Cancella
     };
     let mut rounds: u64 = 0;
     while !stop.is_cancelled() {
-        // A round is not interrupted: what it delivered gets recorded.
-        match dispatch_once(&app).await {
-            Ok(n) if n as i64 == BATCH => continue,
-            Ok(_) => {}
+        // A stop lets the delivery under way finish (for half the grace
+        // period) and record its outcome.
+        let claimed = match dispatch_one(&app, &hooks, &stop).await {
+            Ok(claimed) => claimed,
             Err(e) => {
-                tracing::warn!(error = %e, "webhook dispatcher: database unavailable; retrying")
+                tracing::warn!(error = %e, "webhook dispatcher: database unavailable; retrying");
+                false
             }
-        }
+        };
         rounds += 1;
         if rounds % 30 == 1 {
             if let Err(e) = record_backlog(&app).await {
                 tracing::debug!(error = %e, "webhook backlog gauges not updated");
             }
         }
-        stop.run_until_cancelled(tokio::time::sleep(hooks.poll))
-            .await;
+        if !claimed {
+            stop.run_until_cancelled(tokio::time::sleep(hooks.poll))
+                .await;
+        }
     }
 }
 

@@ -144,7 +144,11 @@ async fn a_database_lost_during_the_code_exchange_leaves_a_start_again_page() {
     proxy.set(Mode::Down);
     proxy.drop_all();
     let failed = in_flight.await.unwrap().unwrap();
-    assert_eq!(failed.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        failed.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the database-unavailable page"
+    );
     proxy.set(Mode::Up);
     app.fake.set_behaviour(Behaviour::default());
     let in_use: i64 =

@@ -23,6 +23,8 @@ enum Mode {
     Status(u16),
     /// Answer only after this long (longer than the delivery timeout).
     Hang(Duration),
+    /// Answer 200 after this long (within the delivery timeout).
+    Slow(Duration),
     /// Close the connection without answering.
     Close,
 }
@@ -33,6 +35,8 @@ struct Hit {
     timestamp: String,
     signature: String,
     body: Vec<u8>,
+    /// The receiver answers this request 2xx in time: the event is stored.
+    ok: bool,
 }
 
 /// A small HTTP receiver whose answers the test scripts.
@@ -42,6 +46,26 @@ struct Receiver {
     hits: Arc<Mutex<Vec<Hit>>>,
     script: Arc<Mutex<VecDeque<Mode>>>,
     fallback: Arc<Mutex<Mode>>,
+    /// Requests being handled now, per event id.
+    in_flight: Arc<Mutex<HashMap<String, usize>>>,
+    /// Event ids that arrived while a request for the same event was still
+    /// being handled (one entry per overlapping arrival).
+    overlaps: Arc<Mutex<Vec<String>>>,
+}
+
+/// Counts one request in flight until it is answered or dropped.
+struct InFlight {
+    event_id: String,
+    in_flight: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut m = self.in_flight.lock().unwrap();
+        if let Some(n) = m.get_mut(&self.event_id) {
+            *n -= 1;
+        }
+    }
 }
 
 impl Receiver {
@@ -53,6 +77,8 @@ impl Receiver {
             hits: Arc::default(),
             script: Arc::default(),
             fallback: Arc::new(Mutex::new(Mode::Ok)),
+            in_flight: Arc::default(),
+            overlaps: Arc::default(),
         };
         let me = r.clone();
         tokio::spawn(async move {
@@ -109,25 +135,38 @@ impl Receiver {
                 })
                 .unwrap_or_default()
         };
-        self.hits.lock().unwrap().push(Hit {
-            event_id: header("x-passport-event-id"),
-            timestamp: header("x-passport-timestamp"),
-            signature: header("x-passport-signature"),
-            body: buf[head_end..head_end + content_length].to_vec(),
-        });
+        let event_id = header("x-passport-event-id");
+        let _in_flight = self.enter(&event_id);
         let mode = self
             .script
             .lock()
             .unwrap()
             .pop_front()
             .unwrap_or(*self.fallback.lock().unwrap());
+        let ok = match mode {
+            Mode::Ok | Mode::Slow(_) => true,
+            Mode::Status(s) => (200..300).contains(&s),
+            Mode::Hang(_) | Mode::Close => false,
+        };
+        self.hits.lock().unwrap().push(Hit {
+            event_id,
+            timestamp: header("x-passport-timestamp"),
+            signature: header("x-passport-signature"),
+            body: buf[head_end..head_end + content_length].to_vec(),
+            ok,
+        });
         let status = match mode {
             Mode::Ok => 200,
             Mode::Status(s) => s,
-            Mode::Hang(d) => {
-                // A slow receiver is the scripted behaviour, not a wait.
-                tokio::time::sleep(d).await;
-                200
+            // A slow receiver is the scripted behaviour, not a wait.
+            Mode::Hang(d) | Mode::Slow(d) => {
+                // Until the dispatcher closes the connection: a request it
+                // gave up on is no longer in flight.
+                let mut more = [0u8; 1];
+                tokio::select! {
+                    () = tokio::time::sleep(d) => 200,
+                    _ = sock.read(&mut more) => return,
+                }
             }
             Mode::Close => return,
         };
@@ -137,6 +176,25 @@ impl Receiver {
                     .as_bytes(),
             )
             .await;
+    }
+
+    /// Count a request for `event_id` in flight; note an overlap when one
+    /// for the same event is already being handled.
+    fn enter(&self, event_id: &str) -> InFlight {
+        let mut m = self.in_flight.lock().unwrap();
+        let n = m.entry(event_id.to_string()).or_default();
+        if *n > 0 {
+            self.overlaps.lock().unwrap().push(event_id.to_string());
+        }
+        *n += 1;
+        InFlight {
+            event_id: event_id.to_string(),
+            in_flight: self.in_flight.clone(),
+        }
+    }
+
+    fn overlaps(&self) -> Vec<String> {
+        self.overlaps.lock().unwrap().clone()
     }
 
     fn hits(&self) -> Vec<Hit> {
@@ -424,9 +482,15 @@ async fn gone_and_exhausted_events_become_dead_letters_that_can_be_retried() {
 #[tokio::test]
 async fn a_dispatcher_killed_mid_delivery_is_taken_over_by_another() {
     let receiver = Receiver::start().await;
-    // The first delivery hangs: the dispatcher dies while waiting for it.
+    // The first delivery hangs: the instance is stopped while waiting for
+    // it, drops the request after half its grace period and hands the
+    // event back.
     receiver.then(&[Mode::Hang(Duration::from_secs(30))]);
-    let a = spawn_with_hooks(&receiver, &[("WEBHOOK_TIMEOUT_SECS", "30")]).await;
+    let a = spawn_with_hooks(
+        &receiver,
+        &[("WEBHOOK_TIMEOUT_SECS", "30"), ("SHUTDOWN_GRACE_SECS", "2")],
+    )
+    .await;
     let ids = insert_events(&a, 1).await;
     receiver
         .wait_for("the hanging delivery", |h| !h.is_empty())
@@ -434,7 +498,7 @@ async fn a_dispatcher_killed_mid_delivery_is_taken_over_by_another() {
     let database_url = a.database_url.clone();
     let fake = a.fake.clone();
     let fake_addr = a.fake_addr.clone();
-    drop(a); // SIGTERM-like stop: the dispatcher task is aborted mid-delivery.
+    drop(a); // SIGTERM-like stop in the middle of the delivery.
 
     let hooks = hook_settings(&receiver);
     let env: Vec<(&str, &str)> = hooks.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -551,4 +615,227 @@ async fn deliveries_go_on_after_the_database_restarts() {
     )
     .await;
     drop(app);
+}
+
+/// Wait until every outbox row is `delivered` (a dead letter fails at once).
+async fn all_delivered(app: &TestApp, deadline: Duration) -> Vec<(String, String, i32)> {
+    wait_for("every event marked delivered", deadline, async || {
+        let rows = outbox(app).await;
+        assert!(
+            !rows.iter().any(|r| r.1 == "dead"),
+            "a dead letter: {rows:?}"
+        );
+        if rows.iter().all(|r| r.1 == "delivered") {
+            Ok(rows)
+        } else {
+            Err(rows)
+        }
+    })
+    .await
+}
+
+/// Settings for `receiver` with some overridden (later pairs win).
+fn hook_env<'a>(
+    hooks: &'a [(&'static str, String)],
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut env: Vec<(&str, &str)> = hooks.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.extend_from_slice(extra);
+    env
+}
+
+#[tokio::test]
+async fn two_instances_and_a_slow_receiver_never_deliver_one_event_twice_at_once() {
+    let receiver = Receiver::start().await;
+    // 1–3 s per request, longer than the 2 s lease; well within the timeout.
+    let slow: Vec<Mode> = (0..60)
+        .map(|i| Mode::Slow(Duration::from_millis(1000 + 1000 * (i % 3))))
+        .collect();
+    receiver.then(&slow);
+    receiver.set(Mode::Slow(Duration::from_secs(1)));
+    let hooks = hook_settings(&receiver);
+    let env = hook_env(
+        &hooks,
+        &[("WEBHOOK_LEASE_SECS", "2"), ("WEBHOOK_TIMEOUT_SECS", "10")],
+    );
+    let a = TestApp::spawn_with(&env).await;
+    let _b = a.sibling(&env).await;
+    let ids = insert_events(&a, 10).await;
+    all_delivered(&a, Duration::from_secs(90)).await;
+    let hits = receiver.hits();
+    let overlaps = receiver.overlaps();
+    eprintln!(
+        "{} requests for {} events; {} arrived while the same event was in flight",
+        hits.len(),
+        ids.len(),
+        overlaps.len()
+    );
+    for id in &ids {
+        assert!(
+            hits.iter().any(|h| &h.event_id == id && h.ok),
+            "event {id} delivered"
+        );
+    }
+    assert_eq!(
+        overlaps,
+        Vec::<String>::new(),
+        "events delivered twice at the same time"
+    );
+}
+
+/// Insert `(user, kind)` events in this order, in one transaction.
+async fn insert_user_events(app: &TestApp, events: &[(Uuid, &str)]) -> Vec<String> {
+    let mut tx = app.db.begin().await.unwrap();
+    let mut ids = Vec::new();
+    for (user, kind) in events {
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO webhook_outbox (event_id, kind, user_id, payload) VALUES ($1, $3, $2, jsonb_build_object('id', $1::text, 'type', 'passport.' || $3, 'user_id', $2::text))",
+        )
+        .bind(id)
+        .bind(user)
+        .bind(kind)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        ids.push(id.to_string());
+    }
+    tx.commit().await.unwrap();
+    ids
+}
+
+/// For each user, the pairs of its events whose first successful deliveries
+/// came in the opposite order to the one they were inserted in.
+fn out_of_order_pairs(hits: &[Hit], per_user: &[Vec<String>]) -> Vec<(String, String)> {
+    let mut first_ok: HashMap<&str, usize> = HashMap::new();
+    for (i, h) in hits.iter().enumerate().filter(|(_, h)| h.ok) {
+        first_ok.entry(h.event_id.as_str()).or_insert(i);
+    }
+    let mut wrong = Vec::new();
+    for events in per_user {
+        for (i, earlier) in events.iter().enumerate() {
+            for later in &events[i + 1..] {
+                if first_ok[later.as_str()] < first_ok[earlier.as_str()] {
+                    wrong.push((earlier.clone(), later.clone()));
+                }
+            }
+        }
+    }
+    wrong
+}
+
+#[tokio::test]
+async fn each_users_events_arrive_in_the_order_they_happened_despite_retries() {
+    let receiver = Receiver::start().await;
+    // The receiver fails its first requests (errors, closed connections),
+    // then recovers.
+    receiver.then(&[
+        Mode::Status(500),
+        Mode::Close,
+        Mode::Status(503),
+        Mode::Status(500),
+        Mode::Close,
+        Mode::Status(502),
+        Mode::Status(500),
+        Mode::Close,
+    ]);
+    let hooks = hook_settings(&receiver);
+    let env = hook_env(&hooks, &[("WEBHOOK_MAX_ATTEMPTS", "30")]);
+    let a = TestApp::spawn_with(&env).await;
+    let _b = a.sibling(&env).await;
+    let users: Vec<Uuid> = (0..6).map(|_| Uuid::new_v4()).collect();
+    // Interleaved: every user connects, then upgrades, then disconnects.
+    let kinds = ["connected", "upgraded", "disconnected"];
+    let events: Vec<(Uuid, &str)> = kinds
+        .iter()
+        .flat_map(|k| users.iter().map(move |u| (*u, *k)))
+        .collect();
+    let ids = insert_user_events(&a, &events).await;
+    all_delivered(&a, Duration::from_secs(60)).await;
+    let per_user: Vec<Vec<String>> = users
+        .iter()
+        .map(|u| {
+            events
+                .iter()
+                .zip(&ids)
+                .filter(|((user, _), _)| user == u)
+                .map(|(_, id)| id.clone())
+                .collect()
+        })
+        .collect();
+    let hits = receiver.hits();
+    let wrong = out_of_order_pairs(&hits, &per_user);
+    eprintln!(
+        "{} requests; {} of {} per-user pairs out of order",
+        hits.len(),
+        wrong.len(),
+        users.len() * 3
+    );
+    assert_eq!(wrong, Vec::<(String, String)>::new(), "per-user order");
+}
+
+#[tokio::test]
+async fn a_dispatcher_cut_off_from_the_database_lets_go_before_its_lease_ends() {
+    let receiver = Receiver::start().await;
+    // The first request hangs; instance A cannot renew its lease meanwhile.
+    receiver.then(&[Mode::Hang(Duration::from_secs(30))]);
+    let proxy = DbProxy::start().await;
+    let (direct, via_proxy) = proxy.fresh_database().await;
+    let hooks = hook_settings(&receiver);
+    let env = hook_env(&hooks, &[("WEBHOOK_TIMEOUT_SECS", "30")]);
+    let a = TestApp::spawn_on(via_proxy, &env).await;
+    let ids = insert_events(&a, 1).await;
+    receiver
+        .wait_for("A's hanging delivery", |h| !h.is_empty())
+        .await;
+    proxy.set(crate::faults::Mode::Stalled);
+    // B reaches the database; it takes the event over once A's lease ended.
+    let b = TestApp::spawn_on(direct, &env).await;
+    let hits = receiver
+        .wait_for("B's redelivery", |h| h.iter().any(|x| x.ok))
+        .await;
+    assert!(hits.iter().all(|h| h.event_id == ids[0]));
+    wait_until(
+        "the taken-over event marked delivered",
+        Duration::from_secs(10),
+        async || outbox(&b).await[0].1 == "delivered",
+    )
+    .await;
+    let overlaps = receiver.overlaps();
+    eprintln!("{} requests; {} overlapping", hits.len(), overlaps.len());
+    assert_eq!(
+        overlaps,
+        Vec::<String>::new(),
+        "A still sending when B sent"
+    );
+    proxy.set(crate::faults::Mode::Up);
+    drop(a);
+}
+
+#[tokio::test]
+async fn a_dead_letter_does_not_hold_back_the_users_later_events() {
+    let receiver = Receiver::start().await;
+    receiver.then(&[Mode::Status(410)]);
+    let app = spawn_with_hooks(&receiver, &[]).await;
+    let user = Uuid::new_v4();
+    let ids = insert_user_events(&app, &[(user, "connected"), (user, "disconnected")]).await;
+    receiver
+        .wait_for("the later event delivered", |h| {
+            h.iter().any(|x| x.event_id == ids[1] && x.ok)
+        })
+        .await;
+    let rows = wait_for(
+        "both outcomes recorded",
+        Duration::from_secs(10),
+        async || {
+            let rows = outbox(&app).await;
+            if rows[1].1 == "delivered" {
+                Ok(rows)
+            } else {
+                Err(rows)
+            }
+        },
+    )
+    .await;
+    assert_eq!(rows[0].1, "dead", "410: a dead letter");
 }
