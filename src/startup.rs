@@ -22,6 +22,10 @@ use crate::{http, store, telemetry};
 /// How often expired consent attempts are purged and idle rate-limit keys
 /// forgotten.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
+/// How often the Prometheus recorder folds recorded histogram samples into
+/// its buckets (the crate's own default); without it they pile up in memory
+/// until something scrapes `/metrics`.
+const METRICS_UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// A built service, bound to its port, not yet serving.
 pub struct Application {
@@ -145,6 +149,13 @@ fn start_background(state: &AppState, stop: &CancellationToken) -> TaskTracker {
         stop.clone(),
     ));
     tasks.spawn(sweep::run_sweeper(state.passport.clone(), stop.clone()));
+    let (metrics, token) = (state.metrics.clone(), stop.clone());
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(METRICS_UPKEEP_EVERY);
+        while token.run_until_cancelled(tick.tick()).await.is_some() {
+            metrics.run_upkeep();
+        }
+    });
     let (limiters, token) = (state.limiters.clone(), stop.clone());
     tasks.spawn(async move {
         let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
