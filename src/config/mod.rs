@@ -32,6 +32,7 @@ macro_rules! keys {
 
 mod check;
 mod google;
+mod http;
 mod limits;
 mod origins;
 mod security;
@@ -43,6 +44,7 @@ mod tokens;
 mod webhooks;
 
 pub(crate) use google::GoogleEndpoints;
+pub(crate) use http::HttpSettings;
 pub(crate) use limits::RateLimits;
 pub(crate) use server::LogFormat;
 pub(crate) use sweep::SweepSettings;
@@ -51,7 +53,7 @@ pub(crate) use webhooks::WebhookSettings;
 use check::Checker;
 
 /// Every environment variable the service reads, section by section.
-const SECTIONS: [&[&str]; 8] = [
+const SECTIONS: [&[&str]; 9] = [
     server::KEYS,
     origins::KEYS,
     google::KEYS,
@@ -60,6 +62,7 @@ const SECTIONS: [&[&str]; 8] = [
     limits::KEYS,
     webhooks::KEYS,
     sweep::KEYS,
+    http::KEYS,
 ];
 
 /// Whether the service reads the environment variable `name`.
@@ -103,6 +106,8 @@ pub struct Settings {
     /// Where state changes are announced; `None`: webhooks off.
     pub webhooks: Option<WebhookSettings>,
     pub sweep: SweepSettings,
+    /// Header-read timeout, request timeout, connection cap.
+    pub http: HttpSettings,
     /// Reverse proxies whose `X-Forwarded-For` names the client (rate limits).
     pub trusted_proxies: Vec<std::net::IpAddr>,
 }
@@ -134,6 +139,7 @@ impl fmt::Debug for Settings {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("webhooks", &self.webhooks)
             .field("sweep", &self.sweep)
+            .field("http", &self.http)
             .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
@@ -242,6 +248,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
     let rate_limits = limits::check(&mut c);
     let webhooks = webhooks::check(&mut c);
     let sweep = sweep::check(&mut c);
+    let http = http::check(&mut c);
     c.finish()?;
 
     let (Some(server), Some(origins), Some(google), Some(security)) =
@@ -272,6 +279,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         shutdown_grace: server.shutdown_grace,
         webhooks,
         sweep,
+        http,
         trusted_proxies: security.trusted_proxies,
     })
 }

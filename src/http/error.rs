@@ -28,6 +28,7 @@ pub enum ErrorCode {
     ScopeMissing,
     ReauthRequired,
     UpstreamUnavailable,
+    Unavailable,
     Internal,
 }
 
@@ -96,6 +97,19 @@ impl ApiError {
 
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
+    }
+
+    /// Not answered in time (request timeout) or cut by the shutdown: 503,
+    /// retry in a second.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            retry_after: Some(1),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                message,
+            )
+        }
     }
 
     /// A failure of ours: logged with its cause, answered without it.
