@@ -135,6 +135,9 @@ pub fn run(cli: Cli) -> ExitCode {
             } => fake_google(bind, client_id, client_secret, redirect_uri).await,
         }
     });
+    // Tasks left behind (a connection still draining, a blocking DNS lookup)
+    // must not hold the exit past the shutdown deadline.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

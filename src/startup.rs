@@ -11,6 +11,7 @@ use axum::Router;
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -22,6 +23,16 @@ use crate::{http, store, telemetry};
 /// How often expired consent attempts are purged and idle rate-limit keys
 /// forgotten.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
+/// How often the Prometheus recorder folds recorded histogram samples into
+/// its buckets (the crate's own default); without it they pile up in memory
+/// until something scrapes `/metrics`.
+const METRICS_UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// After the grace: time for the 503s to be written, for cancelled background
+/// tasks to return, and for the pool to close. Together under one second.
+const FLUSH_ANSWERS: Duration = Duration::from_millis(250);
+const STOP_TASKS: Duration = Duration::from_millis(400);
+const CLOSE_POOL: Duration = Duration::from_millis(200);
 
 /// A built service, bound to its port, not yet serving.
 pub struct Application {
@@ -70,8 +81,11 @@ impl Application {
     }
 
     /// Serve, with the background tasks, until `shutdown` resolves; then
-    /// finish in-flight requests within `SHUTDOWN_GRACE_SECS`, stop the tasks
-    /// and close the pool.
+    /// stop accepting and let in-flight requests finish until
+    /// `SHUTDOWN_GRACE_SECS`. Requests still running then are answered 503
+    /// `unavailable`; the background tasks are cancelled and the pool is
+    /// closed, each step bounded, so the process is gone within the grace
+    /// plus a second.
     pub async fn run_until_stopped<F>(self, shutdown: F) -> std::io::Result<()>
     where
         F: Future<Output = ()> + Send + 'static,
@@ -82,56 +96,59 @@ impl Application {
             routes,
         } = self;
         let passport = state.passport.clone();
-        let grace = state.settings.shutdown_grace;
-        let stop = CancellationToken::new();
+        let (grace, limits) = (state.settings.shutdown_grace, state.settings.http);
+        let deadlines = http::Deadlines {
+            request_timeout: limits.request_timeout,
+            cut: CancellationToken::new(),
+        };
+        let (stop, stop_accepting) = (CancellationToken::new(), CancellationToken::new());
         let tasks = start_background(&state, &stop);
-        let app: Router = http::with_common_layers(routes.with_state(state));
-        let result = serve(listener, app, shutdown, grace).await;
+        let app: Router = http::with_common_layers(routes.with_state(state), deadlines.clone());
+        let server = http::server::serve(listener, app, limits, stop_accepting.clone());
+        tokio::pin!(server);
+        let ended_by_itself = tokio::select! {
+            () = &mut server => true,
+            () = shutdown => false,
+        };
+        let deadline = Instant::now() + grace;
+        if !ended_by_itself {
+            stop_accepting.cancel();
+            drain(server, deadline, &deadlines.cut).await;
+        }
         stop.cancel();
         tasks.close();
-        if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
-            tracing::warn!("background tasks still running after the grace period");
+        if tokio::time::timeout_at(deadline.max(Instant::now()) + STOP_TASKS, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background tasks still running after the grace period; leaving them");
         }
-        passport.db().close().await;
+        if tokio::time::timeout(CLOSE_POOL, passport.db().close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("database connections still in use; leaving them");
+        }
         tracing::info!("server stopped; database pool closed");
-        result
+        Ok(())
     }
 }
 
-/// Serve until `shutdown` resolves, then let in-flight requests finish, but
-/// only for `grace`.
-async fn serve<F>(
-    listener: TcpListener,
-    app: Router,
-    shutdown: F,
-    grace: Duration,
-) -> std::io::Result<()>
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    let stopping = CancellationToken::new();
-    let signal = {
-        let stopping = stopping.clone();
-        async move {
-            shutdown.await;
-            stopping.cancel();
-        }
-    };
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(signal);
-    let deadline = async move {
-        stopping.cancelled().await;
-        tokio::time::sleep(grace).await;
-    };
-    tokio::select! {
-        r = async { server.await } => r,
-        _ = deadline => {
-            tracing::warn!(grace_secs = grace.as_secs(), "grace period over; dropping the remaining connections");
-            Ok(())
-        }
+/// Wait for the connections to close until `deadline`; then answer the
+/// requests still running 503 (`cut`) and give those answers
+/// [`FLUSH_ANSWERS`] to go out.
+async fn drain(
+    mut server: std::pin::Pin<&mut impl Future<Output = ()>>,
+    deadline: Instant,
+    cut: &CancellationToken,
+) {
+    if tokio::time::timeout_at(deadline, &mut server).await.is_ok() {
+        return;
+    }
+    tracing::warn!("grace period over; answering 503 to the requests still running");
+    cut.cancel();
+    if tokio::time::timeout(FLUSH_ANSWERS, server).await.is_err() {
+        tracing::warn!("connections still open after the grace period; leaving them");
     }
 }
 
@@ -147,6 +164,13 @@ fn start_background(state: &AppState, stop: &CancellationToken) -> TaskTracker {
     ));
     tasks.spawn(sweep::run_sweeper(state.passport.clone(), stop.clone()));
     tasks.spawn(retention::run_pruner(state.passport.clone(), stop.clone()));
+    let (metrics, token) = (state.metrics.clone(), stop.clone());
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(METRICS_UPKEEP_EVERY);
+        while token.run_until_cancelled(tick.tick()).await.is_some() {
+            metrics.run_upkeep();
+        }
+    });
     let (limiters, token) = (state.limiters.clone(), stop.clone());
     tasks.spawn(async move {
         let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);

@@ -34,6 +34,7 @@ mod check;
 mod database;
 mod google;
 mod google_calls;
+mod http;
 mod limits;
 mod origins;
 mod retention;
@@ -47,6 +48,7 @@ mod webhooks;
 
 pub(crate) use google::GoogleEndpoints;
 pub(crate) use google_calls::GoogleCalls;
+pub(crate) use http::HttpSettings;
 pub(crate) use limits::RateLimits;
 pub(crate) use retention::RetentionSettings;
 pub(crate) use server::LogFormat;
@@ -56,7 +58,7 @@ pub(crate) use webhooks::WebhookSettings;
 use check::Checker;
 
 /// Every environment variable the service reads, section by section.
-const SECTIONS: [&[&str]; 11] = [
+const SECTIONS: [&[&str]; 12] = [
     server::KEYS,
     origins::KEYS,
     google::KEYS,
@@ -68,6 +70,7 @@ const SECTIONS: [&[&str]; 11] = [
     sweep::KEYS,
     retention::KEYS,
     database::KEYS,
+    http::KEYS,
 ];
 
 /// Whether the service reads the environment variable `name`.
@@ -115,6 +118,8 @@ pub struct Settings {
     pub retention: RetentionSettings,
     /// The database pool: connections, acquire, statement and lock timeouts.
     pub database: crate::store::PoolSettings,
+    /// Header-read timeout, request timeout, connection cap.
+    pub http: HttpSettings,
     /// Reverse proxies whose `X-Forwarded-For` names the client (rate limits).
     pub trusted_proxies: Vec<std::net::IpAddr>,
 }
@@ -148,6 +153,7 @@ impl fmt::Debug for Settings {
             .field("sweep", &self.sweep)
             .field("retention", &self.retention)
             .field("database", &self.database)
+            .field("http", &self.http)
             .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
@@ -259,6 +265,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
     let sweep = sweep::check(&mut c);
     let retention = retention::check(&mut c);
     let database = database::check(&mut c);
+    let http = http::check(&mut c);
     c.finish()?;
 
     let (Some(server), Some(origins), Some(google), Some(security)) =
@@ -291,6 +298,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         sweep,
         retention,
         database,
+        http,
         trusted_proxies: security.trusted_proxies,
     })
 }

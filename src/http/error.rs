@@ -34,6 +34,7 @@ pub enum ErrorCode {
     UpstreamUnavailable,
     UpstreamMisconfigured,
     DatabaseUnavailable,
+    Unavailable,
     Internal,
 }
 
@@ -114,6 +115,19 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::DatabaseUnavailable,
                 "the database is unavailable; try again later",
+            )
+        }
+    }
+
+    /// Not answered in time (request timeout) or cut by the shutdown: 503,
+    /// retry in a second.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            retry_after: Some(1),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                message,
             )
         }
     }

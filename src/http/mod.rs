@@ -9,13 +9,14 @@ pub(crate) mod limits;
 pub(crate) mod ops;
 pub(crate) mod pages;
 pub mod query;
+pub(crate) mod server;
 pub(crate) mod state;
 
 pub(crate) use state::AppState;
 
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::{
     CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
@@ -24,19 +25,26 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::http::error::PageError;
+use crate::http::error::{ApiError, PageError};
 
 /// Largest request body accepted anywhere.
 pub(crate) const MAX_BODY_BYTES: usize = 16 * 1024;
-/// Longest any request may take.
-pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// When a request is answered 503 `unavailable` instead of by its handler.
+#[derive(Clone)]
+pub(crate) struct Deadlines {
+    /// Longest any request may run (`HTTP_REQUEST_TIMEOUT_SECS`).
+    pub request_timeout: Duration,
+    /// Cancelled when the shutdown grace is over: every request still
+    /// running is answered at once and its work dropped.
+    pub cut: CancellationToken,
+}
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -118,9 +126,10 @@ pub(crate) fn routes(app: &AppState) -> Router<AppState> {
 
 /// Wrap a router with the layers every route shares: request ids, tracing
 /// spans named by route template, metrics, security headers, limits.
-pub(crate) fn with_common_layers(router: Router) -> Router {
+pub(crate) fn with_common_layers(router: Router, deadlines: Deadlines) -> Router {
     router
         .fallback(fallback)
+        .layer(middleware::from_fn_with_state(deadlines, deadline))
         .layer(middleware::from_fn(track_metrics))
         .layer(SetResponseHeaderLayer::if_not_present(
             CONTENT_SECURITY_POLICY,
@@ -144,7 +153,6 @@ pub(crate) fn with_common_layers(router: Router) -> Router {
         ))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(middleware::from_fn(limits::header_limit))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
         .layer(middleware::from_fn(json_limits))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
         .layer(
@@ -192,6 +200,23 @@ async fn track_metrics(req: Request, next: Next) -> Response {
     metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
         .record(start.elapsed().as_secs_f64());
     resp
+}
+
+/// The handler's answer, unless the request timeout or the shutdown
+/// deadline comes first: then a JSON 503 `unavailable` (with `Retry-After`),
+/// and the handler's work is dropped.
+async fn deadline(State(d): State<Deadlines>, req: Request, next: Next) -> Response {
+    tokio::select! {
+        resp = next.run(req) => resp,
+        _ = tokio::time::sleep(d.request_timeout) => ApiError::unavailable(format!(
+            "the request took longer than {} s; try again",
+            d.request_timeout.as_secs()
+        ))
+        .into_response(),
+        _ = d.cut.cancelled() => {
+            ApiError::unavailable("the server is restarting; try again").into_response()
+        }
+    }
 }
 
 /// API routes answer limit violations (body too large, wrong method) in JSON too.

@@ -176,3 +176,100 @@ async fn a_database_that_comes_up_late_is_waited_for() {
     assert_eq!(ready.status(), StatusCode::OK);
     child.kill().await.unwrap();
 }
+
+/// The address `auth-server serve` logged that it listens on.
+fn listening_addr(lines: &[String]) -> String {
+    let line = lines
+        .iter()
+        .find(|l| l.contains("auth-server listening"))
+        .unwrap();
+    let addr = line.split("addr=").nth(1).unwrap();
+    addr.split_whitespace().next().unwrap().to_string()
+}
+
+/// A token request for `user` against `base`, sent in the background.
+fn token_request(
+    app: &TestApp,
+    base: &str,
+    user: Uuid,
+) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+    let request = app
+        .client()
+        .post(format!("{base}/internal/passport/gmail/token"))
+        .bearer_auth(INTERNAL_KEY)
+        .json(&serde_json::json!({"user_id": user, "scopes": ["calendar.events"]}));
+    tokio::spawn(request.send())
+}
+
+#[tokio::test]
+async fn sigterm_keeps_the_grace_period_answers_503_json_at_the_deadline_and_records_what_finished()
+{
+    let app = TestApp::spawn().await;
+    let (quick, slow) = (Uuid::new_v4(), Uuid::new_v4());
+    for user in [quick, slow] {
+        app.seed_passport(user, JISOO, ALL).await;
+        app.expire(user).await;
+    }
+    let (mut child, lines) =
+        crate::security::spawn_server(&app, &[("SHUTDOWN_GRACE_SECS", "2")]).await;
+    let base = format!("http://{}", listening_addr(&lines));
+    let attempts = "token.refresh_token.attempt";
+
+    // The first refresh takes 1 s at Google: it finishes within the grace.
+    app.fake.set_behaviour(Behaviour {
+        token_delay_ms: 1000,
+        ..Behaviour::default()
+    });
+    let quick_req = token_request(&app, &base, quick);
+    wait_until(
+        "the first refresh to reach Google",
+        Duration::from_secs(10),
+        async || app.fake.calls(attempts) >= 1,
+    )
+    .await;
+    // The second takes 8 s: it is still running at the deadline.
+    app.fake.set_behaviour(Behaviour {
+        token_delay_ms: 8000,
+        ..Behaviour::default()
+    });
+    let slow_req = token_request(&app, &base, slow);
+    wait_until(
+        "the second refresh to reach Google",
+        Duration::from_secs(10),
+        async || app.fake.calls(attempts) >= 2,
+    )
+    .await;
+    let signalled = std::time::Instant::now();
+    sigterm(child.id().unwrap());
+
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("exits within 30 s")
+        .unwrap();
+    let exited_after = signalled.elapsed();
+    let quick_resp = quick_req
+        .await
+        .unwrap()
+        .expect("the quick request was answered");
+    assert_eq!(quick_resp.status(), StatusCode::OK);
+    let slow_resp = slow_req
+        .await
+        .unwrap()
+        .expect("the slow request was answered, not reset");
+    let slow_status = slow_resp.status();
+    let slow_body = slow_resp.text().await.unwrap();
+    eprintln!(
+        "exited {exited_after:?} after SIGTERM; the slow request got {slow_status} {slow_body}"
+    );
+    assert!(
+        exited_after <= Duration::from_secs(3),
+        "exited {exited_after:?} after SIGTERM with a grace of 2 s"
+    );
+    assert!(status.success(), "exit status {status:?}");
+    assert_eq!(slow_status, StatusCode::SERVICE_UNAVAILABLE, "{slow_body}");
+    let body: serde_json::Value = serde_json::from_str(&slow_body).expect("a JSON body");
+    assert_eq!(body["error"], "unavailable", "{body}");
+    // What finished is recorded.
+    let kinds: Vec<EventKind> = app.events(quick).await.iter().map(|e| e.kind).collect();
+    assert!(kinds.contains(&EventKind::Refreshed), "{kinds:?}");
+}

@@ -4,6 +4,7 @@
 mod architecture;
 mod bad_input;
 mod cache;
+mod connections;
 mod consent;
 mod database;
 mod demo;
