@@ -25,7 +25,7 @@ pub struct GoogleCalls {
 
 pub(super) fn check(c: &mut Checker) -> GoogleCalls {
     GoogleCalls {
-        max_concurrent: c.number(GOOGLE_MAX_CONCURRENT_CALLS, 8, 1..=1000, "calls") as usize,
+        max_concurrent: c.number(GOOGLE_MAX_CONCURRENT_CALLS, 16, 1..=1000, "calls") as usize,
         breaker_failures: c.number(GOOGLE_BREAKER_FAILURES, 5, 0..=1000, "failures") as u32,
         breaker_open: c.seconds(GOOGLE_BREAKER_OPEN_SECS, 10, 1..=3600),
     }

@@ -210,7 +210,8 @@ impl Passport {
         }
     }
 
-    /// Claim the refresh, or find it done, or find someone else at it.
+    /// Find the refresh done (one plain read: what every follower does), or
+    /// claim it, or find someone else at it.
     async fn claim(
         &self,
         user: Uuid,
@@ -218,15 +219,6 @@ impl Passport {
         force: bool,
     ) -> Result<Claim, TokenError> {
         let margin = self.settings.refresh_margin;
-        let secs = (REFRESH_BUDGET + CLAIM_MARGIN).as_secs_f64();
-        if let Some(row) = gmail_token::claim_refresh(&self.db, user, secs).await? {
-            let usable = check_usable(&row, requested);
-            if usable.is_err() || (!force && is_fresh(&row, margin)) {
-                gmail_token::release_refresh(&self.db, user).await?;
-                return Ok(Claim::Done(issue(self, &row, usable?)?));
-            }
-            return Ok(Claim::Ours(Box::new(row), usable?));
-        }
         let row = gmail_token::find(&self.db, user)
             .await?
             .ok_or(TokenError::NotConnected)?;
@@ -234,7 +226,17 @@ impl Passport {
         if !force && is_fresh(&row, margin) {
             return Ok(Claim::Done(issue(self, &row, granted)?));
         }
-        Ok(Claim::Busy)
+        let secs = (REFRESH_BUDGET + CLAIM_MARGIN).as_secs_f64();
+        let Some(row) = gmail_token::claim_refresh(&self.db, user, secs).await? else {
+            return Ok(Claim::Busy);
+        };
+        // Checked again under the claim: the row may have changed since.
+        let usable = check_usable(&row, requested);
+        if usable.is_err() || (!force && is_fresh(&row, margin)) {
+            gmail_token::release_refresh(&self.db, user).await?;
+            return Ok(Claim::Done(issue(self, &row, usable?)?));
+        }
+        Ok(Claim::Ours(Box::new(row), usable?))
     }
 
     /// Ask Google with the claim held (and no database connection), then

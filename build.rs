@@ -1,0 +1,5 @@
+//! Rebuild when a migration is added or changed: `sqlx::migrate!` embeds the
+//! files of `migrations/` at compile time, and cargo does not see them otherwise.
+fn main() {
+    println!("cargo:rerun-if-changed=migrations");
+}
