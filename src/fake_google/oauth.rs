@@ -88,7 +88,9 @@ pub(super) async fn token(
 ) -> Response {
     let form = pairs(&form);
     let behaviour = count_token_call(&fake, &form);
-    if let Some(outage) = token_outage(behaviour).await {
+    let outage = token_outage(behaviour).await;
+    fake.lock().token_in_flight -= 1;
+    if let Some(outage) = outage {
         return outage;
     }
     let mut s = fake.lock();
@@ -115,6 +117,10 @@ fn count_token_call(fake: &FakeGoogle, form: &[(String, String)]) -> Behaviour {
     if first(form, "grant_type") == Some("refresh_token") {
         s.count("token.refresh_token.attempt");
     }
+    s.token_in_flight += 1;
+    let in_flight = s.token_in_flight;
+    let max = s.calls.entry("token.max_in_flight").or_default();
+    *max = (*max).max(in_flight);
     s.behaviour
 }
 

@@ -43,7 +43,11 @@ pub(super) struct FakeState {
     pub(super) refresh: HashMap<String, RefreshGrant>,
     /// What each account has granted this client so far.
     pub(super) grants: HashMap<String, BTreeSet<String>>,
+    /// Counts by endpoint; `token.max_in_flight` is the most `/token` calls
+    /// ever answered at the same time.
     pub(super) calls: HashMap<&'static str, u64>,
+    /// `/token` calls being answered right now.
+    pub(super) token_in_flight: u64,
     pub(super) behaviour: Behaviour,
     /// Events created through the fake Calendar API.
     pub(super) events: Vec<serde_json::Value>,

@@ -398,10 +398,7 @@ impl Passport {
         if is_fresh(&row, self.settings.refresh_margin) {
             return issue(self, &row, granted);
         }
-        Err(TokenError::Unavailable {
-            source: GoogleError::Unavailable("the connection changed during the refresh".into()),
-            retry_after: Duration::from_secs(1),
-        })
+        Err(changed_meanwhile())
     }
 
     /// Google will not refresh this connection any more: mark the row
@@ -417,12 +414,7 @@ impl Passport {
         let mut tx = self.db.begin().await?;
         if !gmail_token::mark_reauth_required(&mut *tx, user, &cause).await? {
             // The grant was replaced meanwhile: the refusal was about the old one.
-            return Ok(TokenError::Unavailable {
-                source: GoogleError::Unavailable(
-                    "the connection changed during the refresh".into(),
-                ),
-                retry_after: Duration::from_secs(1),
-            });
+            return Ok(changed_meanwhile());
         }
         let detail = match &cause {
             ReauthCause::InvalidGrant { description } => Some(description.as_str()),
@@ -510,6 +502,15 @@ impl Passport {
             ),
             retry_after: wait.max(Duration::from_secs(1)),
         })
+    }
+}
+
+/// A consent or a disconnect replaced the grant while it was refreshed:
+/// the caller asks again in a moment.
+fn changed_meanwhile() -> TokenError {
+    TokenError::Unavailable {
+        source: GoogleError::Unavailable("the connection changed during the refresh".into()),
+        retry_after: Duration::from_secs(1),
     }
 }
 

@@ -270,3 +270,39 @@ async fn the_cache_goes_off_the_moment_its_listener_connection_is_cut() {
     proxy.set(Mode::Up);
     cache_ready(&app, user).await;
 }
+
+#[tokio::test]
+async fn taking_or_giving_back_a_refresh_claim_is_not_announced() {
+    let app = TestApp::spawn().await;
+    let (claimed, changed) = (Uuid::new_v4(), Uuid::new_v4());
+    app.seed_passport(claimed, JISOO, ALL).await;
+    app.seed_passport(changed, MINHO, ALL).await;
+    let mut listener = sqlx::postgres::PgListener::connect(&app.database_url)
+        .await
+        .unwrap();
+    listener.listen("gmail_token_changed").await.unwrap();
+    for claim in ["now() + interval '1 minute'", "NULL"] {
+        let sql =
+            format!("UPDATE gmail_token SET refresh_claimed_until = {claim} WHERE user_id = $1");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(claimed)
+            .execute(&app.db)
+            .await
+            .unwrap();
+    }
+    sqlx::query("UPDATE gmail_token SET email = 'minho2@example.com' WHERE user_id = $1")
+        .bind(changed)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    // Notifications arrive in commit order: the first is the later change's.
+    let first = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+        .await
+        .expect("a notification")
+        .unwrap();
+    assert_eq!(
+        first.payload(),
+        changed.to_string(),
+        "a claim was announced"
+    );
+}

@@ -2,13 +2,12 @@
 //! starve the process of file descriptors, and a request that runs too long
 //! is answered in JSON.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::helpers::*;
 use auth_server::fake_google::Behaviour;
 use reqwest::StatusCode;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use uuid::Uuid;
 
@@ -141,45 +140,17 @@ async fn serve_with_nofile(
     extra: &[(&str, &str)],
     nofile: u64,
 ) -> (tokio::process::Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let bind = format!("127.0.0.1:{port}");
-    let mut env: Vec<(&str, String)> = vec![
-        ("BIND_ADDR", bind.clone()),
-        ("PUBLIC_BASE_URL", format!("http://{bind}")),
-        ("LOG_FORMAT", "pretty".into()),
-        ("RUST_LOG", "info".into()),
-    ];
-    env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
-    let mut cmd = crate::doctor::cli_command(app, &["serve"], &env);
-    cmd.stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
-    // SAFETY: only an async-signal-safe system call between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE)?;
-            rlimit::setrlimit(rlimit::Resource::NOFILE, nofile, hard)
-        });
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let line = tokio::time::timeout_at(deadline, lines.next_line())
-            .await
-            .expect("server started in time")
-            .unwrap()
-            .expect("server kept running");
-        if line.contains("auth-server listening") {
-            break;
+    let lower = move |cmd: &mut tokio::process::Command| {
+        // SAFETY: only an async-signal-safe system call between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE)?;
+                rlimit::setrlimit(rlimit::Resource::NOFILE, nofile, hard)
+            });
         }
-    }
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, bind)
+    };
+    let (child, _, addr) = crate::security::spawn_server_with(app, extra, lower).await;
+    (child, addr)
 }
 
 #[tokio::test]

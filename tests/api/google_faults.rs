@@ -98,6 +98,45 @@ async fn refreshes_waiting_on_a_slow_google_leave_the_database_to_everyone_else(
 }
 
 #[tokio::test]
+async fn no_more_google_calls_at_once_than_the_cap() {
+    let app = TestApp::spawn_with(&[("GOOGLE_MAX_CONCURRENT_CALLS", "2")]).await;
+    let users = expired_users(&app, 6).await;
+    app.fake.set_behaviour(Behaviour {
+        token_delay_ms: 500,
+        ..Behaviour::default()
+    });
+    let refreshes: Vec<_> = users
+        .iter()
+        .map(|u| {
+            let (url, user) = (app.url("/internal/passport/gmail/token"), *u);
+            tokio::spawn(async move {
+                reqwest::Client::new()
+                    .post(url)
+                    .bearer_auth(INTERNAL_KEY)
+                    .json(&serde_json::json!({ "user_id": user }))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    for r in refreshes {
+        assert_eq!(
+            r.await.unwrap(),
+            StatusCode::OK,
+            "every refresh waits its turn"
+        );
+    }
+    assert_eq!(app.fake.calls("token.refresh_token.attempt"), 6);
+    assert_eq!(
+        app.fake.calls("token.max_in_flight"),
+        2,
+        "at most the cap at once"
+    );
+}
+
+#[tokio::test]
 async fn a_refused_client_is_our_misconfiguration_not_an_outage() {
     let app = TestApp::spawn().await;
     let users = expired_users(&app, 2).await;

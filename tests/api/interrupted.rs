@@ -27,15 +27,34 @@ fn on(base: &str, callback: &url::Url) -> url::Url {
     url
 }
 
+/// Follow `callback` in the background while Google holds its code exchange
+/// for `delay_ms`; returns once the exchange has reached Google.
+async fn held_at_google(
+    app: &TestApp,
+    browser: &Browser,
+    callback: &url::Url,
+    delay_ms: u64,
+) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+    app.fake.set_behaviour(Behaviour {
+        token_delay_ms: delay_ms,
+        ..Behaviour::default()
+    });
+    let in_flight = tokio::spawn(browser.client.get(callback.clone()).send());
+    wait_until(
+        "the code exchange to reach Google",
+        Duration::from_secs(10),
+        async || app.fake.calls("token") >= 1,
+    )
+    .await;
+    in_flight
+}
+
 #[tokio::test]
 async fn an_instance_killed_during_the_code_exchange_leaves_a_start_again_page() {
     let app = TestApp::spawn().await;
     let user = Uuid::new_v4();
-    let (child, lines) = crate::security::spawn_server(&app, &[]).await;
-    let mut child = child;
-    let listening = lines.iter().find(|l| l.contains("listening")).unwrap();
-    let addr = listening.split("addr=").nth(1).unwrap();
-    let base = format!("http://{}", addr.split_whitespace().next().unwrap());
+    let (mut child, _, addr) = crate::security::spawn_server_with(&app, &[], |_| {}).await;
+    let base = format!("http://{addr}");
     app.fake
         .register_redirect_uri(&format!("{base}/passport/gmail/callback"));
 
@@ -44,18 +63,7 @@ async fn an_instance_killed_during_the_code_exchange_leaves_a_start_again_page()
     browser.app = base.clone();
     let authorize = browser.start(None).await;
     let cb = browser.decide(&authorize, JISOO, ALL, true).await;
-    app.fake.set_behaviour(Behaviour {
-        token_delay_ms: 30_000,
-        ..Behaviour::default()
-    });
-    let client = browser.client.clone();
-    let in_flight = tokio::spawn(client.get(cb.clone()).send());
-    wait_until(
-        "the code exchange to reach Google",
-        Duration::from_secs(10),
-        async || app.fake.calls("token") >= 1,
-    )
-    .await;
+    let in_flight = held_at_google(&app, &browser, &cb, 30_000).await;
     child.start_kill().unwrap(); // SIGKILL: no grace, no cleanup
     child.wait().await.unwrap();
     assert!(in_flight.await.unwrap().is_err(), "the instance died");
@@ -128,18 +136,7 @@ async fn a_database_lost_during_the_code_exchange_leaves_a_start_again_page() {
     let browser = app.browser(Some(user));
     let authorize = browser.start(None).await;
     let cb = browser.decide(&authorize, JISOO, ALL, true).await;
-    app.fake.set_behaviour(Behaviour {
-        token_delay_ms: 1_000,
-        ..Behaviour::default()
-    });
-    let client = browser.client.clone();
-    let in_flight = tokio::spawn(client.get(cb.clone()).send());
-    wait_until(
-        "the code exchange to reach Google",
-        Duration::from_secs(10),
-        async || app.fake.calls("token") >= 1,
-    )
-    .await;
+    let in_flight = held_at_google(&app, &browser, &cb, 1_000).await;
     // The database goes away while Google answers: the write cannot happen.
     proxy.set(Mode::Down);
     proxy.drop_all();

@@ -222,6 +222,17 @@ pub async fn spawn_server(
     app: &TestApp,
     extra: &[(&str, &str)],
 ) -> (tokio::process::Child, Vec<String>) {
+    let (child, lines, _) = spawn_server_with(app, extra, |_| {}).await;
+    (child, lines)
+}
+
+/// [`spawn_server`], with a last say on the command (e.g. its resource
+/// limits); also returns the address it listens on.
+pub async fn spawn_server_with(
+    app: &TestApp,
+    extra: &[(&str, &str)],
+    configure: impl FnOnce(&mut tokio::process::Command),
+) -> (tokio::process::Child, Vec<String>, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -238,8 +249,9 @@ pub async fn spawn_server(
     env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
     let mut cmd = crate::doctor::cli_command(app, &["serve"], &env);
     cmd.stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .kill_on_drop(true);
+    configure(&mut cmd);
     let mut child = cmd.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut reader = BufReader::new(stdout).lines();
@@ -265,7 +277,7 @@ pub async fn spawn_server(
         }
     });
     std::mem::forget(rx);
-    (child, lines)
+    (child, lines, bind)
 }
 
 #[tokio::test]

@@ -268,6 +268,24 @@ async fn outbox(app: &TestApp) -> Vec<(String, String, i32)> {
         .unwrap()
 }
 
+/// Wait until the outbox rows satisfy `done`; returns them.
+async fn outbox_when(
+    app: &TestApp,
+    what: &str,
+    deadline: Duration,
+    done: impl Fn(&[(String, String, i32)]) -> bool,
+) -> Vec<(String, String, i32)> {
+    wait_for(what, deadline, async || {
+        let rows = outbox(app).await;
+        if done(&rows) {
+            Ok(rows)
+        } else {
+            Err(rows)
+        }
+    })
+    .await
+}
+
 async fn insert_events(app: &TestApp, n: usize) -> Vec<String> {
     let mut ids = Vec::new();
     for _ in 0..n {
@@ -304,17 +322,11 @@ async fn a_connection_is_announced_signed_verifiable_and_without_tokens() {
     );
     // The receiver saw the request before it answered: the row is marked
     // delivered once the answer is back.
-    let rows = wait_for(
+    let rows = outbox_when(
+        &app,
         "the event marked delivered",
         Duration::from_secs(10),
-        async || {
-            let rows = outbox(&app).await;
-            if rows.iter().any(|r| r.1 == "delivered") {
-                Ok(rows)
-            } else {
-                Err(rows)
-            }
-        },
+        |rows| rows.iter().any(|r| r.1 == "delivered"),
     )
     .await;
     assert_eq!(rows.len(), 1);
@@ -404,17 +416,11 @@ async fn failures_are_retried_with_backoff_until_delivered() {
         hits.iter().all(|h| h.event_id == ids[0]),
         "the same idempotency id every time"
     );
-    let rows = wait_for(
+    let rows = outbox_when(
+        &app,
         "the event marked delivered",
         Duration::from_secs(10),
-        async || {
-            let rows = outbox(&app).await;
-            if rows[0].1 == "delivered" {
-                Ok(rows)
-            } else {
-                Err(rows)
-            }
-        },
+        |rows| rows[0].1 == "delivered",
     )
     .await;
     assert_eq!(
@@ -433,13 +439,8 @@ async fn gone_and_exhausted_events_become_dead_letters_that_can_be_retried() {
     // An event that fails every time: dead after WEBHOOK_MAX_ATTEMPTS (4).
     receiver.set(Mode::Status(503));
     let exhausted = insert_events(&app, 1).await;
-    let rows = wait_for("both events dead", Duration::from_secs(15), async || {
-        let rows = outbox(&app).await;
-        if rows.iter().all(|r| r.1 == "dead") {
-            Ok(rows)
-        } else {
-            Err(rows)
-        }
+    let rows = outbox_when(&app, "both events dead", Duration::from_secs(15), |rows| {
+        rows.iter().all(|r| r.1 == "dead")
     })
     .await;
     assert_eq!(rows[0].2, 1, "410: no retry");
@@ -531,17 +532,11 @@ async fn two_dispatchers_deliver_every_event_once() {
     // Once every row is delivered no instance can claim it again (a claim
     // takes only pending rows and counts an attempt), so the receiver has
     // seen every delivery there will be.
-    let rows = wait_for(
+    let rows = outbox_when(
+        &b,
         "all 40 events marked delivered",
         Duration::from_secs(15),
-        async || {
-            let rows = outbox(&b).await;
-            if rows.iter().all(|r| r.1 == "delivered") {
-                Ok(rows)
-            } else {
-                Err(rows)
-            }
-        },
+        |rows| rows.iter().all(|r| r.1 == "delivered"),
     )
     .await;
     assert_eq!(rows.len(), 40);
@@ -824,17 +819,11 @@ async fn a_dead_letter_does_not_hold_back_the_users_later_events() {
             h.iter().any(|x| x.event_id == ids[1] && x.ok)
         })
         .await;
-    let rows = wait_for(
+    let rows = outbox_when(
+        &app,
         "both outcomes recorded",
         Duration::from_secs(10),
-        async || {
-            let rows = outbox(&app).await;
-            if rows[1].1 == "delivered" {
-                Ok(rows)
-            } else {
-                Err(rows)
-            }
-        },
+        |rows| rows[1].1 == "delivered",
     )
     .await;
     assert_eq!(rows[0].1, "dead", "410: a dead letter");
