@@ -20,7 +20,11 @@ cleanup() {
 }
 trap cleanup EXIT
 psql "$admin" -qc "create database $scratch" >/dev/null
-DATABASE_URL="$url" SQLX_OFFLINE=true cargo run --locked --quiet -- migrate >/dev/null
+# Applied with psql, not `auth-server migrate`: building that binary would
+# need the very query data this script makes (a changed query breaks it).
+for migration in migrations/*.sql; do
+    PGOPTIONS="-c client_min_messages=warning" psql "$url" -v ON_ERROR_STOP=1 -q -f "$migration" >/dev/null
+done
 
 # Force the query macros to run again against the live database.
 touch src/lib.rs

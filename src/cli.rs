@@ -300,7 +300,7 @@ async fn migrate() -> anyhow::Result<()> {
     telemetry::init(telemetry::format_from_env());
     let url =
         std::env::var("DATABASE_URL").map_err(|_| anyhow::anyhow!("DATABASE_URL is not set"))?;
-    let pool = startup::connect_with_retry(&url, &store::PoolSettings::default()).await?;
+    let pool = startup::connect_with_retry(&url, &crate::config::PoolSettings::default()).await?;
     let n = store::MIGRATOR.iter().count();
     pool.close().await;
     println!("migrations applied ({n} known)");

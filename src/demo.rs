@@ -279,7 +279,7 @@ pub(crate) async fn run(bind: SocketAddr, fake_bind: SocketAddr) -> anyhow::Resu
             "cannot prepare the demo database ({e}); is PostgreSQL running? set DATABASE_URL"
         )
     })?;
-    let pool = connect_with_retry(&database_url, &store::PoolSettings::default()).await?;
+    let pool = connect_with_retry(&database_url, &crate::config::PoolSettings::default()).await?;
 
     let fake_listener = tokio::net::TcpListener::bind(fake_bind)
         .await

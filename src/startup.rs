@@ -196,7 +196,7 @@ fn start_background(state: &AppState, stop: &CancellationToken) -> TaskTracker {
 /// then apply the migrations.
 pub(crate) async fn connect_with_retry(
     url: &str,
-    pool: &store::PoolSettings,
+    pool: &crate::config::PoolSettings,
 ) -> anyhow::Result<PgPool> {
     let mut delay = Duration::from_millis(500);
     let attempts = 10;

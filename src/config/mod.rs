@@ -46,6 +46,7 @@ mod tests;
 mod tokens;
 mod webhooks;
 
+pub use database::PoolSettings;
 pub(crate) use google::GoogleEndpoints;
 pub(crate) use google_calls::GoogleCalls;
 pub(crate) use http::HttpSettings;
@@ -117,7 +118,7 @@ pub struct Settings {
     pub sweep: SweepSettings,
     pub retention: RetentionSettings,
     /// The database pool: connections, acquire, statement and lock timeouts.
-    pub database: crate::store::PoolSettings,
+    pub database: PoolSettings,
     /// Header-read timeout, request timeout, connection cap.
     pub http: HttpSettings,
     /// Reverse proxies whose `X-Forwarded-For` names the client (rate limits).

@@ -198,7 +198,7 @@ fn each_key_is_declared_once_and_only_those_are_read_from_the_environment() {
 #[test]
 fn database_budgets_have_defaults_and_ranges() {
     let s = Settings::from_pairs(good()).unwrap();
-    assert_eq!(s.database, crate::store::PoolSettings::default());
+    assert_eq!(s.database, PoolSettings::default());
     assert_eq!(s.database.max_connections, 20);
     let mut p = good();
     p.push(("DB_MAX_CONNECTIONS", "8".into()));

@@ -69,28 +69,28 @@ async fn sweep_locked(
             break;
         }
         let outcome = app.refresh(&provider, *user, &ScopeSet::new(), true).await;
-        let label = match &outcome {
+        let (label, retry_later) = match outcome {
             Ok(_) => {
                 report.refreshed += 1;
-                "refreshed"
+                ("refreshed", false)
             }
             Err(TokenError::ReauthRequired(_)) => {
                 report.reauth_required += 1;
-                "reauth_required"
+                ("reauth_required", false)
             }
             Err(TokenError::Unavailable { .. }) => {
                 report.unavailable += 1;
-                "unavailable"
+                ("unavailable", true)
             }
-            Err(TokenError::Database(e)) => return Err(sqlx::Error::Protocol(e.to_string())),
+            Err(TokenError::Database(e)) => return Err(e),
             Err(_) => {
                 report.other += 1;
-                "other"
+                ("other", false)
             }
         };
         metrics::counter!("passport_sweep_outcomes_total", "outcome" => label).increment(1);
         // Unavailable: tried again at the next sweep. Otherwise recorded.
-        if !matches!(outcome, Err(TokenError::Unavailable { .. })) {
+        if !retry_later {
             gmail_token::mark_swept(&app.db, *user).await?;
         }
     }

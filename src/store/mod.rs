@@ -5,6 +5,7 @@ pub(crate) mod oauth_state;
 pub mod passport_event;
 pub(crate) mod webhook_outbox;
 
+use crate::config::PoolSettings;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use std::str::FromStr;
@@ -12,38 +13,6 @@ use std::time::Duration;
 
 /// The embedded migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-/// Every wait on the database has a bound, so that a locked table, a slow
-/// query or a database that is gone fails fast instead of holding requests
-/// (settings `DB_*`; defaults below).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolSettings {
-    /// Connections in the pool.
-    pub max_connections: u32,
-    /// Longest wait for a connection: a free one, a new one, or the check of
-    /// an idle one (a stalled database fails here).
-    pub acquire_timeout: Duration,
-    /// `statement_timeout` of every connection: the server cancels a longer
-    /// statement (SQLSTATE 57014).
-    pub statement_timeout: Duration,
-    /// `lock_timeout` of every connection: the longest a statement waits for
-    /// a lock (SQLSTATE 55P03).
-    pub lock_timeout: Duration,
-}
-
-impl Default for PoolSettings {
-    /// Point lookups take milliseconds: a request that finds the database
-    /// unable to work fails within about 2.5 s, well inside the 5 s a caller
-    /// is promised.
-    fn default() -> Self {
-        Self {
-            max_connections: 20,
-            acquire_timeout: Duration::from_millis(2500),
-            statement_timeout: Duration::from_millis(2500),
-            lock_timeout: Duration::from_millis(2000),
-        }
-    }
-}
 
 /// Pool options (connections are made on first use).
 pub(crate) fn pool_options(s: &PoolSettings) -> PgPoolOptions {
