@@ -7,17 +7,21 @@ cd "$(dirname "$0")/.."
 . scripts/db.sh
 ensure_database_server
 
-# Leftover databases of earlier runs.
-if command -v psql >/dev/null 2>&1; then
-    psql "$ADMIN_DATABASE_URL" -Atqc "select datname from pg_database where datname like 'authtest\_%'" 2>/dev/null |
-        while read -r db; do psql "$ADMIN_DATABASE_URL" -qc "drop database if exists \"$db\"" >/dev/null 2>&1 || true; done
-fi
+# Every database this run creates is named authtest_<run>_…; only those are
+# dropped when it ends, so another run on the same server is never touched.
+TEST_RUN_ID="r$(date +%s)$$"
+export TEST_RUN_ID
+drop_own_databases() {
+    command -v psql >/dev/null 2>&1 || return 0
+    psql "$ADMIN_DATABASE_URL" -Atqc "select datname from pg_database where datname like 'authtest\_${TEST_RUN_ID}\_%'" 2>/dev/null |
+        while read -r db; do psql "$ADMIN_DATABASE_URL" -qc "drop database if exists \"$db\" with (force)" >/dev/null 2>&1 || true; done
+}
 
 export TEST_DATABASE_URL="$ADMIN_DATABASE_URL"
 # Queries are checked against the committed .sqlx data, not a live database.
 export SQLX_OFFLINE=true
 log="$(mktemp)"
-trap 'rm -f "$log"; stop_throwaway' EXIT
+trap 'rm -f "$log"; drop_own_databases; stop_throwaway' EXIT
 set +e
 cargo test --locked "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}

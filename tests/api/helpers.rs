@@ -62,7 +62,9 @@ pub fn admin_url() -> String {
 /// Create an empty database for one test; returns its URL.
 pub async fn fresh_database() -> String {
     let admin: PgConnectOptions = admin_url().parse().expect("admin URL parses");
-    let name = format!("authtest_{}", Uuid::new_v4().simple());
+    // `scripts/test.sh` names its run so that it drops only its own databases.
+    let run = std::env::var("TEST_RUN_ID").unwrap_or_else(|_| "adhoc".into());
+    let name = format!("authtest_{run}_{}", Uuid::new_v4().simple());
     let mut conn = admin
         .clone()
         .database("postgres")
