@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::Settings;
+use crate::config::{Settings, TrustedProxies};
 use crate::fake_google::{FakeConfig, FakeGoogle};
 use crate::passport::report::{self, MissingUser, Report};
 use crate::scopes::ScopeSet;
@@ -156,12 +156,30 @@ async fn serve() -> anyhow::Result<()> {
              turn it off once no service reads gmail_token directly, then run `auth-server rotate-keys`"
         );
     }
+    log_trusted_proxies(&settings.trusted_proxies);
     let public = settings.public_base_url.clone();
     let app = Application::build(settings).await?;
     tracing::info!(addr = %app.local_addr()?, %public, "auth-server listening");
     app.run_until_stopped(shutdown_signal()).await?;
     tracing::info!("auth-server stopped");
     Ok(())
+}
+
+/// Say at start whose `X-Forwarded-For` is believed (docs/operations.md,
+/// "Behind a reverse proxy").
+fn log_trusted_proxies(trusted: &TrustedProxies) {
+    if trusted.is_empty() {
+        tracing::info!(
+            trusted_proxies = %trusted,
+            "TRUSTED_PROXIES is empty: X-Forwarded-For is ignored, anonymous clients are \
+             rate-limited by the address they connect from"
+        );
+    } else {
+        tracing::info!(
+            trusted_proxies = %trusted,
+            "trusted proxies: X-Forwarded-For names the client when the request comes from {trusted}"
+        );
+    }
 }
 
 async fn doctor(user: uuid::Uuid, json: bool) -> anyhow::Result<()> {

@@ -37,6 +37,7 @@ mod google_calls;
 mod http;
 mod limits;
 mod origins;
+mod proxies;
 mod retention;
 mod security;
 mod server;
@@ -51,6 +52,7 @@ pub(crate) use google::GoogleEndpoints;
 pub(crate) use google_calls::GoogleCalls;
 pub(crate) use http::HttpSettings;
 pub(crate) use limits::RateLimits;
+pub use proxies::TrustedProxies;
 pub(crate) use retention::RetentionSettings;
 pub(crate) use server::LogFormat;
 pub(crate) use sweep::SweepSettings;
@@ -122,7 +124,7 @@ pub struct Settings {
     /// Header-read timeout, request timeout, connection cap.
     pub http: HttpSettings,
     /// Reverse proxies whose `X-Forwarded-For` names the client (rate limits).
-    pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl fmt::Debug for Settings {

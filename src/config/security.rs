@@ -1,10 +1,9 @@
 //! Who may call: browser sessions, the internal API's keys, and the reverse
 //! proxies trusted to name the client.
 
-use std::net::IpAddr;
-
 use secrecy::SecretString;
 
+use super::proxies::TrustedProxies;
 use super::Checker;
 
 keys! {
@@ -24,7 +23,7 @@ pub(super) struct Security {
     pub session_jwt_secret: SecretString,
     pub session_cookie_name: String,
     pub internal_api_keys: Vec<SecretString>,
-    pub trusted_proxies: Vec<IpAddr>,
+    pub trusted_proxies: TrustedProxies,
 }
 
 pub(super) fn check(c: &mut Checker) -> Option<Security> {
@@ -60,13 +59,16 @@ pub(super) fn check(c: &mut Checker) -> Option<Security> {
         ));
     }
 
-    let mut trusted_proxies = Vec::new();
-    for item in c.list(TRUSTED_PROXIES) {
-        match item.parse() {
-            Ok(ip) => trusted_proxies.push(ip),
-            Err(_) => c.problem(format!("TRUSTED_PROXIES: `{item}` is not an IP address")),
-        }
-    }
+    let proxies = c.list(TRUSTED_PROXIES);
+    let trusted_proxies =
+        TrustedProxies::parse(proxies.iter().map(String::as_str)).unwrap_or_else(|bad| {
+            for item in bad {
+                c.problem(format!(
+                    "TRUSTED_PROXIES: `{item}` is neither an IP address nor a CIDR range"
+                ));
+            }
+            TrustedProxies::default()
+        });
 
     Some(Security {
         session_jwt_secret: SecretString::from(session_jwt_secret?),

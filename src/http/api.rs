@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::http::auth::ApiUser;
 use crate::http::error::ApiError;
-use crate::http::limits::ClientIp;
+use crate::http::limits::{identified, ClientIp};
 use crate::http::pages::flow_cookie;
 use crate::http::{provider, ApiPath, AppState};
 use crate::store::gmail_token::ConnectionStatus;
@@ -86,8 +86,7 @@ pub(crate) async fn connect(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let provider = provider::<ApiError>(&app, &name)?;
-    app.limiters.browser_ip(ip)?;
-    let ApiUser(user_id) = user?;
+    let ApiUser(user_id) = identified(user, || app.limiters.anonymous_ip(ip))?;
     if !allowed_origin(&headers, &app) {
         return Err(ApiError::new(
             axum::http::StatusCode::FORBIDDEN,

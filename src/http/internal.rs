@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::http::auth::bearer;
 use crate::http::error::{ApiError, ErrorCode};
-use crate::http::limits::ClientIp;
+use crate::http::limits::{identified, ClientIp};
 use crate::http::{provider, query, ApiPath, AppState};
 use crate::passport::disconnect::Revocation;
 use crate::passport::provider::Provider;
@@ -147,8 +147,9 @@ pub(crate) async fn token(
     }
 }
 
-/// The token API's checks, in order: provider, per-IP limit, key, body,
-/// per-user limit; then the passport.
+/// The token API's checks, in order: provider, key (a request without a
+/// valid one counts against its IP's limit), body, per-user limit; then the
+/// passport.
 async fn token_for(
     app: &AppState,
     name: &str,
@@ -157,8 +158,7 @@ async fn token_for(
     body: &[u8],
 ) -> Result<IssuedToken, ApiError> {
     let provider = provider::<ApiError>(app, name)?;
-    app.limiters.token_ip(ip)?;
-    caller?;
+    identified(caller, || app.limiters.token_ip(ip))?;
     let (user, scopes) = parse_token_request(body)?;
     app.limiters.token_user(user)?;
     let reauth = |e| ApiError::from(e).with_reauth_url(&app.passport.reauth_url(provider));

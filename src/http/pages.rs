@@ -10,7 +10,7 @@ use axum_extra::extract::CookieJar;
 use crate::http::auth::{MaybeUser, PageUser};
 use crate::http::copy::{self, BannerCopy};
 use crate::http::error::PageError;
-use crate::http::limits::ClientIp;
+use crate::http::limits::{identified, ClientIp};
 use crate::http::{found, provider, query, AppState, PagePath};
 use crate::passport::disconnect::Revocation;
 use crate::passport::flow::{self, CallbackParams};
@@ -55,8 +55,7 @@ pub async fn connect(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
     let provider = provider::<PageError>(&app, &name)?;
-    app.limiters.browser_ip(ip)?;
-    let PageUser(user_id) = user?;
+    let PageUser(user_id) = identified(user, || app.limiters.anonymous_ip(ip))?;
     if !navigation_allowed(&headers, &app) {
         return Err(PageError::CrossSite);
     }
@@ -88,7 +87,13 @@ pub async fn callback(
 ) -> Result<Response, PageError> {
     let jar = CookieJar::from_headers(&headers);
     let provider = provider::<PageError>(&app, &name)?;
-    app.limiters.browser_ip(ip)?;
+    // The attempt's single-use state is bound to the user and the browser:
+    // a signed-in callback is limited per user, never by the traffic of its
+    // address; an anonymous one cannot finish an attempt (it only reads).
+    match signed_in {
+        Some(user) => app.limiters.callback_user(user)?,
+        None => app.limiters.anonymous_ip(ip)?,
+    }
     let mut q = strict_query(raw)?;
     let params = CallbackParams {
         state: q.remove("state"),
