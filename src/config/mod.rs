@@ -38,6 +38,7 @@ mod http;
 mod limits;
 mod origins;
 mod retention;
+mod secrets;
 mod security;
 mod server;
 mod sweep;
