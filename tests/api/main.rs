@@ -22,6 +22,7 @@ mod lifecycle;
 mod ops;
 mod report;
 mod retention;
+mod secrets;
 mod security;
 mod session;
 mod status;
