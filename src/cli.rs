@@ -1,5 +1,5 @@
-//! The command line: `serve` (default), `init`, `migrate`, `demo`, `doctor`,
-//! `report`, `rotate-keys`, `webhooks retry`, `fake-google`.
+//! The command line: `serve` (default), `init`, `check-settings`, `migrate`,
+//! `demo`, `doctor`, `report`, `rotate-keys`, `webhooks retry`, `fake-google`.
 
 mod init;
 
@@ -45,6 +45,9 @@ pub enum Command {
         #[arg(long)]
         key_id: Option<String>,
     },
+    /// Check the settings (environment / .env) as the start does, secrets
+    /// included, and say whether they pass; connects to nothing.
+    CheckSettings,
     /// Apply the database migrations and exit.
     Migrate,
     /// Run the service, a fake Google and a demo sign-in page, for a first look.
@@ -137,6 +140,7 @@ pub fn run(cli: Cli) -> ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve().await,
             Command::Init { skills, key_id } => init(&skills, key_id),
+            Command::CheckSettings => check_settings(),
             Command::Migrate => migrate().await,
             Command::Demo { bind, fake_bind } => crate::demo::run(bind, fake_bind).await,
             Command::Doctor { user, json } => doctor(user, json).await,
@@ -311,6 +315,26 @@ async fn rotate_keys(batch: i64) -> anyhow::Result<()> {
                 .join(", ")
         );
     }
+    Ok(())
+}
+
+fn check_settings() -> anyhow::Result<()> {
+    let settings = Settings::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let plaintext = if settings.allow_plaintext_tokens {
+        "; ALLOW_PLAINTEXT_TOKENS=true: tokens are written unencrypted"
+    } else {
+        ""
+    };
+    println!(
+        "settings ok: {} internal API key(s), {} token encryption key(s), webhooks {}{plaintext}",
+        settings.internal_api_keys.len(),
+        settings.token_keys.len(),
+        if settings.webhooks.is_some() {
+            "on"
+        } else {
+            "off"
+        },
+    );
     Ok(())
 }
 

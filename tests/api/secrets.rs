@@ -81,8 +81,23 @@ async fn init_prints_fresh_secrets_that_the_service_starts_with() {
         assert_ne!(again[k], set[k], "{k} repeated");
     }
 
-    // The service starts with them, and they are its keys.
+    // The settings check passes them.
     let mut extra: Vec<(&str, &str)> = set.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let out = run_cli_env(&app, &["check-settings"], &extra).await;
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.starts_with(
+            "settings ok: 3 internal API key(s), 1 token encryption key(s), webhooks off"
+        ),
+        "{said}"
+    );
+
+    // The service starts with them, and they are its keys.
     extra.push(("WEBHOOK_URL", "http://127.0.0.1:9/hooks/passport"));
     let (mut child, _, bind) = spawn_server_with(&app, &extra, |_| {}).await;
     let client = app.client();
@@ -132,9 +147,9 @@ async fn env_example_secrets_stop_the_start_named_and_never_echoed() {
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    for command in ["serve", "rotate-keys"] {
+    for command in ["serve", "check-settings", "rotate-keys"] {
         let out = run_cli_env(&app, &[command], &extra).await;
-        assert!(!out.status.success());
+        assert!(!out.status.success() && out.stdout.is_empty(), "{command}");
         let text = String::from_utf8_lossy(&out.stderr);
         for named in [
             "GOOGLE_CLIENT_ID is a placeholder",
