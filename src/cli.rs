@@ -1,4 +1,7 @@
-//! The command line: `serve` (default), `migrate`, `demo`, `fake-google`.
+//! The command line: `serve` (default), `init`, `check-settings`, `migrate`,
+//! `demo`, `doctor`, `report`, `rotate-keys`, `webhooks retry`, `fake-google`.
+
+mod init;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -28,6 +31,23 @@ pub struct Cli {
 pub enum Command {
     /// Run the service (the default). Settings come from the environment / .env.
     Serve,
+    /// Print fresh secrets for .env: internal API keys (one per skill), a
+    /// token encryption key and a webhook secret. Touches nothing else.
+    Init {
+        /// The skills that get an internal API key, in order (comma-separated).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "skill-calendar,skill-gmail"
+        )]
+        skills: Vec<String>,
+        /// Id of the token encryption key (default: k + today's date, UTC).
+        #[arg(long)]
+        key_id: Option<String>,
+    },
+    /// Check the settings (environment / .env) as the start does, secrets
+    /// included, and say whether they pass; connects to nothing.
+    CheckSettings,
     /// Apply the database migrations and exit.
     Migrate,
     /// Run the service, a fake Google and a demo sign-in page, for a first look.
@@ -119,6 +139,8 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve().await,
+            Command::Init { skills, key_id } => init(&skills, key_id),
+            Command::CheckSettings => check_settings(),
             Command::Migrate => migrate().await,
             Command::Demo { bind, fake_bind } => crate::demo::run(bind, fake_bind).await,
             Command::Doctor { user, json } => doctor(user, json).await,
@@ -311,6 +333,48 @@ async fn rotate_keys(batch: i64) -> anyhow::Result<()> {
                 .join(", ")
         );
     }
+    Ok(())
+}
+
+fn check_settings() -> anyhow::Result<()> {
+    let settings = Settings::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let plaintext = if settings.allow_plaintext_tokens {
+        "; ALLOW_PLAINTEXT_TOKENS=true: tokens are written unencrypted"
+    } else {
+        ""
+    };
+    println!(
+        "settings ok: {} internal API key(s), {} token encryption key(s), webhooks {}{plaintext}",
+        settings.internal_api_keys.len(),
+        settings.token_keys.len(),
+        if settings.webhooks.is_some() {
+            "on"
+        } else {
+            "off"
+        },
+    );
+    Ok(())
+}
+
+fn init(skills: &[String], key_id: Option<String>) -> anyhow::Result<()> {
+    if let Some(bad) = skills.iter().find(|s| !init::valid_skill(s)) {
+        anyhow::bail!(
+            "--skills: `{}` is not a skill name (letters, digits, `-`, `_`, `.`)",
+            bad.escape_debug()
+        );
+    }
+    if skills.is_empty() {
+        anyhow::bail!("--skills: name at least one skill");
+    }
+    let now = chrono::Utc::now();
+    let key_id = key_id.unwrap_or_else(|| format!("k{}", now.format("%Y%m%d")));
+    if !crate::crypto::is_key_id(&key_id) {
+        anyhow::bail!("--key-id: {}", crate::crypto::KEY_ID_RULE);
+    }
+    print!(
+        "{}",
+        init::secrets_block(skills, &key_id, &now.format("%Y-%m-%d").to_string())
+    );
     Ok(())
 }
 

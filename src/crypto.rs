@@ -59,6 +59,17 @@ impl fmt::Debug for KeySpec {
     }
 }
 
+/// What a key id may be.
+pub const KEY_ID_RULE: &str = "key ids are 1 to 32 letters, digits, `_` or `-`";
+
+/// Whether `id` is a valid key id ([`KEY_ID_RULE`]).
+pub fn is_key_id(id: &str) -> bool {
+    (1..=32).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// Parse `id:base64key[,id:base64key…]`; the first key is the active one.
 pub fn parse_keys(raw: &str) -> Result<Vec<KeySpec>, String> {
     let mut keys: Vec<KeySpec> = Vec::new();
@@ -66,13 +77,8 @@ pub fn parse_keys(raw: &str) -> Result<Vec<KeySpec>, String> {
         let (id, b64) = item
             .split_once(':')
             .ok_or_else(|| "each key must be written id:base64key".to_string())?;
-        if id.is_empty()
-            || id.len() > 32
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            return Err("key ids are 1 to 32 letters, digits, `_` or `-`".into());
+        if !is_key_id(id) {
+            return Err(KEY_ID_RULE.into());
         }
         if keys.iter().any(|k| k.id == id) {
             return Err(format!("key id `{id}` appears twice"));

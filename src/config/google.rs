@@ -6,6 +6,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
+use super::secrets::{self, Maker, Weakness};
 use super::Checker;
 use crate::scopes::{default_gmail_scopes, ScopeSet};
 
@@ -51,6 +52,14 @@ pub(super) struct Google {
 pub(super) fn check(c: &mut Checker) -> Option<Google> {
     let client_id = c.required(GOOGLE_CLIENT_ID);
     let client_secret = c.required(GOOGLE_CLIENT_SECRET);
+    for (key, value) in [
+        (GOOGLE_CLIENT_ID, &client_id),
+        (GOOGLE_CLIENT_SECRET, &client_secret),
+    ] {
+        if value.as_deref().is_some_and(secrets::is_placeholder) {
+            c.problem(Weakness::Placeholder.problem(key, Maker::Google));
+        }
+    }
     let endpoints = endpoints(c);
     let http_timeout = c.seconds(GOOGLE_HTTP_TIMEOUT_SECS, 10, 1..=120);
     let scopes = scopes(c);

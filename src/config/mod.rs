@@ -39,6 +39,7 @@ mod limits;
 mod origins;
 mod proxies;
 mod retention;
+mod secrets;
 mod security;
 mod server;
 mod sweep;

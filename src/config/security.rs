@@ -4,6 +4,7 @@
 use secrecy::SecretString;
 
 use super::proxies::TrustedProxies;
+use super::secrets::{self, Maker};
 use super::Checker;
 
 keys! {
@@ -28,13 +29,11 @@ pub(super) struct Security {
 
 pub(super) fn check(c: &mut Checker) -> Option<Security> {
     let session_jwt_secret = c.required(SESSION_JWT_SECRET);
-    if session_jwt_secret
-        .as_ref()
-        .is_some_and(|s| s.len() < MIN_JWT_SECRET_LEN)
+    if let Some(w) = session_jwt_secret
+        .as_deref()
+        .and_then(|s| secrets::shared_secret(s, MIN_JWT_SECRET_LEN))
     {
-        c.problem(format!(
-            "SESSION_JWT_SECRET must be at least {MIN_JWT_SECRET_LEN} bytes long"
-        ));
+        c.problem(w.problem(SESSION_JWT_SECRET, Maker::RoBeing));
     }
 
     let session_cookie_name = c
@@ -49,14 +48,17 @@ pub(super) fn check(c: &mut Checker) -> Option<Security> {
 
     let internal_api_keys = c.list(INTERNAL_API_KEYS);
     if internal_api_keys.is_empty() {
-        c.problem("INTERNAL_API_KEYS is not set (comma-separated keys for skills)");
-    } else if internal_api_keys
-        .iter()
-        .any(|k| k.len() < MIN_INTERNAL_KEY_LEN)
-    {
-        c.problem(format!(
-            "INTERNAL_API_KEYS: every key must be at least {MIN_INTERNAL_KEY_LEN} characters long"
-        ));
+        c.problem("INTERNAL_API_KEYS is not set (comma-separated keys for skills; make them with `auth-server init`)");
+    }
+    for (i, key) in internal_api_keys.iter().enumerate() {
+        if let Some(w) = secrets::own_secret(key, MIN_INTERNAL_KEY_LEN) {
+            let subject = format!(
+                "INTERNAL_API_KEYS: key {} of {}",
+                i + 1,
+                internal_api_keys.len()
+            );
+            c.problem(w.problem(&subject, Maker::Us));
+        }
     }
 
     let proxies = c.list(TRUSTED_PROXIES);

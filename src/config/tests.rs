@@ -1,23 +1,27 @@
 use super::*;
 use secrecy::ExposeSecret;
 
+/// Fixtures: random values, as `auth-server init` makes them (the checks
+/// refuse a repeated character, a sequence or printable text as a key).
+const JWT: &str = "zvCFfPKkxwGh5IXlDzqoSz4A1vwrst7PH0MKjY7zTKw";
+const INTERNAL: &str = "20Ibe-AqBqGqai16KmUX4l9PbrrqXFzphAyN5tWvAR4";
+const WEBHOOK: &str = "uO4iV2uKI3RfqxOPnLyoqcgpEz-HOELuPOZJ9sGeEsw";
+const KEY: &str = "k1:k/tRttkasrFBdumlVAHIl0S63ebeDIeDbKdFDwtduaI=";
+
 fn good() -> Vec<(&'static str, String)> {
     vec![
         ("DATABASE_URL", "postgres://postgres@127.0.0.1/x".into()),
         ("PUBLIC_BASE_URL", "https://auth.ro-being.com".into()),
         ("GOOGLE_CLIENT_ID", "cid".into()),
         ("GOOGLE_CLIENT_SECRET", "csecret".into()),
-        ("SESSION_JWT_SECRET", "s".repeat(40)),
-        ("INTERNAL_API_KEYS", "k".repeat(20)),
+        ("SESSION_JWT_SECRET", JWT.into()),
+        ("INTERNAL_API_KEYS", INTERNAL.into()),
         ("ALLOWED_RETURN_ORIGINS", "https://ro-being.com".into()),
         (
             "INVENTORY_URL",
             "https://ro-being.com/settings/items".into(),
         ),
-        (
-            "TOKEN_ENCRYPTION_KEYS",
-            "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into(),
-        ),
+        ("TOKEN_ENCRYPTION_KEYS", KEY.into()),
     ]
 }
 
@@ -33,11 +37,7 @@ fn good_settings_validate_with_defaults() {
     assert_eq!(s.allowed_return_origins.len(), 2);
     assert!(s.secure_cookies());
     let dbg = format!("{s:?}");
-    assert!(
-        !dbg.contains("csecret")
-            && !dbg.contains(&"s".repeat(40))
-            && !dbg.contains(&"k".repeat(20))
-    );
+    assert!(!dbg.contains("csecret") && !dbg.contains(JWT) && !dbg.contains(INTERNAL));
 }
 
 #[test]
@@ -118,7 +118,10 @@ fn environment_values_stay_verbatim_strings() {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
     env.retain(|(k, _)| k != "INTERNAL_API_KEYS");
-    env.push(("INTERNAL_API_KEYS".into(), "0123456789012345678901".into()));
+    env.push((
+        "INTERNAL_API_KEYS".into(),
+        "7494875574507129510720814150441576257899".into(),
+    ));
     env.push(("ALLOW_PLAINTEXT_TOKENS".into(), "true".into()));
     env.push(("GOOGLE_BREAKER_OPEN_SECS".into(), "30".into()));
     env.push(("UNRELATED_VARIABLE".into(), "ignored".into()));
@@ -127,7 +130,7 @@ fn environment_values_stay_verbatim_strings() {
     assert_eq!(s.google_calls.breaker_open, Duration::from_secs(30));
     assert_eq!(
         s.internal_api_keys[0].expose_secret(),
-        "0123456789012345678901"
+        "7494875574507129510720814150441576257899"
     );
 }
 
@@ -137,7 +140,7 @@ fn numbers_out_of_range_are_reported_with_their_unit() {
     p.push(("GOOGLE_HTTP_TIMEOUT_SECS", "0".into()));
     p.push(("RATE_LIMIT_TOKEN_USER_PER_MIN", "-1".into()));
     p.push(("WEBHOOK_URL", "https://ro-being.com/hooks".into()));
-    p.push(("WEBHOOK_SECRET", "w".repeat(40)));
+    p.push(("WEBHOOK_SECRET", WEBHOOK.into()));
     p.push(("WEBHOOK_RETRY_BASE_MS", "5".into()));
     p.push(("SWEEP_PER_MINUTE", "lots".into()));
     let text = Settings::from_pairs(p).unwrap_err().to_string();
@@ -169,7 +172,7 @@ fn google_endpoints_must_be_https_except_on_this_machine() {
 fn debug_output_redacts_the_keys() {
     let s = Settings::from_pairs(good()).unwrap();
     let dbg = format!("{s:?}");
-    assert!(!dbg.contains("AAECAwQF"), "{dbg}");
+    assert!(!dbg.contains("k/tRttka"), "{dbg}");
     assert_eq!(s.token_keys[0].id, "k1");
 }
 
@@ -215,5 +218,216 @@ fn database_budgets_have_defaults_and_ranges() {
         "DB_LOCK_TIMEOUT_MS must be a whole number of milliseconds from 100 to 3600000",
     ] {
         assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
+    }
+}
+
+/// `.env.example` as it is on disk (not as built in).
+fn env_example() -> Vec<(String, String)> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example");
+    secrets::example_settings(&std::fs::read_to_string(path).expect(".env.example is readable"))
+}
+
+#[test]
+fn every_secret_in_env_example_is_a_placeholder_the_start_refuses() {
+    let example = env_example();
+    let mut p = good();
+    p.push(("WEBHOOK_URL", "https://ro-being.com/hooks/passport".into()));
+    let mut given = Vec::new();
+    for key in secrets::PLACEHOLDER_KEYS {
+        let (_, value) = example
+            .iter()
+            .find(|(k, _)| k == key)
+            .unwrap_or_else(|| panic!(".env.example gives no example for {key}"));
+        // Each carries a marker, so an edited copy is refused as well.
+        for item in value.split(',') {
+            let lower = item.to_ascii_lowercase();
+            assert!(
+                secrets::MARKERS.iter().any(|m| lower.contains(m)),
+                "{key}: `{item}` carries no placeholder marker"
+            );
+        }
+        p.retain(|(k, _)| k != key);
+        p.push((key, value.clone()));
+        given.push(value.clone());
+    }
+    let err = Settings::from_pairs(p).unwrap_err();
+    for key in secrets::PLACEHOLDER_KEYS {
+        assert!(
+            err.problems
+                .iter()
+                .any(|p| p.starts_with(key) && p.contains("placeholder copied from .env.example")),
+            "{key} not named as a placeholder in:\n{err}"
+        );
+    }
+    let text = err.to_string();
+    for value in given.iter().flat_map(|v| v.split(',')) {
+        let secret = value.split_once(':').map_or(value, |(_, key)| key);
+        assert!(
+            !text.contains(secret),
+            "the value `{secret}` is echoed:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn the_built_in_example_values_are_refused_even_without_a_marker() {
+    let values = secrets::example_values(include_str!("../../.env.example"));
+    assert!(values.len() >= 6, "{values:?}");
+    assert!(values.iter().all(|v| secrets::is_placeholder(v)));
+    // The same rule for a file whose placeholders carry no marker.
+    let other = secrets::example_values(
+        "INTERNAL_API_KEYS=skill-key-one,skill-key-two\n#WEBHOOK_SECRET=shh\nRUST_LOG=info",
+    );
+    assert_eq!(other, ["skill-key-one", "skill-key-two", "shh"]);
+}
+
+#[test]
+fn weak_secrets_are_refused_with_the_rule_never_the_value() {
+    use base64::Engine;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let sequence: Vec<u8> = (0..32).collect();
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "SESSION_JWT_SECRET",
+            "x".repeat(40),
+            "single character (or byte) repeated",
+        ),
+        (
+            "SESSION_JWT_SECRET",
+            "rQ8sVt2LmW9".into(),
+            "at least 32 bytes",
+        ),
+        ("INTERNAL_API_KEYS", "a".repeat(30), "single character"),
+        (
+            "INTERNAL_API_KEYS",
+            "0123456789abcdefghijklmnopqrstuvwxyz".into(),
+            "fewer than 128 bits",
+        ),
+        (
+            "INTERNAL_API_KEYS",
+            "Skill7!".repeat(6),
+            "fewer than 128 bits",
+        ),
+        // 19 random base64url characters: 114 bits, estimated 125 (the
+        // estimate is an upper bound: `_` counts as 33 symbols).
+        (
+            "INTERNAL_API_KEYS",
+            "Xk3_q9Lw0ZpT7bN2vR5".into(),
+            "fewer than 128 bits",
+        ),
+        ("INTERNAL_API_KEYS", "short".into(), "at least 16 bytes"),
+        (
+            "INTERNAL_API_KEYS",
+            "test-internal-key-0123456789".into(),
+            "fewer than 128 bits",
+        ),
+        ("WEBHOOK_SECRET", "w".repeat(40), "single character"),
+        (
+            "WEBHOOK_SECRET",
+            "0123456789".repeat(4),
+            "fewer than 128 bits",
+        ),
+        (
+            "TOKEN_ENCRYPTION_KEYS",
+            format!("k1:{}", b64(&[0; 32])),
+            "single character (or byte)",
+        ),
+        (
+            "TOKEN_ENCRYPTION_KEYS",
+            format!("k1:{}", b64(&sequence)),
+            "fewer than 128 bits",
+        ),
+        (
+            "TOKEN_ENCRYPTION_KEYS",
+            format!("k1:{}", b64(b"This is the t1 test key 32 byte!")),
+            "printable text",
+        ),
+    ];
+    for (key, value, rule) in cases {
+        let mut p = good();
+        p.push(("WEBHOOK_URL", "https://ro-being.com/hooks/passport".into()));
+        p.push(("WEBHOOK_SECRET", WEBHOOK.into()));
+        p.retain(|(k, _)| *k != key);
+        p.push((key, value.clone()));
+        let err = Settings::from_pairs(p).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{key}={value}: {err}");
+        let problem = &err.problems[0];
+        assert!(
+            problem.starts_with(key) && problem.contains(rule),
+            "{key}={value}: {problem}"
+        );
+        let secret = value.strip_prefix("k1:").unwrap_or(&value);
+        assert!(!problem.contains(secret), "{problem}");
+    }
+}
+
+#[test]
+fn only_the_active_encryption_key_must_be_strong() {
+    use base64::Engine;
+    let text_key =
+        base64::engine::general_purpose::STANDARD.encode(b"This is the t1 test key 32 byte!");
+    // An older key only opens what was sealed under it, until rotate-keys.
+    let mut p = good();
+    p.retain(|(k, _)| *k != "TOKEN_ENCRYPTION_KEYS");
+    p.push(("TOKEN_ENCRYPTION_KEYS", format!("{KEY},old:{text_key}")));
+    assert_eq!(Settings::from_pairs(p).unwrap().token_keys.len(), 2);
+    // A placeholder is refused anywhere in the list, by id.
+    let mut p = good();
+    p.retain(|(k, _)| *k != "TOKEN_ENCRYPTION_KEYS");
+    p.push((
+        "TOKEN_ENCRYPTION_KEYS",
+        format!("{KEY},k0:REPLACE-WITH-32-RANDOM-BYTES-BASE64="),
+    ));
+    let err = Settings::from_pairs(p).unwrap_err();
+    assert_eq!(
+        err.problems,
+        ["TOKEN_ENCRYPTION_KEYS: key `k0` is a placeholder copied from .env.example; make a real one with `auth-server init`"]
+    );
+}
+
+#[test]
+fn the_randomness_estimate() {
+    let near = |a: f64, b: f64| (a - b).abs() < 1e-9;
+    // Random values reach their nominal size (or more: an upper bound).
+    assert!(secrets::text_bits(INTERNAL) >= 256.0);
+    assert!(near(
+        secrets::text_bits("3f9a0c7e5b1d2468ace0f13579bdf024"),
+        128.0
+    ));
+    let key = crate::crypto::parse_keys(KEY).unwrap();
+    assert!(near(secrets::bytes_bits(key[0].key.expose_secret()), 256.0));
+    // Patterns count once.
+    assert!(near(secrets::text_bits("0123456789"), 2.0 * 10f64.log2()));
+    assert!(near(secrets::text_bits("xyzxyzxyzxyz"), 3.0 * 26f64.log2()));
+    assert!(
+        near(secrets::text_bits("abcabcabcabc"), 3.0 * 4.0),
+        "hex: 16 symbols"
+    );
+    assert!(near(secrets::text_bits("acegikmoqsuw"), 2.0 * 26f64.log2()));
+    assert!(near(secrets::text_bits("zzzz"), 26f64.log2()));
+    // Runs of five or more count two, wherever they are.
+    assert!(near(
+        secrets::text_bits("Xq7-aaaaaaaaaa-3kP"),
+        10.0 * 95f64.log2()
+    ));
+    assert!(near(
+        secrets::text_bits("Xq7-1234-3kP"),
+        12.0 * 95f64.log2()
+    ));
+    assert!(near(
+        secrets::text_bits("key-987654321"),
+        6.0 * 69f64.log2()
+    ));
+    let sequence: Vec<u8> = (0..32).collect();
+    assert!(near(secrets::bytes_bits(&sequence), 16.0));
+    // Classes add up: lower, upper, digits, others.
+    assert!(near(secrets::text_bits("aZ3!"), 4.0 * 95f64.log2()));
+    // Random 32-byte values, as `auth-server init` makes them, always pass.
+    for _ in 0..2000 {
+        let bytes: [u8; 32] = rand::random();
+        assert!(secrets::key_bytes(&bytes).is_none());
+        use base64::Engine;
+        let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        assert!(secrets::own_secret(&text, 32).is_none(), "{text}");
     }
 }

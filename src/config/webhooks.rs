@@ -6,6 +6,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
+use super::secrets::{self, Maker};
 use super::Checker;
 
 keys! {
@@ -62,10 +63,11 @@ pub(super) fn check(c: &mut Checker) -> Option<WebhookSettings> {
         None => c.problem(format!(
             "WEBHOOK_SECRET is not set (needed with WEBHOOK_URL, at least {MIN_SECRET_LEN} bytes)"
         )),
-        Some(s) if s.len() < MIN_SECRET_LEN => c.problem(format!(
-            "WEBHOOK_SECRET must be at least {MIN_SECRET_LEN} bytes long"
-        )),
-        Some(_) => {}
+        Some(s) => {
+            if let Some(w) = secrets::own_secret(s, MIN_SECRET_LEN) {
+                c.problem(w.problem(WEBHOOK_SECRET, Maker::Us));
+            }
+        }
     }
     let max_attempts = c.number(WEBHOOK_MAX_ATTEMPTS, 12, 1..=100, "attempts") as u32;
     let retry_base = c.millis(WEBHOOK_RETRY_BASE_MS, 10_000, 10..=3_600_000);

@@ -23,10 +23,12 @@ use uuid::Uuid;
 pub const CLIENT_ID: &str = "test-client.apps.googleusercontent.com";
 pub const CLIENT_SECRET: &str = "test-client-secret-0123456789";
 pub const JWT_SECRET: &str = "test-session-secret-0123456789-abcdefghijkl";
-pub const INTERNAL_KEY: &str = "test-internal-key-0123456789";
-/// Two AES-256 keys: `t1` is active in tests, `t0` an older one.
-pub const KEY_T1: &str = "t1:VGhpcyBpcyB0aGUgdDEgdGVzdCBrZXkgMzIgYnl0ZSE=";
-pub const KEY_T0: &str = "t0:T2xkZXIgdDAga2V5IGZvciByb3RhdGlvbiB0ZXN0cyE=";
+/// Random, as `auth-server init` makes them: the start refuses weak ones.
+pub const INTERNAL_KEY: &str = "test-ZRwYUQy-4ltdqYDuF9B7aiZge3amwUkr";
+/// Two AES-256 keys (32 random bytes each): `t1` is active in tests, `t0` an
+/// older one.
+pub const KEY_T1: &str = "t1:5GOtxbLAsRGHIso53jJbP8VbKpQ0YRTvBms3/bR1mtY=";
+pub const KEY_T0: &str = "t0:GEmQ8vqO3LmlEjJ5VqRitjHZP+CjTNe48htmgOocGu8=";
 pub const ROBEING: &str = "https://ro-being.com";
 pub const JISOO: &str = "jisoo@example.com";
 pub const MINHO: &str = "minho@example.com";

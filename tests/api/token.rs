@@ -479,11 +479,14 @@ async fn keys_and_sessions_do_not_open_each_others_routes() {
     // Several keys may be configured; each works.
     let two = TestApp::spawn_with(&[(
         "INTERNAL_API_KEYS",
-        "first-key-0123456789,second-key-0123456789",
+        "first-_P3u18cx5j4PKOBKijRX2epN5pGiT52A,second-Q7tsPw682efsOPUoQniUGCsXDSo9Nuzf",
     )])
     .await;
     two.seed_passport(user, JISOO, ALL).await;
-    for k in ["first-key-0123456789", "second-key-0123456789"] {
+    for k in [
+        "first-_P3u18cx5j4PKOBKijRX2epN5pGiT52A",
+        "second-Q7tsPw682efsOPUoQniUGCsXDSo9Nuzf",
+    ] {
         let r = client
             .post(two.url("/internal/passport/gmail/token"))
             .bearer_auth(k)
