@@ -1,7 +1,7 @@
 //! What a ro-being session must claim besides its signature: the audience
 //! and issuer this service expects, and the longest lifetime it accepts.
-//! The default matches ro-being's sessions, which carry `sub` and `exp`
-//! (and `iat`) but no `aud` or `iss` (docs/security.md, "Sessions").
+//! The default matches ro-being's sessions, which carry `sub` and `exp` but
+//! name no audience or issuer (docs/security.md, "Sessions: what is checked").
 
 use std::time::Duration;
 

@@ -1,8 +1,8 @@
 //! Who is calling: the ro-being session (a HS256 JWT whose `sub` is the user's
 //! UUID, from the session cookie or an `Authorization: Bearer` header).
 //!
-//! The claims policy (docs/security.md, "Sessions"): HS256 only; `sub` (a
-//! UUID) and `exp` required; `exp`, `nbf` and `iat` checked against the clock
+//! The claims policy (docs/security.md, "Sessions: what is checked"): HS256
+//! only; `sub` (a UUID) and `exp` required; `exp`, `nbf` and `iat` checked against the clock
 //! with [`LEEWAY_SECS`] of tolerance, so a session that is expired, not yet
 //! valid or issued in the future is refused; `aud` and `iss` as
 //! [`SessionPolicy`] says; and `exp` at most `SESSION_JWT_MAX_LIFETIME_SECS`
