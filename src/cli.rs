@@ -257,15 +257,7 @@ fn print_report(r: &Report, b: &Backlog, format: ReportFormat) -> anyhow::Result
                 oldest.unwrap_or_default()
             );
         }
-        ReportFormat::Csv => {
-            println!("kind,name,count");
-            for (k, v) in &r.by_status {
-                println!("status,{},{v}", k.as_str());
-            }
-            for (k, v) in &r.missing {
-                println!("missing,{k},{v}");
-            }
-        }
+        ReportFormat::Csv => print!("{}", report::summary_csv(r)),
     }
     Ok(())
 }

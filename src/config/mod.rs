@@ -42,6 +42,7 @@ mod retention;
 mod secrets;
 mod security;
 mod server;
+mod session;
 mod sweep;
 #[cfg(test)]
 mod tests;
@@ -56,19 +57,21 @@ pub(crate) use limits::RateLimits;
 pub use proxies::TrustedProxies;
 pub(crate) use retention::RetentionSettings;
 pub(crate) use server::LogFormat;
+pub use session::SessionPolicy;
 pub(crate) use sweep::SweepSettings;
 pub(crate) use webhooks::WebhookSettings;
 
 use check::Checker;
 
 /// Every environment variable the service reads, section by section.
-const SECTIONS: [&[&str]; 12] = [
+const SECTIONS: [&[&str]; 13] = [
     server::KEYS,
     origins::KEYS,
     google::KEYS,
     google_calls::KEYS,
     tokens::KEYS,
     security::KEYS,
+    session::KEYS,
     limits::KEYS,
     webhooks::KEYS,
     sweep::KEYS,
@@ -101,6 +104,8 @@ pub struct Settings {
     pub allowed_return_origins: Vec<url::Origin>,
     pub session_jwt_secret: SecretString,
     pub session_cookie_name: String,
+    /// What a session must claim besides its signature (`aud`, `iss`, lifetime).
+    pub session_policy: SessionPolicy,
     pub internal_api_keys: Vec<SecretString>,
     pub log_format: LogFormat,
     /// A token expiring sooner than this is refreshed before it is handed out.
@@ -142,6 +147,7 @@ impl fmt::Debug for Settings {
             .field("allowed_return_origins", &self.allowed_return_origins)
             .field("session_jwt_secret", &"[redacted]")
             .field("session_cookie_name", &self.session_cookie_name)
+            .field("session_policy", &self.session_policy)
             .field(
                 "internal_api_keys",
                 &format!("[{} redacted]", self.internal_api_keys.len()),
@@ -264,6 +270,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
     let google_calls = google_calls::check(&mut c);
     let tokens = tokens::check(&mut c);
     let security = security::check(&mut c);
+    let session_policy = session::check(&mut c);
     let rate_limits = limits::check(&mut c);
     let webhooks = webhooks::check(&mut c);
     let sweep = sweep::check(&mut c);
@@ -290,6 +297,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         allowed_return_origins: origins.allowed_return_origins,
         session_jwt_secret: security.session_jwt_secret,
         session_cookie_name: security.session_cookie_name,
+        session_policy,
         internal_api_keys: security.internal_api_keys,
         log_format: server.log_format,
         refresh_margin: tokens.refresh_margin,

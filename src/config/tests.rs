@@ -431,3 +431,29 @@ fn the_randomness_estimate() {
         assert!(secrets::own_secret(&text, 32).is_none(), "{text}");
     }
 }
+
+#[test]
+fn the_session_policy_defaults_to_ro_beings_sessions_and_reads_its_settings() {
+    let s = Settings::from_pairs(good()).unwrap();
+    assert_eq!(s.session_policy, SessionPolicy::default());
+    let mut pairs = good();
+    pairs.extend([
+        ("SESSION_JWT_AUDIENCE", "auth-server".to_string()),
+        ("SESSION_JWT_ISSUER", "https://ro-being.com".to_string()),
+        ("SESSION_JWT_MAX_LIFETIME_SECS", "43200".to_string()),
+    ]);
+    let s = Settings::from_pairs(pairs).unwrap();
+    assert_eq!(s.session_policy.audience.as_deref(), Some("auth-server"));
+    assert_eq!(
+        s.session_policy.issuer.as_deref(),
+        Some("https://ro-being.com")
+    );
+    assert_eq!(
+        s.session_policy.max_lifetime,
+        Some(std::time::Duration::from_secs(43_200))
+    );
+    let mut pairs = good();
+    pairs.push(("SESSION_JWT_MAX_LIFETIME_SECS", "0".to_string()));
+    let text = Settings::from_pairs(pairs).unwrap_err().to_string();
+    assert!(text.contains("SESSION_JWT_MAX_LIFETIME_SECS"), "{text}");
+}

@@ -125,32 +125,14 @@ pub(crate) fn routes(app: &AppState) -> Router<AppState> {
 }
 
 /// Wrap a router with the layers every route shares: request ids, tracing
-/// spans named by route template, metrics, security headers, limits.
+/// spans named by route template, metrics, limits, and (outermost, so that
+/// every answer gets them, the limits' 413 and 431 included) the security
+/// headers.
 pub(crate) fn with_common_layers(router: Router, deadlines: Deadlines) -> Router {
-    router
+    let router = router
         .fallback(fallback)
         .layer(middleware::from_fn_with_state(deadlines, deadline))
         .layer(middleware::from_fn(track_metrics))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CSP),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            axum::http::header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(middleware::from_fn(limits::header_limit))
         .layer(middleware::from_fn(json_limits))
@@ -172,7 +154,33 @@ pub(crate) fn with_common_layers(router: Router, deadlines: Deadlines) -> Router
                 tracing::info_span!("http", method = %req.method(), route = %route, request_id = %request_id)
             }),
         )
-        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeRequestUuid));
+    with_security_headers(router)
+}
+
+/// The security headers, on every answer the router gives.
+fn with_security_headers(router: Router) -> Router {
+    router
+        .layer(SetResponseHeaderLayer::if_not_present(
+            CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            axum::http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
 }
 
 async fn track_metrics(req: Request, next: Next) -> Response {

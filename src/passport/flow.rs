@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::crypto::Field;
 use crate::google::{GoogleError, Tokens, UserInfo};
+use crate::passport::prior_grant;
 use crate::passport::provider::Provider;
 use crate::passport::return_to::{self, ReturnToError};
 use crate::passport::webhooks;
@@ -262,9 +263,14 @@ impl Passport {
             Err(reason) => return self.abandon(attempt, reason).await,
         };
         let user_id = attempt.user_id;
+        // Before the row is locked: Google is asked only for rows that name
+        // no account.
+        let vouched = self.vouch_stored_grant(provider, user_id).await?;
         let mut tx = self.db.begin().await?;
         oauth_state::delete(&mut *tx, &attempt.state_hash).await?;
-        let prev = gmail_token::find_for_update(&mut *tx, user_id).await?;
+        let prev = gmail_token::find_for_update(&mut *tx, user_id)
+            .await?
+            .map(|row| prior_grant::with_vouched(row, vouched.as_ref()));
         let outcome = decide_outcome(
             prev.as_ref(),
             &grant.scopes,
@@ -329,9 +335,10 @@ impl Passport {
     }
 
     /// The row to write, sealed. Keeps the stored refresh token when Google
-    /// sent none, but never carries one over to another account: that one is
+    /// sent none, but never carries one over to another account (that one is
     /// handed back as `replaced_grant`, to be revoked once the new connection
-    /// is stored.
+    /// is stored), nor one whose account is not known: then the connection
+    /// is stored without a refresh token and asks for 재인증.
     fn sealed_write(
         &self,
         user_id: Uuid,
@@ -348,11 +355,12 @@ impl Passport {
                 .unwrap_or(None),
             false => None,
         };
-        let refresh = match (&grant.tokens.refresh_token, changed) {
+        let same_account = !changed && prev.is_some_and(prior_grant::names_account);
+        let refresh = match (&grant.tokens.refresh_token, same_account) {
             (Some(r), _) => Some(r.clone()),
             // Re-sealed under the active key (plaintext rows get encrypted here).
-            (None, false) => self.cipher.open_opt(user_id, Field::RefreshToken, old)?,
-            (None, true) => None,
+            (None, true) => self.cipher.open_opt(user_id, Field::RefreshToken, old)?,
+            (None, false) => None,
         };
         let seal = |field, secret: &secrecy::SecretString| {
             self.cipher.seal(user_id, field, secret.expose_secret())

@@ -11,6 +11,7 @@ pub(crate) mod disconnect;
 pub mod flow;
 pub(crate) mod keys;
 mod locks;
+pub(crate) mod prior_grant;
 pub(crate) mod provider;
 pub(crate) mod report;
 pub(crate) mod retention;

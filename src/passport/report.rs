@@ -108,23 +108,111 @@ impl Report {
     }
 }
 
-/// CSV of users to upgrade: `user_id,email,status,last_consent_at`.
+/// CSV of users to upgrade: `user_id,email,status,last_consent_at`. Every
+/// cell is [`neutralised`].
 pub(crate) fn to_csv(users: &[MissingUser]) -> String {
+    let mut rows = vec![["user_id", "email", "status", "last_consent_at"].map(String::from)];
+    for u in users {
+        rows.push([
+            u.user_id.to_string(),
+            u.email.clone().unwrap_or_default(),
+            u.status.as_str().to_string(),
+            u.last_consent_at
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default(),
+        ]);
+    }
+    write_csv(rows)
+}
+
+/// CSV of the summary: `kind,name,count` (`status` or `missing` rows).
+pub(crate) fn summary_csv(r: &Report) -> String {
+    let mut rows = vec![["kind", "name", "count"].map(String::from)];
+    for (k, v) in &r.by_status {
+        rows.push(["status".into(), k.as_str().into(), v.to_string()]);
+    }
+    for (k, v) in &r.missing {
+        rows.push(["missing".into(), k.clone(), v.to_string()]);
+    }
+    write_csv(rows)
+}
+
+fn write_csv<const N: usize>(rows: Vec<[String; N]>) -> String {
     const MEMORY: &str = "writing CSV to memory cannot fail";
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(["user_id", "email", "status", "last_consent_at"])
-        .expect(MEMORY);
-    for u in users {
-        let mut email = u.email.clone().unwrap_or_default();
-        // Never a formula when the file is opened in a spreadsheet.
-        if email.starts_with(['=', '+', '-', '@']) {
-            email.insert(0, '\'');
-        }
-        let consent = u.last_consent_at.map(|t| t.to_rfc3339());
-        let user = u.user_id.to_string();
-        let status = u.status.as_str();
-        w.write_record([&user, &email, status, consent.as_deref().unwrap_or("")])
+    for row in rows {
+        w.write_record(row.iter().map(|cell| neutralised(cell).into_owned()))
             .expect(MEMORY);
     }
     String::from_utf8(w.into_inner().expect(MEMORY)).expect("CSV of UTF-8 fields is UTF-8")
+}
+
+/// A cell that a spreadsheet will not read as a formula (OWASP's CSV
+/// injection advice): a cell starting with `=`, `+`, `-`, `@`, a TAB or a
+/// carriage return gets a leading `'`. The `csv` writer quotes what needs it.
+pub(crate) fn neutralised(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(email: &str) -> MissingUser {
+        MissingUser {
+            user_id: Uuid::nil(),
+            email: Some(email.into()),
+            status: ConnectionStatus::Active,
+            last_consent_at: None,
+        }
+    }
+
+    /// The second line of the CSV, parsed back as a spreadsheet would read it.
+    fn email_cell(email: &str) -> String {
+        let text = to_csv(&[user(email)]);
+        let mut r = csv::Reader::from_reader(text.as_bytes());
+        let rec = r.records().next().expect("one row").expect("valid CSV");
+        rec[1].to_string()
+    }
+
+    #[test]
+    fn a_cell_starting_with_each_formula_character_is_neutralised() {
+        for lead in ['=', '+', '-', '@', '\t', '\r'] {
+            let email = format!("{lead}HYPERLINK(\"https://evil.example\")@x.example");
+            assert_eq!(email_cell(&email), format!("'{email}"), "{lead:?}");
+        }
+    }
+
+    #[test]
+    fn ordinary_cells_are_kept_and_quoted_only_when_needed() {
+        assert_eq!(email_cell("jisoo@example.com"), "jisoo@example.com");
+        assert_eq!(email_cell("a,b@example.com"), "a,b@example.com");
+        // Inside a cell the characters are harmless: only the lead counts.
+        assert_eq!(email_cell("a=b@example.com"), "a=b@example.com");
+        let text = to_csv(&[user("a,b@example.com")]);
+        assert!(text.contains("\"a,b@example.com\""), "{text}");
+    }
+
+    #[test]
+    fn the_summary_is_csv_with_a_header() {
+        let r = Report {
+            provider: "gmail",
+            total: 3,
+            by_status: [
+                (ConnectionStatus::Active, 2),
+                (ConnectionStatus::Revoked, 1),
+            ]
+            .into_iter()
+            .collect(),
+            missing: [("calendar".to_string(), 1)].into_iter().collect(),
+        };
+        assert_eq!(
+            summary_csv(&r),
+            "kind,name,count\nstatus,active,2\nstatus,revoked,1\nmissing,calendar,1\n"
+        );
+    }
 }

@@ -9,8 +9,9 @@
 //!
 //! Request: `POST WEBHOOK_URL`, JSON body (see docs/webhooks.md), headers
 //! `X-Passport-Event-Id` (the idempotency id), `X-Passport-Timestamp` (unix
-//! seconds) and `X-Passport-Signature: v1=<hex HMAC-SHA256(secret,
-//! "<timestamp>.<body>")>`. Never a token in it.
+//! seconds) and `X-Passport-Signature: v2=<hex HMAC-SHA256(secret,
+//! "<timestamp>.<event id>.<body>")>`: the event id is signed, so a captured
+//! delivery cannot be replayed under a fresh id. Never a token in it.
 
 use std::time::Duration;
 
@@ -131,15 +132,16 @@ pub(crate) async fn enqueue(
     webhook_outbox::insert(&mut *tx, &outbox).await
 }
 
-/// `v1=` + hex HMAC-SHA256 over `"<timestamp>.<body>"`.
-pub(crate) fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+/// `v2=` + hex HMAC-SHA256 over `"<timestamp>.<event id>.<body>"` (the id
+/// in its hyphenated lower-case form, as in `X-Passport-Event-Id`). `v1`
+/// signed only the timestamp and the body; it is no longer sent.
+pub(crate) fn sign(secret: &[u8], timestamp: i64, event_id: Uuid, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
+    mac.update(format!("{timestamp}.{event_id}.").as_bytes());
     mac.update(body);
     let bytes = mac.finalize().into_bytes();
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("v1={hex}")
+    format!("v2={hex}")
 }
 
 /// Delay before attempt `attempts + 1`: base × 2^(attempts-1), capped, with
@@ -157,7 +159,8 @@ async fn deliver(app: &Passport, hooks: &WebhookSettings, event: &Claimed) -> De
         Err(e) => return Delivery::Failed(format!("cannot encode: {e}")),
     };
     let timestamp = Utc::now().timestamp();
-    let signature = sign(hooks.secret.expose_secret().as_bytes(), timestamp, &body);
+    let secret = hooks.secret.expose_secret().as_bytes();
+    let signature = sign(secret, timestamp, event.event_id, &body);
     let request = Signed {
         event_id: event.event_id,
         timestamp,
@@ -343,15 +346,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn signature_is_hmac_sha256_over_timestamp_and_body() {
-        // HMAC-SHA256("key", "1700000000.{}") computed independently.
-        let s = sign(b"key", 1_700_000_000, b"{}");
+    fn signature_is_hmac_sha256_over_timestamp_event_id_and_body() {
+        let id: Uuid = "3f0c9a4e-0000-4000-8000-000000000001".parse().unwrap();
+        // HMAC-SHA256("key", "1700000000.3f0c9a4e-0000-4000-8000-000000000001.{}")
+        // computed independently.
+        let s = sign(b"key", 1_700_000_000, id, b"{}");
         assert_eq!(
             s,
-            "v1=9d713ed406bb7076d4123f0dc2c39d2df5c654ed4b0cd56b52c8b4c940bd63ae"
+            "v2=610b5ea4bef1b8868980adba0e013f90d680559e5638d30b639bcebdfa264113"
         );
-        assert_ne!(s, sign(b"key", 1_700_000_001, b"{}"));
-        assert_ne!(s, sign(b"other", 1_700_000_000, b"{}"));
+        assert_ne!(s, sign(b"key", 1_700_000_001, id, b"{}"));
+        assert_ne!(s, sign(b"other", 1_700_000_000, id, b"{}"));
+        assert_ne!(s, sign(b"key", 1_700_000_000, id, b"{ }"));
+        // Another event id, same timestamp and body: another signature.
+        let other: Uuid = "3f0c9a4e-0000-4000-8000-000000000002".parse().unwrap();
+        assert_eq!(
+            sign(b"key", 1_700_000_000, other, b"{}"),
+            "v2=97c70471e90c75cdfe2e2efa0f23cc900c25d594f04498bd77f852b4fe88aa04"
+        );
     }
 
     #[test]

@@ -266,6 +266,76 @@ async fn a_token_answer_without_refresh_token_keeps_the_stored_one() {
     assert!(row.last_error.is_none());
 }
 
+/// A row as the old service left it: tokens and scopes, no email, no subject.
+async fn legacy_row(app: &TestApp, user: Uuid, refresh: &str) {
+    let scopes: Vec<String> = GMAIL_ONLY.iter().map(|s| full(s)).collect();
+    sqlx::query(
+        "INSERT INTO gmail_token (user_id, access_token, refresh_token, scopes) VALUES ($1, 'ya29.legacy', $2, $3)",
+    )
+    .bind(user)
+    .bind(refresh)
+    .bind(serde_json::json!(scopes))
+    .execute(&app.db)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_row_without_an_account_keeps_its_refresh_token_only_for_the_account_google_names() {
+    let app = TestApp::spawn().await;
+    // Three rows of the old service, without email or subject; Google will
+    // send no refresh token with the new consent.
+    let (same, other, unknown) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let (_, jisoo_refresh) = app.fake.seed_grant(JISOO, GMAIL_ONLY).unwrap();
+    let (_, jisoo_refresh_2) = app.fake.seed_grant(JISOO, GMAIL_ONLY).unwrap();
+    legacy_row(&app, same, &jisoo_refresh).await;
+    legacy_row(&app, other, &jisoo_refresh_2).await;
+    legacy_row(&app, unknown, "1//a-token-google-does-not-know").await;
+    app.fake.set_behaviour(Behaviour {
+        omit_refresh_token: true,
+        ..Behaviour::default()
+    });
+    let no_refresh = |row: &auth_server::store::gmail_token::TokenRow| {
+        row.refresh_token.is_none()
+            && row
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("no_refresh_token"))
+    };
+
+    // Jisoo's own token, Jisoo consents: kept (Google says it is hers).
+    let landed = app.browser(Some(same)).reauth(None, JISOO, ALL, true).await;
+    assert_eq!(query_map(&landed)["result"], "upgraded");
+    assert_eq!(app.refresh_of(same).await, Some(jisoo_refresh));
+
+    // Jisoo's token, Minho consents: another account; Minho's access token
+    // is never paired with Jisoo's refresh token, which is revoked.
+    let revokes = app.fake.calls("revoke");
+    let landed = app
+        .browser(Some(other))
+        .reauth(None, MINHO, ALL, true)
+        .await;
+    assert_eq!(query_map(&landed)["result"], "account_changed");
+    let row = app.row(other).await.unwrap();
+    assert_eq!(row.email.as_deref(), Some(MINHO));
+    assert!(no_refresh(&row), "{:?}", row.last_error);
+    assert_eq!(app.events(other).await[0].kind, EventKind::AccountChanged);
+    assert_eq!(app.fake.calls("revoke"), revokes + 1);
+
+    // A token Google refuses: whose it was cannot be established, so it is
+    // not kept; once the new access token lapses, the connection asks for
+    // 재인증 (as after any consent without a refresh token).
+    app.browser(Some(unknown))
+        .reauth(None, MINHO, ALL, true)
+        .await;
+    let row = app.row(unknown).await.unwrap();
+    assert!(no_refresh(&row), "{:?}", row.last_error);
+    app.expire(unknown).await;
+    let (status, body, _) = app.token(unknown, &[]).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "reauth_required", "{body}");
+}
+
 #[tokio::test]
 async fn a_token_answer_without_scope_is_completed_from_tokeninfo() {
     let app = TestApp::spawn().await;

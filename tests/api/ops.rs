@@ -30,6 +30,82 @@ async fn health_ready_and_metrics() {
     assert!(m.contains("http_request_duration_seconds"), "{m}");
 }
 
+/// The security headers of an answer, by name.
+fn security_headers(resp: &reqwest::Response) -> Vec<(&'static str, Option<String>)> {
+    [
+        "content-security-policy",
+        "x-content-type-options",
+        "x-frame-options",
+        "referrer-policy",
+    ]
+    .into_iter()
+    .map(|name| {
+        let v = resp
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string());
+        (name, v)
+    })
+    .collect()
+}
+
+#[tokio::test]
+async fn every_answer_carries_the_security_headers_413_431_404_and_405_included() {
+    let app = TestApp::spawn().await;
+    let browser = app.browser(Some(Uuid::new_v4()));
+    let page = browser.get("/passport/gmail").await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let expected = security_headers(&page);
+    assert!(expected.iter().all(|(_, v)| v.is_some()), "{expected:?}");
+
+    let big_body = "a".repeat(64 * 1024);
+    let c = &browser.client;
+    let answers = [
+        (
+            "413 on the API",
+            c.post(app.url("/api/passport/gmail/connect"))
+                .header("content-type", "application/json")
+                .body(big_body.clone()),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            "413 on a page",
+            c.post(app.url("/passport/gmail/disconnect"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(big_body),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            "431",
+            c.get(app.url("/passport/gmail"))
+                .header("x-padding", "a".repeat(20_000)),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        ),
+        (
+            "431 on the API",
+            c.get(app.url("/api/passport/gmail"))
+                .header("x-padding", "a".repeat(20_000)),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        ),
+        ("404", c.get(app.url("/nowhere")), StatusCode::NOT_FOUND),
+        (
+            "405 on the API",
+            c.put(app.url("/api/passport/gmail")),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            "405 on ops",
+            c.delete(app.url("/healthz")),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+    ];
+    for (what, req, status) in answers {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), status, "{what}");
+        assert_eq!(security_headers(&resp), expected, "{what}");
+    }
+}
+
 #[tokio::test]
 async fn readyz_fails_when_the_database_is_gone() {
     let app = TestApp::spawn().await;

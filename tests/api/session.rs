@@ -73,6 +73,30 @@ fn bad_tokens() -> Vec<(&'static str, String)> {
                 JWT_SECRET,
             ),
         ),
+        (
+            "not valid before five minutes from now",
+            sign(
+                json!({"sub": user, "exp": exp(10), "nbf": exp(5)}),
+                Algorithm::HS256,
+                JWT_SECRET,
+            ),
+        ),
+        (
+            "issued five minutes from now",
+            sign(
+                json!({"sub": user, "exp": exp(10), "iat": exp(5)}),
+                Algorithm::HS256,
+                JWT_SECRET,
+            ),
+        ),
+        (
+            "an audience, where none is expected",
+            sign(
+                json!({"sub": user, "exp": exp(10), "aud": "skill-gmail"}),
+                Algorithm::HS256,
+                JWT_SECRET,
+            ),
+        ),
         ("tampered signature", tampered),
         ("garbage", "not.a.jwt".to_string()),
     ]
@@ -158,4 +182,179 @@ async fn a_valid_session_works_from_cookie_or_bearer_and_the_cookie_name_is_conf
         .await
         .unwrap();
     assert_eq!(wrong_name.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// `GET /api/passport/gmail` with these credentials: the status, and whether
+/// the answer is about a connected user.
+async fn status_with(
+    app: &TestApp,
+    bearer: Option<&str>,
+    cookie: Option<&str>,
+) -> (StatusCode, Option<bool>) {
+    let mut req = app.client().get(app.url("/api/passport/gmail"));
+    if let Some(b) = bearer {
+        req = req.bearer_auth(b);
+    }
+    if let Some(c) = cookie {
+        req = req.header("cookie", format!("access_token={c}"));
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.unwrap();
+    (status, body["connected"].as_bool())
+}
+
+fn session(claims: serde_json::Value) -> String {
+    sign(claims, Algorithm::HS256, JWT_SECRET)
+}
+
+#[tokio::test]
+async fn nbf_and_iat_in_the_future_are_refused_beyond_the_leeway() {
+    let app = TestApp::spawn().await;
+    let user = Uuid::new_v4().to_string();
+    let in_secs = |s: i64| chrono::Utc::now().timestamp() + s;
+    for (what, claim, at, ok) in [
+        ("nbf past", "nbf", in_secs(-60), true),
+        ("nbf within the leeway", "nbf", in_secs(10), true),
+        ("nbf beyond the leeway", "nbf", in_secs(120), false),
+        ("iat past", "iat", in_secs(-60), true),
+        ("iat within the leeway", "iat", in_secs(10), true),
+        ("iat beyond the leeway", "iat", in_secs(120), false),
+    ] {
+        let jwt = session(json!({"sub": user, "exp": exp(10), claim: at}));
+        let (status, _) = status_with(&app, Some(&jwt), None).await;
+        let want = if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        assert_eq!(status, want, "{what}");
+    }
+}
+
+#[tokio::test]
+async fn aud_and_iss_are_checked_as_the_settings_say() {
+    let user = Uuid::new_v4().to_string();
+    let claims = |extra: serde_json::Value| {
+        let mut c = json!({"sub": user, "exp": exp(10)});
+        c.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        session(c)
+    };
+    // The default, as ro-being signs: no `aud` expected, `iss` not checked.
+    let app = TestApp::spawn().await;
+    for (what, extra, want) in [
+        ("neither", json!({}), StatusCode::OK),
+        ("any iss", json!({"iss": "anyone"}), StatusCode::OK),
+        (
+            "an aud",
+            json!({"aud": "auth-server"}),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "an aud list",
+            json!({"aud": ["auth-server"]}),
+            StatusCode::UNAUTHORIZED,
+        ),
+    ] {
+        let (status, _) = status_with(&app, Some(&claims(extra)), None).await;
+        assert_eq!(status, want, "default: {what}");
+    }
+    drop(app);
+    let app = TestApp::spawn_with(&[
+        ("SESSION_JWT_AUDIENCE", "auth-server"),
+        ("SESSION_JWT_ISSUER", "https://ro-being.com"),
+    ])
+    .await;
+    let iss = "https://ro-being.com";
+    for (what, extra, want) in [
+        (
+            "both",
+            json!({"aud": "auth-server", "iss": iss}),
+            StatusCode::OK,
+        ),
+        (
+            "aud among others",
+            json!({"aud": ["x", "auth-server"], "iss": iss}),
+            StatusCode::OK,
+        ),
+        ("no aud", json!({"iss": iss}), StatusCode::UNAUTHORIZED),
+        (
+            "another aud",
+            json!({"aud": "skill-gmail", "iss": iss}),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "no iss",
+            json!({"aud": "auth-server"}),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "another iss",
+            json!({"aud": "auth-server", "iss": "https://evil.example"}),
+            StatusCode::UNAUTHORIZED,
+        ),
+    ] {
+        let (status, _) = status_with(&app, Some(&claims(extra)), None).await;
+        assert_eq!(status, want, "configured: {what}");
+    }
+}
+
+#[tokio::test]
+async fn exp_is_required_and_bounded_by_the_maximum_lifetime_when_set() {
+    let user = Uuid::new_v4().to_string();
+    let far = session(json!({"sub": user, "exp": exp(60 * 24 * 365)}));
+    let hour = session(json!({"sub": user, "exp": exp(59)}));
+    let no_exp = session(json!({"sub": user}));
+    // Unset (the default): not bounded; `exp` is still required.
+    let app = TestApp::spawn().await;
+    assert_eq!(status_with(&app, Some(&far), None).await.0, StatusCode::OK);
+    assert_eq!(
+        status_with(&app, Some(&no_exp), None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    drop(app);
+    let app = TestApp::spawn_with(&[("SESSION_JWT_MAX_LIFETIME_SECS", "3600")]).await;
+    assert_eq!(status_with(&app, Some(&hour), None).await.0, StatusCode::OK);
+    assert_eq!(
+        status_with(&app, Some(&far), None).await.0,
+        StatusCode::UNAUTHORIZED,
+        "a session living longer than the maximum is refused"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_cookie_does_not_hide_a_valid_bearer_nor_a_bad_bearer_a_valid_cookie() {
+    let app = TestApp::spawn().await;
+    let jisoo = Uuid::new_v4();
+    app.seed_passport(jisoo, JISOO, GMAIL_ONLY).await;
+    let good = session_for(jisoo);
+    for (what, bad) in bad_tokens() {
+        assert_eq!(
+            status_with(&app, Some(&good), Some(&bad)).await,
+            (StatusCode::OK, Some(true)),
+            "valid Bearer, cookie {what}"
+        );
+        assert_eq!(
+            status_with(&app, Some(&bad), Some(&good)).await,
+            (StatusCode::OK, Some(true)),
+            "valid cookie, Bearer {what}"
+        );
+    }
+    // Both valid, for the same user: fine; for two users: refused, since
+    // the request cannot be said to act for either.
+    assert_eq!(
+        status_with(&app, Some(&good), Some(&good)).await,
+        (StatusCode::OK, Some(true))
+    );
+    let other = session_for(Uuid::new_v4());
+    assert_eq!(
+        status_with(&app, Some(&good), Some(&other)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status_with(&app, Some(&other), Some(&good)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 }

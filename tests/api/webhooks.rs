@@ -234,18 +234,29 @@ async fn spawn_with_hooks(receiver: &Receiver, extra: &[(&str, &str)]) -> TestAp
     TestApp::spawn_with(&all).await
 }
 
-/// Verify a delivery as the receiving team would: HMAC-SHA256 over
-/// "<timestamp>.<body>" with the shared secret.
-fn verify(hit: &Hit) -> serde_json::Value {
+/// The receiving team's check (docs/webhooks.md): `v2=` + hex
+/// HMAC-SHA256 over "<timestamp>.<event id>.<body>" with the shared secret,
+/// the event id taken from `X-Passport-Event-Id` as received.
+fn signature_verifies(hit: &Hit, event_id: &str) -> bool {
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(format!("{}.", hit.timestamp).as_bytes());
+    mac.update(format!("{}.{event_id}.", hit.timestamp).as_bytes());
     mac.update(&hit.body);
-    let expected = mac.finalize().into_bytes();
-    let got = hit.signature.strip_prefix("v1=").expect("v1= signature");
-    let got: Vec<u8> = (0..got.len() / 2)
-        .map(|i| u8::from_str_radix(&got[2 * i..2 * i + 2], 16).unwrap())
+    let Some(got) = hit.signature.strip_prefix("v2=") else {
+        return false;
+    };
+    let got: Option<Vec<u8>> = (0..got.len() / 2)
+        .map(|i| u8::from_str_radix(got.get(2 * i..2 * i + 2)?, 16).ok())
         .collect();
-    assert_eq!(got.as_slice(), &expected[..], "signature verifies");
+    got.is_some_and(|g| mac.verify_slice(&g).is_ok())
+}
+
+/// Verify a delivery as the receiving team would, and check what it carries.
+fn verify(hit: &Hit) -> serde_json::Value {
+    assert!(
+        signature_verifies(hit, &hit.event_id),
+        "signature verifies: {}",
+        hit.signature
+    );
     let age = chrono::Utc::now().timestamp() - hit.timestamp.parse::<i64>().unwrap();
     assert!((0..60).contains(&age), "fresh timestamp");
     let v: serde_json::Value = serde_json::from_slice(&hit.body).unwrap();
@@ -301,6 +312,28 @@ async fn insert_events(app: &TestApp, n: usize) -> Vec<String> {
         ids.push(id.to_string());
     }
     ids
+}
+
+#[tokio::test]
+async fn a_delivery_replayed_under_another_event_id_does_not_verify() {
+    let receiver = Receiver::start().await;
+    let app = spawn_with_hooks(&receiver, &[]).await;
+    app.browser(Some(Uuid::new_v4()))
+        .reauth(None, JISOO, ALL, true)
+        .await;
+    let hits = receiver.wait_for("connected", |h| !h.is_empty()).await;
+    let captured = &hits[0];
+    assert!(signature_verifies(captured, &captured.event_id));
+    // The same timestamp, signature and body under a fresh
+    // `X-Passport-Event-Id` (which would get past deduplication) is refused.
+    let replay = Hit {
+        event_id: Uuid::new_v4().to_string(),
+        ..captured.clone()
+    };
+    assert!(
+        !signature_verifies(&replay, &replay.event_id),
+        "a swapped event id must not verify"
+    );
 }
 
 #[tokio::test]

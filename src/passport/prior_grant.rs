@@ -1,0 +1,145 @@
+//! Whose is the stored grant? A row adopted from the old service may name no
+//! Google account (no `google_sub`, no `email`). Before a consent keeps or
+//! replaces such a row's refresh token, Google is asked whose it is: the
+//! token is refreshed once and userinfo read with the access token this
+//! gives. Only a refresh token whose account is known is ever kept for the
+//! new connection (docs/security.md, "A consent of another account").
+
+use secrecy::ExposeSecret;
+use uuid::Uuid;
+
+use crate::crypto::Field;
+use crate::passport::provider::Provider;
+use crate::passport::Passport;
+use crate::store::gmail_token::{self, TokenRow};
+
+/// What Google said about a stored refresh token that names no account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Vouched {
+    /// The stored value (as sealed in the row) that was asked about.
+    refresh_token: String,
+    /// Google's subject of the account it belongs to.
+    sub: String,
+}
+
+/// Does the row say which Google account its grant belongs to?
+pub(crate) fn names_account(row: &TokenRow) -> bool {
+    let known = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+    known(&row.google_sub) || known(&row.email)
+}
+
+/// `row`, with the account Google vouched for when the row names none and
+/// still holds the refresh token that was asked about.
+pub(crate) fn with_vouched(mut row: TokenRow, vouched: Option<&Vouched>) -> TokenRow {
+    if let Some(v) = vouched {
+        if !names_account(&row) && row.refresh_token.as_deref() == Some(&v.refresh_token) {
+            row.google_sub = Some(v.sub.clone());
+        }
+    }
+    row
+}
+
+impl Passport {
+    /// Ask Google whose refresh token `user_id`'s row holds, when the row
+    /// names no account. `None`: there is nothing to ask (no row, a row that
+    /// names its account, no refresh token) or Google could not say (the
+    /// token is refused, Google fails): then the token is not kept.
+    pub(crate) async fn vouch_stored_grant(
+        &self,
+        provider: &Provider,
+        user_id: Uuid,
+    ) -> Result<Option<Vouched>, sqlx::Error> {
+        let Some(row) = gmail_token::find(&self.db, user_id).await? else {
+            return Ok(None);
+        };
+        if names_account(&row) {
+            return Ok(None);
+        }
+        let Some(stored) = row.refresh_token else {
+            return Ok(None);
+        };
+        let sub = self
+            .account_of_refresh_token(provider, user_id, &stored)
+            .await;
+        Ok(sub.map(|sub| Vouched {
+            refresh_token: stored,
+            sub,
+        }))
+    }
+
+    /// Google's subject for a sealed refresh token, if Google can say.
+    async fn account_of_refresh_token(
+        &self,
+        provider: &Provider,
+        user_id: Uuid,
+        sealed: &str,
+    ) -> Option<String> {
+        let refresh = match self.cipher.open(user_id, Field::RefreshToken, sealed) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(%user_id, error = %e, "stored refresh token cannot be opened");
+                return None;
+            }
+        };
+        let redirect_uri = self.settings.redirect_uri(provider.name);
+        let asked = async {
+            let tokens = self
+                .google
+                .refresh(&redirect_uri, refresh.expose_secret())
+                .await?;
+            self.google
+                .userinfo(tokens.access_token.expose_secret())
+                .await
+        };
+        match asked.await {
+            Ok(info) => Some(info.sub),
+            Err(e) => {
+                tracing::info!(%user_id, error = %e, "the stored grant's account could not be established; its refresh token is not kept");
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::gmail_token::ConnectionStatus;
+
+    fn row(sub: Option<&str>, email: Option<&str>, refresh: Option<&str>) -> TokenRow {
+        TokenRow {
+            user_id: Uuid::nil(),
+            email: email.map(str::to_string),
+            google_sub: sub.map(str::to_string),
+            access_token: None,
+            refresh_token: refresh.map(str::to_string),
+            token_type: None,
+            expires_at: None,
+            scopes: None,
+            status: ConnectionStatus::Active,
+            last_error: None,
+            last_refreshed_at: None,
+            consented_at: None,
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_vouched_account_is_used_only_for_the_token_asked_about_and_a_row_that_names_none() {
+        let v = Vouched {
+            refresh_token: "1//a".into(),
+            sub: "sub-a".into(),
+        };
+        let bare = with_vouched(row(None, Some(" "), Some("1//a")), Some(&v));
+        assert_eq!(bare.google_sub.as_deref(), Some("sub-a"));
+        // The row changed meanwhile: another token, not vouched for.
+        let other = with_vouched(row(None, None, Some("1//b")), Some(&v));
+        assert!(!names_account(&other));
+        // A row that names its account keeps it.
+        let named = with_vouched(row(Some("sub-b"), None, Some("1//a")), Some(&v));
+        assert_eq!(named.google_sub.as_deref(), Some("sub-b"));
+        assert!(names_account(&row(None, Some("a@example.com"), None)));
+        assert!(!names_account(&row(Some(""), None, None)));
+    }
+}
