@@ -615,3 +615,34 @@ async fn the_adoption_is_a_no_op_on_the_services_own_table_and_on_an_empty_datab
     assert!(plan.steps.is_empty(), "{plan:?}");
     assert_eq!(schema_and_data(&url).await, before);
 }
+
+#[tokio::test]
+async fn a_varchar_table_migrated_by_a_release_that_did_not_adopt_it_is_repaired() {
+    let (url, a, b) = legacy_database(
+        "CREATE TABLE gmail_token (
+             user_id varchar(36) PRIMARY KEY,
+             access_token text,
+             refresh_token text,
+             scopes jsonb,
+             expires_at timestamptz);
+         INSERT INTO gmail_token (user_id, access_token, refresh_token, scopes, expires_at) VALUES
+           ('{A}', 'ya29.legacy-a', '1//legacy-a', '[\"{SEND}\"]', now() + interval '1 hour'),
+           ('{B}', 'ya29.legacy-b', '1//legacy-b', '[\"{SEND}\"]', now() - interval '1 hour');",
+    )
+    .await;
+    // What an earlier release did: the migrations alone, which add the
+    // service's columns, the CHECK and the NOTIFY trigger around a varchar key.
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    MIGRATOR.run(&pool).await.unwrap();
+    let key: String = sqlx::query_scalar(
+        "SELECT data_type::text FROM information_schema.columns
+         WHERE table_name = 'gmail_token' AND column_name = 'user_id'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(key, "character varying");
+    pool.close().await;
+    let app = serve_adopted(url, a, b).await;
+    a_new_user_connects(&app).await;
+}
