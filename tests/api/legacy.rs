@@ -646,3 +646,29 @@ async fn a_varchar_table_migrated_by_a_release_that_did_not_adopt_it_is_repaired
     let app = serve_adopted(url, a, b).await;
     a_new_user_connects(&app).await;
 }
+
+#[tokio::test]
+async fn a_view_on_a_column_whose_type_must_change_is_named_before_anything_changes() {
+    let (url, _, _) = legacy_database(
+        "CREATE TABLE gmail_token (user_id varchar(36) PRIMARY KEY, access_token text);
+         INSERT INTO gmail_token VALUES ('{A}', 'ya29.legacy-a');
+         CREATE VIEW old_tokens AS SELECT user_id, access_token FROM gmail_token;",
+    )
+    .await;
+    let before = schema_and_data(&url).await;
+    let settings = auth_server::config::PoolSettings::default();
+    let err = auth_server::store::connect_and_migrate(&url, &settings)
+        .await
+        .expect_err("refused");
+    let auth_server::store::legacy::AdoptError::Refused(refusal) = err else {
+        panic!("refused, not {err}");
+    };
+    assert_eq!(refusal.problems.len(), 1, "{refusal}");
+    assert!(
+        refusal.problems[0]
+            .what
+            .contains("its type must change, and view old_tokens uses it"),
+        "{refusal}"
+    );
+    assert_eq!(schema_and_data(&url).await, before);
+}

@@ -12,7 +12,7 @@ use sqlx::{Acquire, PgConnection};
 
 pub use plan::{Plan, Problem, Refusal, Step, Touches};
 pub use preview::Preview;
-pub use shape::{Column, Facts, Kind, Offenders, Shape, UniqueIndex};
+pub use shape::{Column, Dependent, Facts, Kind, Offenders, Shape, UniqueIndex};
 
 /// Key of the advisory lock that lets one instance adopt at a time.
 const ADOPT_LOCK: i64 = 0x6175_7468_6164_6f70; // "authadop"
@@ -118,6 +118,7 @@ pub async fn inspect(conn: &mut PgConnection) -> Result<Option<Shape>, sqlx::Err
     )
     .fetch_all(&mut *conn)
     .await?;
+    let dependents = dependents(conn).await?;
     let rows = sqlx::query_scalar("SELECT count(*) FROM gmail_token")
         .fetch_one(&mut *conn)
         .await?;
@@ -126,6 +127,7 @@ pub async fn inspect(conn: &mut PgConnection) -> Result<Option<Shape>, sqlx::Err
         unique,
         constraints,
         rows,
+        dependents,
     }))
 }
 
@@ -152,6 +154,33 @@ async fn columns(conn: &mut PgConnection) -> Result<Vec<Column>, sqlx::Error> {
             not_null,
             default,
         })
+        .collect())
+}
+
+/// Views (through their rules) and foreign keys (either side) that use a
+/// column of the table.
+async fn dependents(conn: &mut PgConnection) -> Result<Vec<Dependent>, sqlx::Error> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT DISTINCT a.attname::text, 'view ' || r.ev_class::regclass::text
+         FROM pg_depend d
+         JOIN pg_rewrite r ON r.oid = d.objid
+         JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+         WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = 'gmail_token'::regclass
+           AND r.ev_class <> 'gmail_token'::regclass
+         UNION
+         SELECT a.attname::text, 'foreign key ' || c.conname || ' on ' || c.conrelid::regclass::text
+         FROM pg_constraint c
+         JOIN pg_attribute a ON a.attrelid = 'gmail_token'::regclass AND a.attnum = ANY (
+             CASE WHEN c.conrelid = 'gmail_token'::regclass THEN c.conkey ELSE c.confkey END)
+         WHERE c.contype = 'f'
+           AND 'gmail_token'::regclass IN (c.conrelid, c.confrelid)
+         ORDER BY 1, 2",
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(column, what)| Dependent { column, what })
         .collect())
 }
 

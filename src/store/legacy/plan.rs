@@ -94,6 +94,8 @@ impl Refusal {
 struct Builder {
     steps: Vec<Step>,
     problems: Vec<Problem>,
+    /// Columns whose type the plan changes.
+    retyped: Vec<String>,
 }
 
 impl Builder {
@@ -102,6 +104,26 @@ impl Builder {
             sql: format!("ALTER TABLE gmail_token {clause}"),
             touches,
         });
+    }
+
+    /// `ALTER COLUMN column TYPE to` (`to` may carry its `USING`).
+    fn retype(&mut self, column: &str, to: &str, touches: Touches) {
+        self.alter(format!("ALTER COLUMN {column} TYPE {to}"), touches);
+        self.retyped.push(column.to_string());
+    }
+
+    /// PostgreSQL cannot change the type of a column a view or a foreign
+    /// key uses: say so before the transaction fails.
+    fn check_dependents(&mut self, shape: &Shape) {
+        for d in &shape.dependents {
+            if self.retyped.contains(&d.column) {
+                self.refuse(
+                    &d.column,
+                    format!("its type must change, and {} uses it", d.what),
+                    "drop it before the start (keep its definition) and create it again afterwards",
+                );
+            }
+        }
     }
 
     fn sql(&mut self, sql: &str, touches: Touches) {
@@ -151,6 +173,7 @@ pub fn plan(shape: &Shape, facts: &Facts) -> Result<Plan, Refusal> {
     status(&mut b, shape, facts);
     stamps(&mut b, shape, facts);
     unknown_columns(&mut b, shape);
+    b.check_dependents(shape);
     if b.problems.is_empty() {
         Ok(Plan { steps: b.steps })
     } else {
@@ -179,8 +202,9 @@ fn user_id(b: &mut Builder, shape: &Shape, facts: &Facts) {
                 }
                 // Old readers binding text keep working: the migration
                 // `…_uuid_text_operator.sql` adds `uuid = text`.
-                b.alter(
-                    "ALTER COLUMN user_id TYPE uuid USING btrim(user_id)::uuid".into(),
+                b.retype(
+                    "user_id",
+                    "uuid USING btrim(user_id)::uuid",
                     Touches::Rewrites(shape.rows),
                 );
             } else {
@@ -247,7 +271,7 @@ fn text_column(b: &mut Builder, shape: &Shape, c: &Column) {
             } else {
                 Touches::Rewrites(shape.rows)
             };
-            b.alter(format!("ALTER COLUMN {} TYPE text", c.name), touches);
+            b.retype(&c.name, "text", touches);
         }
         _ => b.unreadable(c, "text"),
     }
@@ -256,11 +280,9 @@ fn text_column(b: &mut Builder, shape: &Shape, c: &Column) {
 fn time_column(b: &mut Builder, shape: &Shape, c: &Column) {
     match c.kind {
         Kind::Timestamptz => {}
-        Kind::Timestamp => b.alter(
-            format!(
-                "ALTER COLUMN {n} TYPE timestamptz USING {n} AT TIME ZONE 'UTC'",
-                n = c.name
-            ),
+        Kind::Timestamp => b.retype(
+            &c.name,
+            &format!("timestamptz USING {} AT TIME ZONE 'UTC'", c.name),
             Touches::Rewrites(shape.rows),
         ),
         _ => b.unreadable(c, "timestamptz"),
@@ -287,8 +309,9 @@ fn scopes(b: &mut Builder, shape: &Shape) {
     if c.default.is_some() {
         b.alter("ALTER COLUMN scopes DROP DEFAULT".into(), Touches::Schema);
     }
-    b.alter(
-        format!("ALTER COLUMN scopes TYPE jsonb USING {using}"),
+    b.retype(
+        "scopes",
+        &format!("jsonb USING {using}"),
         Touches::Rewrites(shape.rows),
     );
 }
@@ -328,7 +351,7 @@ fn status(b: &mut Builder, shape: &Shape, facts: &Facts) {
     };
     match c.kind {
         Kind::Text => {}
-        Kind::TextLike => b.alter("ALTER COLUMN status TYPE text".into(), Touches::Schema),
+        Kind::TextLike => b.retype("status", "text", Touches::Schema),
         _ => return b.unreadable(c, "text"),
     }
     if !facts.bad_status.is_empty() {
@@ -487,6 +510,7 @@ mod tests {
             unique: vec![pk("gmail_token_pkey", &["user_id"], true)],
             constraints: vec![],
             rows: 3,
+            dependents: vec![],
         }
     }
 
@@ -735,6 +759,40 @@ mod tests {
         keyed.unique = vec![pk("gmail_token_pkey", &["user_id", "Provider"], true)];
         let r = refusal(&keyed, &Facts::default());
         assert_eq!(r.problems[0].column, "Provider");
+    }
+
+    #[test]
+    fn a_view_or_foreign_key_on_a_column_whose_type_changes_is_refused_by_name() {
+        use crate::store::legacy::shape::Dependent;
+        let mut shape = with(
+            ours(),
+            Column::new("user_id", "text", Kind::Text).not_null(),
+        );
+        shape.dependents = vec![
+            Dependent {
+                column: "email".into(),
+                what: "view public.emails".into(),
+            },
+            Dependent {
+                column: "user_id".into(),
+                what: "view public.old_tokens".into(),
+            },
+        ];
+        let r = refusal(&shape, &Facts::default());
+        assert_eq!(r.problems.len(), 1, "{r}");
+        assert_eq!(r.problems[0].column, "user_id");
+        assert!(
+            r.problems[0]
+                .what
+                .contains("view public.old_tokens uses it"),
+            "{r}"
+        );
+        shape.dependents.remove(1);
+        assert_eq!(
+            sqls(&shape, &Facts::default()).len(),
+            1,
+            "email keeps its type"
+        );
     }
 
     #[test]

@@ -156,6 +156,9 @@ impl Shape {
         for c in &self.constraints {
             let _ = writeln!(out, "  constraint {c}");
         }
+        for d in &self.dependents {
+            let _ = writeln!(out, "  {} uses {}", d.what, d.column);
+        }
         out
     }
 }

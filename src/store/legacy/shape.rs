@@ -101,6 +101,16 @@ pub struct Shape {
     /// Other constraints (CHECK, FOREIGN KEY, …), as `name: definition`.
     pub constraints: Vec<String>,
     pub rows: i64,
+    /// Views and foreign keys that use a column: they stop a type change.
+    pub dependents: Vec<Dependent>,
+}
+
+/// A view or a foreign key using a column of the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dependent {
+    pub column: String,
+    /// `view public.old_tokens`, `foreign key users_token_fk on users`.
+    pub what: String,
 }
 
 impl Shape {
