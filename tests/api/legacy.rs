@@ -372,7 +372,10 @@ async fn a_bigserial_key_without_unique_user_id_text_array_scopes_and_unknown_no
 }
 
 #[tokio::test]
-async fn an_identity_key_char_user_id_json_scopes_and_a_nullable_status_are_adopted() {
+async fn an_identity_key_char_user_id_json_scopes_text_timestamps_and_a_nullable_status_are_adopted(
+) {
+    // Timestamps kept as text, as Python's isoformat() writes them: naive
+    // (UTC), with an offset, or blank.
     let (url, a, b) = legacy_database(
         "CREATE TABLE gmail_token (
              id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -381,14 +384,16 @@ async fn an_identity_key_char_user_id_json_scopes_and_a_nullable_status_are_adop
              access_token text,
              refresh_token text,
              scopes json,
-             token_expiry timestamptz,
+             token_expiry varchar(40),
              status text DEFAULT 'active',
-             created_at timestamp NOT NULL DEFAULT now(),
+             created_at text NOT NULL DEFAULT '',
              updated_at timestamptz DEFAULT now());
-         INSERT INTO gmail_token (user_id, email, access_token, refresh_token, scopes, token_expiry) VALUES
+         INSERT INTO gmail_token (user_id, email, access_token, refresh_token, scopes, token_expiry, created_at) VALUES
            ('{A}', 'jisoo@example.com', 'ya29.legacy-a', '1//legacy-a', '[\"{SEND}\", \"{READ}\"]',
-            now() + interval '1 hour'),
-           ('{B}', NULL, 'ya29.legacy-b', '1//legacy-b', '\"{SEND} {READ}\"', now() - interval '1 hour');",
+            to_char((now() AT TIME ZONE 'UTC') + interval '1 hour', 'YYYY-MM-DD\"T\"HH24:MI:SS.US'),
+            '2025-01-02T03:04:05'),
+           ('{B}', NULL, 'ya29.legacy-b', '1//legacy-b', '\"{SEND} {READ}\"',
+            (now() - interval '1 hour')::text, ' ');",
     )
     .await;
     let app = serve_adopted(url, a, b).await;
@@ -404,6 +409,21 @@ async fn an_identity_key_char_user_id_json_scopes_and_a_nullable_status_are_adop
         serde_json::json!(format!("{SEND} {READ}")),
         "a JSON string stays a string (the service reads both)"
     );
+    let created: Vec<Option<String>> = sqlx::query_scalar(
+        "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') FROM gmail_token
+         WHERE user_id IN ($1, $2) ORDER BY user_id = $1 DESC",
+    )
+    .bind(a)
+    .bind(b)
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        created[0].as_deref(),
+        Some("2025-01-02 03:04:05"),
+        "naive text is UTC"
+    );
+    assert!(created[1].is_some(), "blank became now()");
 }
 
 /// The table's schema, indexes, constraints and rows, the database's
@@ -490,7 +510,8 @@ async fn a_table_that_cannot_be_adopted_stops_the_start_names_the_rows_and_chang
         "1 row(s) have no user_id (NULL)".to_string(),
         format!("1 user has ({a}) more than one row"),
         "6 values are (first 5: user-1, user-2, user-3, user-4, user-5) not a UUID".into(),
-        "expires_at: is text, which the service cannot read as timestamptz".into(),
+        "expires_at: is text, and 9 values are (first 5: ".into(),
+        "('soon')) not an ISO 8601 timestamp".into(),
         "scopes: is integer, which the service cannot read as jsonb".into(),
         format!("1 row has ({a} ('expired')) a status the service does not know"),
     ] {

@@ -242,7 +242,21 @@ pub async fn facts(conn: &mut PgConnection, shape: &Shape) -> Result<Facts, sqlx
     if let Some(c) = shape.column("updated_at") {
         f.null_updated_at = nulls(conn, c).await?;
     }
-    if let Some(src) = plan::expiry_source(shape).filter(|c| c.kind.is_time()) {
+    for c in plan::text_time_columns(shape) {
+        let n = plan::ident(&c.name);
+        let bad = offenders(
+            conn,
+            format!(
+                "SELECT coalesce(user_id::text, 'NULL') || ' (' || quote_literal({n}) || ')',
+                        count(*) OVER () FROM gmail_token
+                 WHERE btrim({n}) <> '' AND {n} !~* $2 ORDER BY 1 LIMIT $1"
+            ),
+            Some(plan::TIMESTAMP_PATTERN),
+        )
+        .await?;
+        f.bad_times.insert(c.name.clone(), bad);
+    }
+    if let Some(src) = plan::expiry_source(shape).filter(|c| c.kind.is_time() || c.kind.is_text()) {
         let empty = if shape.column("expires_at").is_some() {
             "expires_at IS NULL AND "
         } else {
@@ -308,10 +322,11 @@ async fn count_where(conn: &mut PgConnection, condition: &str) -> Result<i64, sq
 /// `(label, count(*) OVER ())` with `$1` the limit and `$2` the argument.
 async fn offenders(
     conn: &mut PgConnection,
-    sql: &'static str,
+    sql: impl Into<String>,
     arg: Option<&str>,
 ) -> Result<Offenders, sqlx::Error> {
-    let mut query = sqlx::query_as(sql).bind(FIRST_OFFENDERS);
+    // Built from the service's own column names only.
+    let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.into())).bind(FIRST_OFFENDERS);
     if let Some(arg) = arg {
         query = query.bind(arg);
     }

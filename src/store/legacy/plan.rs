@@ -27,6 +27,12 @@ const STAMP_COLUMNS: &[&str] = &["created_at", "updated_at"];
 pub const EXPIRY_SOURCES: &[&str] = &["token_expiry", "expiry"];
 /// The values of `status` the service knows.
 pub const STATUSES: &[&str] = &["active", "reauth_required", "revoked"];
+/// Text the adoption reads as a timestamp: ISO 8601, a date or a date and
+/// time, with an optional offset (matched case-insensitively).
+pub const TIMESTAMP_PATTERN: &str =
+    "^\\s*\\d{4}-\\d{2}-\\d{2}([ t]\\d{2}:\\d{2}(:\\d{2}(\\.\\d+)?)?\\s*(z|[+-]\\d{2}(:?\\d{2})?)?)?\\s*$";
+/// A time with an offset at the end (else the text is UTC).
+const OFFSET_PATTERN: &str = "\\d{2}:\\d{2}(:\\d{2}(\\.\\d+)?)?\\s*(z|[+-]\\d{2}(:?\\d{2})?)\\s*$";
 /// `user_id` values the adoption converts: UUIDs, with or without hyphens,
 /// any case, surrounding blanks ignored.
 pub const UUID_PATTERN: &str = "^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$";
@@ -165,7 +171,7 @@ pub fn plan(shape: &Shape, facts: &Facts) -> Result<Plan, Refusal> {
     }
     for name in TIME_COLUMNS {
         if let Some(c) = shape.column(name) {
-            time_column(&mut b, shape, c);
+            time_column(&mut b, shape, c, facts, "NULL");
         }
     }
     scopes(&mut b, shape);
@@ -277,16 +283,72 @@ fn text_column(b: &mut Builder, shape: &Shape, c: &Column) {
     }
 }
 
-fn time_column(b: &mut Builder, shape: &Shape, c: &Column) {
-    match c.kind {
-        Kind::Timestamptz => {}
-        Kind::Timestamp => b.retype(
-            &c.name,
-            &format!("timestamptz USING {} AT TIME ZONE 'UTC'", c.name),
-            Touches::Rewrites(shape.rows),
-        ),
-        _ => b.unreadable(c, "timestamptz"),
+/// Give `c` the type `timestamptz` (blank text becomes `blank`); false
+/// when it cannot be (refused).
+fn time_column(b: &mut Builder, shape: &Shape, c: &Column, facts: &Facts, blank: &str) -> bool {
+    let Some(value) = timestamp_of(b, c, facts, blank) else {
+        return false;
+    };
+    if c.kind.is_text() && c.default.is_some() {
+        // A text default cannot be cast; the bookkeeping columns get now().
+        b.alter(
+            format!("ALTER COLUMN {} DROP DEFAULT", c.name),
+            Touches::Schema,
+        );
     }
+    if value != c.name {
+        b.retype(
+            &c.name,
+            &format!("timestamptz USING {value}"),
+            Touches::Rewrites(shape.rows),
+        );
+    }
+    true
+}
+
+/// An expression reading `c` as `timestamptz`, or `None` (refused): naive
+/// values are UTC; text must be ISO 8601 (an offset or `Z` is honoured;
+/// blank becomes `blank`).
+fn timestamp_of(b: &mut Builder, c: &Column, facts: &Facts, blank: &str) -> Option<String> {
+    let n = &c.name;
+    match c.kind {
+        Kind::Timestamptz => Some(n.clone()),
+        Kind::Timestamp => Some(format!("{n} AT TIME ZONE 'UTC'")),
+        k if k.is_text() => match facts.bad_times.get(n) {
+            Some(bad) if !bad.is_empty() => {
+                b.refuse(
+                    n,
+                    format!(
+                        "is {}, and {} not an ISO 8601 timestamp",
+                        c.type_name,
+                        offenders(bad, "value is", "values are")
+                    ),
+                    "correct those values (or set them NULL), or convert the column by hand",
+                );
+                None
+            }
+            _ => Some(format!(
+                "CASE WHEN btrim({n}) = '' THEN {blank} WHEN {n} ~* '{OFFSET_PATTERN}' THEN {n}::timestamptz \
+                 ELSE {n}::timestamp AT TIME ZONE 'UTC' END"
+            )),
+        },
+        _ => {
+            b.unreadable(c, "timestamptz");
+            None
+        }
+    }
+}
+
+/// Text columns that hold (or should hold) timestamps: their values are
+/// checked against [`TIMESTAMP_PATTERN`].
+pub fn text_time_columns(shape: &Shape) -> Vec<&Column> {
+    TIME_COLUMNS
+        .iter()
+        .chain(STAMP_COLUMNS)
+        .filter_map(|n| shape.column(n))
+        .chain(expiry_source(shape))
+        .filter(|c| c.kind.is_text())
+        .collect()
 }
 
 /// `scopes` becomes a jsonb array; a jsonb string stays as it is (the
@@ -321,10 +383,8 @@ fn expiry(b: &mut Builder, shape: &Shape, facts: &Facts) {
     let Some(src) = expiry_source(shape) else {
         return;
     };
-    let value = match src.kind {
-        Kind::Timestamptz => src.name.clone(),
-        Kind::Timestamp => format!("{} AT TIME ZONE 'UTC'", src.name),
-        _ => return b.unreadable(src, "timestamptz"),
+    let Some(value) = timestamp_of(b, src, facts, "NULL") else {
+        return;
     };
     if shape.column("expires_at").is_none() {
         b.alter("ADD COLUMN expires_at timestamptz".into(), Touches::Schema);
@@ -394,8 +454,7 @@ fn stamps(b: &mut Builder, shape: &Shape, facts: &Facts) {
         let Some(c) = shape.column(name) else {
             continue;
         };
-        time_column(b, shape, c);
-        if !c.kind.is_time() {
+        if !time_column(b, shape, c, facts, "now()") {
             continue;
         }
         if nulls > 0 {
@@ -404,7 +463,7 @@ fn stamps(b: &mut Builder, shape: &Shape, facts: &Facts) {
                 Touches::Updates(nulls),
             );
         }
-        if c.default.is_none() {
+        if c.default.is_none() || c.kind.is_text() {
             b.alter(
                 format!("ALTER COLUMN {name} SET DEFAULT now()"),
                 Touches::Schema,
@@ -694,7 +753,7 @@ mod tests {
         let shape = with(
             with(
                 with(ours(), Column::new("scopes", "integer", Kind::Other)),
-                Column::new("expires_at", "text", Kind::Text),
+                Column::new("expires_at", "date", Kind::Other),
             ),
             Column::new("status", "boolean", Kind::Other),
         );
@@ -702,6 +761,48 @@ mod tests {
         let cols: Vec<&str> = r.problems.iter().map(|p| p.column.as_str()).collect();
         assert_eq!(cols, ["expires_at", "scopes", "status"]);
         assert!(r.problems[1].what.contains("is integer"), "{r}");
+    }
+
+    #[test]
+    fn text_timestamps_are_converted_when_every_value_is_one() {
+        let shape = with(
+            with(ours(), Column::new("expires_at", "text", Kind::Text)),
+            Column::new("token_expiry", "character varying(40)", Kind::TextLike),
+        );
+        let facts = Facts {
+            expiry_to_fill: 2,
+            ..Facts::default()
+        };
+        let s = sqls(&shape, &facts);
+        assert_eq!(s.len(), 2, "{s:?}");
+        assert!(
+            s[0].starts_with("ALTER TABLE gmail_token ALTER COLUMN expires_at TYPE timestamptz USING CASE WHEN btrim(expires_at) = '' THEN NULL WHEN expires_at ~* '")
+                && s[0].ends_with("THEN expires_at::timestamptz ELSE expires_at::timestamp AT TIME ZONE 'UTC' END"),
+            "{s:?}"
+        );
+        assert!(
+            s[1].starts_with(
+                "UPDATE gmail_token SET expires_at = CASE WHEN btrim(token_expiry) = ''"
+            ),
+            "{s:?}"
+        );
+        let mut bad = Facts::default();
+        bad.bad_times.insert(
+            "token_expiry".into(),
+            Offenders {
+                count: 1,
+                first: vec!["0b7c… ('soon')".into()],
+            },
+        );
+        let r = refusal(&shape, &bad);
+        assert_eq!(r.problems.len(), 1, "{r}");
+        assert_eq!(r.problems[0].column, "token_expiry");
+        assert!(
+            r.problems[0]
+                .what
+                .contains("1 value is (0b7c… ('soon')) not an ISO 8601 timestamp"),
+            "{r}"
+        );
     }
 
     #[test]

@@ -159,4 +159,6 @@ pub struct Facts {
     pub null_updated_at: i64,
     /// Rows whose `expires_at` is NULL and whose old expiry column is not.
     pub expiry_to_fill: i64,
+    /// Text timestamp columns: values that are not timestamps, by column.
+    pub bad_times: std::collections::BTreeMap<String, Offenders>,
 }
