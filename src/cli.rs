@@ -48,8 +48,15 @@ pub enum Command {
     /// Check the settings (environment / .env) as the start does, secrets
     /// included, and say whether they pass; connects to nothing.
     CheckSettings,
-    /// Apply the database migrations and exit.
-    Migrate,
+    /// Adopt the old service's gmail_token table, apply the database
+    /// migrations and exit.
+    Migrate {
+        /// Print the live table's shape and every statement the adoption and
+        /// the pending migrations would run, with the rows each touches;
+        /// change nothing. Exits non-zero when the table cannot be adopted.
+        #[arg(long)]
+        plan: bool,
+    },
     /// Run the service, a fake Google and a demo sign-in page, for a first look.
     Demo {
         /// Where the service listens.
@@ -141,7 +148,8 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Serve => serve().await,
             Command::Init { skills, key_id } => init(&skills, key_id),
             Command::CheckSettings => check_settings(),
-            Command::Migrate => migrate().await,
+            Command::Migrate { plan: false } => migrate().await,
+            Command::Migrate { plan: true } => migrate_plan().await,
             Command::Demo { bind, fake_bind } => crate::demo::run(bind, fake_bind).await,
             Command::Doctor { user, json } => doctor(user, json).await,
             Command::Report { missing, format } => report(missing, format).await,
@@ -378,6 +386,19 @@ async fn migrate() -> anyhow::Result<()> {
     let n = store::MIGRATOR.iter().count();
     pool.close().await;
     println!("migrations applied ({n} known)");
+    Ok(())
+}
+
+async fn migrate_plan() -> anyhow::Result<()> {
+    let url =
+        std::env::var("DATABASE_URL").map_err(|_| anyhow::anyhow!("DATABASE_URL is not set"))?;
+    let preview = store::legacy::preview_database(&url)
+        .await
+        .map_err(|e| anyhow::anyhow!("database: {e}"))?;
+    print!("{}", preview.to_text());
+    if preview.is_refused() {
+        anyhow::bail!("gmail_token cannot be adopted as it is (see above); `migrate` would stop");
+    }
     Ok(())
 }
 

@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Settings;
 use crate::http::AppState;
 use crate::passport::{retention, sweep, webhooks, Passport};
+use crate::store::legacy::AdoptError;
 use crate::{http, store, telemetry};
 
 /// How often expired consent attempts are purged and idle rate-limit keys
@@ -203,12 +204,13 @@ pub(crate) async fn connect_with_retry(
     for attempt in 1..=attempts {
         match store::connect_and_migrate(url, pool).await {
             Ok(pool) => return Ok(pool),
-            Err(e) if store::is_unavailable(&e) && attempt < attempts => {
+            Err(AdoptError::Database(e)) if store::is_unavailable(&e) && attempt < attempts => {
                 tracing::warn!(attempt, retry_in_ms = delay.as_millis() as u64, error = %e, "database unreachable; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
-            Err(e) => return Err(anyhow::anyhow!("database: {e}")),
+            Err(AdoptError::Refused(r)) => return Err(anyhow::anyhow!("{r}")),
+            Err(AdoptError::Database(e)) => return Err(anyhow::anyhow!("database: {e}")),
         }
     }
     unreachable!("the last attempt returns")

@@ -1,6 +1,7 @@
 //! Every SQL statement of the service, one module per table.
 
 pub mod gmail_token;
+pub mod legacy;
 pub(crate) mod oauth_state;
 pub mod passport_event;
 pub(crate) mod webhook_outbox;
@@ -38,21 +39,32 @@ fn millis(d: Duration) -> String {
     format!("{}ms", d.as_millis())
 }
 
-/// Apply the embedded migrations, then open the pool.
+/// Adopt the old service's table ([`legacy::adopt`]), apply the embedded
+/// migrations, then open the pool. A table that cannot be adopted safely
+/// stops here ([`legacy::AdoptError::Refused`]), before anything is served.
 ///
 /// The migrations run on a connection of their own, without the pool's
 /// timeouts: a migration may take longer than a request's statement, and it
 /// waits for another instance that is migrating at the same time.
-pub async fn connect_and_migrate(url: &str, s: &PoolSettings) -> Result<PgPool, sqlx::Error> {
+pub async fn connect_and_migrate(
+    url: &str,
+    s: &PoolSettings,
+) -> Result<PgPool, legacy::AdoptError> {
     use sqlx::{ConnectOptions, Connection};
     let mut conn = PgConnectOptions::from_str(url)?.connect().await?;
+    let adopted = legacy::adopt(&mut conn).await?;
+    for step in &adopted.steps {
+        tracing::info!(sql = %step.sql, touches = ?step.touches, "adopted gmail_token");
+    }
     // Migrations only ever add; an older binary (a rollback) must still start
     // on a database a newer one has migrated.
     let mut migrator = sqlx::migrate!("./migrations");
     migrator.set_ignore_missing(true);
-    migrator.run(&mut conn).await?;
+    migrator.run(&mut conn).await.map_err(sqlx::Error::from)?;
     conn.close().await?;
-    pool_options(s).connect_with(connect_options(url, s)?).await
+    Ok(pool_options(s)
+        .connect_with(connect_options(url, s)?)
+        .await?)
 }
 
 /// Does `e` mean that the database cannot do the work now (and a retry
