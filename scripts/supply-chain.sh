@@ -17,6 +17,9 @@ if ! command -v cargo-deny >/dev/null 2>&1; then
     cargo install --locked cargo-deny --version 0.20.2 --quiet
 fi
 
+# cargo-deny reads the whole lockfile (every platform's crates), which must be
+# on disk for --offline: fetch them first (from the package registry).
+cargo fetch --locked --quiet
 cargo deny --offline check licenses bans sources
 
 installer=../shared/tools/advisory-db.sh
