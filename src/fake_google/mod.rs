@@ -91,6 +91,9 @@ pub struct Behaviour {
     pub omit_scope: bool,
     /// `/token` answers 503 (Google having a bad day).
     pub token_unavailable: bool,
+    /// `/token` answers 503 to `refresh_token` grants only (a partial
+    /// outage: codes are still exchanged).
+    pub refresh_unavailable: bool,
     /// `/token` waits this long before answering (latency, timeouts).
     pub token_delay_ms: u64,
     /// `/token` refuses our client (401 `invalid_client`), as Google does

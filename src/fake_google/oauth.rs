@@ -88,7 +88,8 @@ pub(super) async fn token(
 ) -> Response {
     let form = pairs(&form);
     let behaviour = count_token_call(&fake, &form);
-    let outage = token_outage(behaviour).await;
+    let refresh = first(&form, "grant_type") == Some("refresh_token");
+    let outage = token_outage(behaviour, refresh).await;
     fake.lock().token_in_flight -= 1;
     if let Some(outage) = outage {
         return outage;
@@ -124,8 +125,9 @@ fn count_token_call(fake: &FakeGoogle, form: &[(String, String)]) -> Behaviour {
     s.behaviour
 }
 
-/// Wait the configured latency, then answer 503 if `/token` is switched off.
-async fn token_outage(behaviour: Behaviour) -> Option<Response> {
+/// Wait the configured latency, then answer 503 if `/token` is switched off
+/// (for this grant type).
+async fn token_outage(behaviour: Behaviour, refresh: bool) -> Option<Response> {
     if behaviour.token_delay_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(behaviour.token_delay_ms)).await;
     }
@@ -136,7 +138,8 @@ async fn token_outage(behaviour: Behaviour) -> Option<Response> {
             "The OAuth client was deleted.",
         ));
     }
-    behaviour.token_unavailable.then(|| {
+    let off = behaviour.token_unavailable || (refresh && behaviour.refresh_unavailable);
+    off.then(|| {
         oauth_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "internal_failure",

@@ -335,10 +335,11 @@ impl Passport {
     }
 
     /// The row to write, sealed. Keeps the stored refresh token when Google
-    /// sent none, but never carries one over to another account (that one is
-    /// handed back as `replaced_grant`, to be revoked once the new connection
-    /// is stored), nor one whose account is not known: then the connection
-    /// is stored without a refresh token and asks for 재인증.
+    /// sent none, but only for the same subject: never for another account
+    /// (that one is handed back as `replaced_grant`, to be revoked once the
+    /// new connection is stored), nor one whose subject is not known (an
+    /// email alone is not enough): then the connection is stored without a
+    /// refresh token and asks for 재인증.
     fn sealed_write(
         &self,
         user_id: Uuid,
@@ -355,7 +356,8 @@ impl Passport {
                 .unwrap_or(None),
             false => None,
         };
-        let same_account = !changed && prev.is_some_and(prior_grant::names_account);
+        let stored_sub = prev.and_then(prior_grant::known_sub);
+        let same_account = stored_sub == Some(grant.account.sub.as_str());
         let refresh = match (&grant.tokens.refresh_token, same_account) {
             (Some(r), _) => Some(r.clone()),
             // Re-sealed under the active key (plaintext rows get encrypted here).
@@ -365,7 +367,10 @@ impl Passport {
         let seal = |field, secret: &secrecy::SecretString| {
             self.cipher.seal(user_id, field, secret.expose_secret())
         };
-        let keep_email = || prev.and_then(|p| p.email.clone()).filter(|_| !changed);
+        let keep_email = || {
+            let old = prev.and_then(|p| prior_grant::known(&p.email));
+            old.map(str::to_string).filter(|_| !changed)
+        };
         Ok(SealedWrite {
             user_id,
             email: grant.account.email.clone().or_else(keep_email),
@@ -394,7 +399,7 @@ impl Passport {
     ) -> Result<(), sqlx::Error> {
         let missing = provider.scopes.missing_from(&grant.scopes);
         let detail = (!missing.is_empty()).then(|| format!("missing: {missing}"));
-        let previous_email = prev.and_then(|p| p.email.as_deref());
+        let previous_email = prev.and_then(|p| prior_grant::known(&p.email));
         let event = NewEvent {
             scopes_before: prev.and_then(|p| p.scopes.clone()),
             scopes_after: Some(grant.scopes.to_json()),
@@ -501,14 +506,12 @@ pub(crate) fn decide_outcome(
     }
 }
 
-/// Is `account` another Google account than the stored one? By subject when
-/// it is known, else by email.
+/// Is `account` known to be another Google account than the stored one?
+/// Only a subject says so (the row's, or the one Google vouched for, see
+/// `prior_grant`): a blank value names nothing, and an email alone cannot
+/// tell another account from the same account under a new address.
 fn is_other_account(prev: &TokenRow, account: &UserInfo) -> bool {
-    match (&prev.google_sub, &prev.email, &account.email) {
-        (Some(sub), _, _) => *sub != account.sub,
-        (None, Some(old), Some(new)) => !old.eq_ignore_ascii_case(new),
-        _ => false,
-    }
+    prior_grant::known_sub(prev).is_some_and(|sub| sub != account.sub)
 }
 
 /// A completed callback: the outcome and where to send the browser.
@@ -673,7 +676,8 @@ mod tests {
             decide_outcome(Some(&full), &gmail, &minho, &required),
             Outcome::AccountChanged(scopes(&["calendar", "calendar.events"]))
         );
-        // Rows adopted without a subject are compared by email, in any case.
+        // A row adopted without a subject (or with a blank one) is never
+        // another account by its email alone: only a subject says so.
         let adopted = previous(None, "Jisoo@Example.com", &["gmail.send"]);
         assert_eq!(
             decide_outcome(Some(&adopted), &all, &jisoo, &required),
@@ -681,7 +685,17 @@ mod tests {
         );
         assert_eq!(
             decide_outcome(Some(&adopted), &all, &minho, &required),
-            Outcome::AccountChanged(ScopeSet::new())
+            Outcome::Upgraded
+        );
+        let blank = previous(Some(""), "", &["gmail.send"]);
+        assert_eq!(
+            decide_outcome(Some(&blank), &all, &jisoo, &required),
+            Outcome::Upgraded
+        );
+        let vouched = previous(Some("sub-1"), "old-jisoo@example.com", &["gmail.send"]);
+        assert_eq!(
+            decide_outcome(Some(&vouched), &all, &jisoo, &required),
+            Outcome::Upgraded
         );
     }
 

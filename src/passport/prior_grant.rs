@@ -1,9 +1,12 @@
-//! Whose is the stored grant? A row adopted from the old service may name no
-//! Google account (no `google_sub`, no `email`). Before a consent keeps or
-//! replaces such a row's refresh token, Google is asked whose it is: the
+//! Whose is the stored grant? A row adopted from the old service may not say
+//! which Google account its grant belongs to: no `google_sub` (or a blank
+//! one), at most an email. An email alone does not place a grant (a Google
+//! account's address can change), so before a consent keeps, replaces or
+//! revokes such a row's refresh token, Google is asked whose it is: the
 //! token is refreshed once and userinfo read with the access token this
 //! gives. Only a refresh token whose account is known is ever kept for the
-//! new connection (docs/security.md, "A consent of another account").
+//! new connection, and only one known to be another account's is revoked
+//! (docs/security.md, "A consent of another account").
 
 use secrecy::ExposeSecret;
 use uuid::Uuid;
@@ -13,7 +16,7 @@ use crate::passport::provider::Provider;
 use crate::passport::Passport;
 use crate::store::gmail_token::{self, TokenRow};
 
-/// What Google said about a stored refresh token that names no account.
+/// What Google said about a stored refresh token whose row has no subject.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Vouched {
     /// The stored value (as sealed in the row) that was asked about.
@@ -22,17 +25,22 @@ pub(crate) struct Vouched {
     sub: String,
 }
 
-/// Does the row say which Google account its grant belongs to?
-pub(crate) fn names_account(row: &TokenRow) -> bool {
-    let known = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
-    known(&row.google_sub) || known(&row.email)
+/// A stored identity value, when it names something: `None` for a missing,
+/// empty or blank value (the old service wrote `''` for "unknown").
+pub(crate) fn known(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
-/// `row`, with the account Google vouched for when the row names none and
+/// The Google subject the row's grant belongs to, if the row says.
+pub(crate) fn known_sub(row: &TokenRow) -> Option<&str> {
+    known(&row.google_sub)
+}
+
+/// `row`, with the subject Google vouched for when the row has none and
 /// still holds the refresh token that was asked about.
 pub(crate) fn with_vouched(mut row: TokenRow, vouched: Option<&Vouched>) -> TokenRow {
     if let Some(v) = vouched {
-        if !names_account(&row) && row.refresh_token.as_deref() == Some(&v.refresh_token) {
+        if known_sub(&row).is_none() && row.refresh_token.as_deref() == Some(&v.refresh_token) {
             row.google_sub = Some(v.sub.clone());
         }
     }
@@ -41,9 +49,10 @@ pub(crate) fn with_vouched(mut row: TokenRow, vouched: Option<&Vouched>) -> Toke
 
 impl Passport {
     /// Ask Google whose refresh token `user_id`'s row holds, when the row
-    /// names no account. `None`: there is nothing to ask (no row, a row that
-    /// names its account, no refresh token) or Google could not say (the
-    /// token is refused, Google fails): then the token is not kept.
+    /// has no subject (an email alone does not count). `None`: there is
+    /// nothing to ask (no row, a row with a subject, no refresh token) or
+    /// Google could not say (the token is refused, Google fails): then the
+    /// token is neither kept nor revoked.
     pub(crate) async fn vouch_stored_grant(
         &self,
         provider: &Provider,
@@ -52,7 +61,7 @@ impl Passport {
         let Some(row) = gmail_token::find(&self.db, user_id).await? else {
             return Ok(None);
         };
-        if names_account(&row) {
+        if known_sub(&row).is_some() {
             return Ok(None);
         }
         let Some(stored) = row.refresh_token else {
@@ -126,7 +135,7 @@ mod tests {
     }
 
     #[test]
-    fn a_vouched_account_is_used_only_for_the_token_asked_about_and_a_row_that_names_none() {
+    fn a_vouched_subject_is_used_only_for_the_token_asked_about_and_a_row_without_one() {
         let v = Vouched {
             refresh_token: "1//a".into(),
             sub: "sub-a".into(),
@@ -135,11 +144,19 @@ mod tests {
         assert_eq!(bare.google_sub.as_deref(), Some("sub-a"));
         // The row changed meanwhile: another token, not vouched for.
         let other = with_vouched(row(None, None, Some("1//b")), Some(&v));
-        assert!(!names_account(&other));
-        // A row that names its account keeps it.
+        assert_eq!(known_sub(&other), None);
+        // A row with a subject keeps it.
         let named = with_vouched(row(Some("sub-b"), None, Some("1//a")), Some(&v));
         assert_eq!(named.google_sub.as_deref(), Some("sub-b"));
-        assert!(names_account(&row(None, Some("a@example.com"), None)));
-        assert!(!names_account(&row(Some(""), None, None)));
+        assert_eq!(known_sub(&row(Some(""), None, None)), None);
+        assert_eq!(known_sub(&row(Some(" "), Some(""), None)), None);
+        assert_eq!(known(&Some(" ".into())), None);
+        // An email alone is no subject: the token is still asked about.
+        let by_email = with_vouched(
+            row(Some(""), Some("old@example.com"), Some("1//a")),
+            Some(&v),
+        );
+        assert_eq!(by_email.google_sub.as_deref(), Some("sub-a"));
+        assert_eq!(known(&Some(" sub-c ".into())), Some("sub-c"));
     }
 }

@@ -336,6 +336,159 @@ async fn a_row_without_an_account_keeps_its_refresh_token_only_for_the_account_g
     assert_eq!(body["error"], "reauth_required", "{body}");
 }
 
+/// A row as the old service may have left it, with whatever it wrote for the
+/// account (`''` meant "unknown").
+async fn adopted_row(
+    app: &TestApp,
+    user: Uuid,
+    email: Option<&str>,
+    sub: Option<&str>,
+    refresh: Option<&str>,
+) {
+    let scopes: Vec<String> = GMAIL_ONLY.iter().map(|s| full(s)).collect();
+    sqlx::query(
+        "INSERT INTO gmail_token (user_id, email, google_sub, access_token, refresh_token, scopes) VALUES ($1, $2, $3, 'ya29.legacy', $4, $5)",
+    )
+    .bind(user)
+    .bind(email)
+    .bind(sub)
+    .bind(refresh)
+    .bind(serde_json::json!(scopes))
+    .execute(&app.db)
+    .await
+    .unwrap();
+}
+
+/// The kinds of the webhooks queued for `user`, oldest first.
+async fn queued_kinds(app: &TestApp, user: Uuid) -> Vec<String> {
+    sqlx::query_scalar("SELECT kind FROM webhook_outbox WHERE user_id = $1 ORDER BY id")
+        .bind(user)
+        .fetch_all(&app.db)
+        .await
+        .unwrap()
+}
+
+/// The stored grant works at Google: with the access token lapsed, the token
+/// API refreshes it.
+async fn grant_works(app: &TestApp, user: Uuid) {
+    app.expire(user).await;
+    let (status, body, _) = app.token(user, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+const HOOKS: [(&str, &str); 2] = [
+    // Nothing listens there (loopback): the rows stay in the outbox.
+    ("WEBHOOK_URL", "http://127.0.0.1:9/hooks/passport"),
+    (
+        "WEBHOOK_SECRET",
+        "webhook-secret-for-tests-0123456789abcdef",
+    ),
+];
+
+#[tokio::test]
+async fn a_blank_email_or_subject_names_no_account_and_revokes_nothing() {
+    let app = TestApp::spawn_with(&HOOKS).await;
+    // Every blank shape the old service left, each holding Jisoo's grant.
+    let shapes = [(Some(""), Some("")), (None, Some(" ")), (Some(""), None)];
+    let mut users = Vec::new();
+    for (email, sub) in shapes {
+        let user = Uuid::new_v4();
+        let (_, refresh) = app.fake.seed_grant(JISOO, GMAIL_ONLY).unwrap();
+        adopted_row(&app, user, email, sub, Some(&refresh)).await;
+        users.push(user);
+    }
+    // Google cannot say whose the stored token is (refreshes fail for now).
+    app.fake.set_behaviour(Behaviour {
+        refresh_unavailable: true,
+        ..Behaviour::default()
+    });
+
+    for &user in &users {
+        let landed = app.browser(Some(user)).reauth(None, JISOO, ALL, true).await;
+        assert_eq!(query_map(&landed)["result"], "upgraded", "{user}");
+        assert_eq!(app.events(user).await[0].kind, EventKind::Upgraded);
+        assert_eq!(queued_kinds(&app, user).await, ["upgraded"]);
+    }
+    // Nothing was revoked: Jisoo's new grant (the same account and client
+    // as the stored one) is alive.
+    assert_eq!(app.fake.calls("revoke"), 0);
+    app.fake.set_behaviour(Behaviour::default());
+    for &user in &users {
+        let row = app.row(user).await.unwrap();
+        assert_eq!(row.google_sub.as_deref(), Some("110000000000000000001"));
+        assert_eq!(row.email.as_deref(), Some(JISOO));
+        grant_works(&app, user).await;
+    }
+
+    // The same rows without a refresh token: a first connection of sorts,
+    // not an account change.
+    for (email, sub) in shapes {
+        let user = Uuid::new_v4();
+        adopted_row(&app, user, email, sub, None).await;
+        let landed = app.browser(Some(user)).reauth(None, MINHO, ALL, true).await;
+        assert_eq!(
+            query_map(&landed)["result"],
+            "upgraded",
+            "{email:?} {sub:?}"
+        );
+        assert_eq!(app.events(user).await[0].kind, EventKind::Upgraded);
+        assert_eq!(queued_kinds(&app, user).await, ["upgraded"]);
+    }
+    assert_eq!(app.fake.calls("revoke"), 0);
+}
+
+#[tokio::test]
+async fn a_row_with_only_an_email_is_placed_by_googles_subject_not_by_the_address() {
+    let app = TestApp::spawn_with(&HOOKS).await;
+    let old_address = "jisoo.kim.old@example.com";
+    let (same, other, unplaced) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    for (user, owner) in [(same, JISOO), (other, JISOO), (unplaced, MINHO)] {
+        let (_, refresh) = app.fake.seed_grant(owner, GMAIL_ONLY).unwrap();
+        adopted_row(&app, user, Some(old_address), None, Some(&refresh)).await;
+    }
+
+    // Jisoo's account, whose address changed since: the same account.
+    let landed = app.browser(Some(same)).reauth(None, JISOO, ALL, true).await;
+    assert_eq!(query_map(&landed)["result"], "upgraded");
+    assert_eq!(app.events(same).await[0].kind, EventKind::Upgraded);
+    assert_eq!(queued_kinds(&app, same).await, ["upgraded"]);
+    assert_eq!(app.fake.calls("revoke"), 0);
+    let row = app.row(same).await.unwrap();
+    assert_eq!(row.email.as_deref(), Some(JISOO));
+    grant_works(&app, same).await;
+
+    // Another subject: another account (Jisoo's grant is revoked).
+    let landed = app
+        .browser(Some(other))
+        .reauth(None, MINHO, ALL, true)
+        .await;
+    assert_eq!(query_map(&landed)["result"], "account_changed");
+    assert_eq!(queued_kinds(&app, other).await, ["account_changed"]);
+    assert_eq!(app.fake.calls("revoke"), 1);
+    grant_works(&app, other).await;
+
+    // Google cannot say whose the stored token is (Minho's, in fact) and
+    // sends no new one: not another account by the address alone, nothing
+    // revoked, and the stored token is not carried over either.
+    app.fake.set_behaviour(Behaviour {
+        refresh_unavailable: true,
+        omit_refresh_token: true,
+        ..Behaviour::default()
+    });
+    let landed = app
+        .browser(Some(unplaced))
+        .reauth(None, MINHO, ALL, true)
+        .await;
+    assert_eq!(query_map(&landed)["result"], "upgraded");
+    assert_eq!(app.fake.calls("revoke"), 1);
+    let row = app.row(unplaced).await.unwrap();
+    assert!(row.refresh_token.is_none(), "not carried over");
+    assert!(row
+        .last_error
+        .as_deref()
+        .is_some_and(|e| e.starts_with("no_refresh_token")));
+}
+
 #[tokio::test]
 async fn a_token_answer_without_scope_is_completed_from_tokeninfo() {
     let app = TestApp::spawn().await;
