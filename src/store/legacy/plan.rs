@@ -2,7 +2,7 @@
 //! the table the service's shape, or every reason it cannot be adopted
 //! safely. Pure: no database here.
 
-use super::shape::{Column, Facts, Kind, Offenders, Shape};
+use super::shape::{Check, Column, Facts, Kind, Offenders, Shape};
 
 /// The service's text columns.
 const TEXT_COLUMNS: &[&str] = &[
@@ -27,6 +27,14 @@ const STAMP_COLUMNS: &[&str] = &["created_at", "updated_at"];
 pub const EXPIRY_SOURCES: &[&str] = &["token_expiry", "expiry"];
 /// The values of `status` the service knows.
 pub const STATUSES: &[&str] = &["active", "reauth_required", "revoked"];
+/// The service's CHECK on `status`: its name (the one PostgreSQL also gives
+/// an unnamed column check on `status`, so the name alone proves nothing)…
+pub const STATUS_CHECK: &str = "gmail_token_status_check";
+/// … and its definition, as `pg_get_constraintdef` prints it.
+pub const STATUS_CHECK_DEFINITION: &str =
+    "CHECK ((status = ANY (ARRAY['active'::text, 'reauth_required'::text, 'revoked'::text])))";
+/// Identity columns whose blank values (empty or whitespace) become NULL.
+const IDENTITY_COLUMNS: &[&str] = &["email", "google_sub"];
 /// Text the adoption reads as a timestamp: ISO 8601, a date or a date and
 /// time, with an optional offset (matched case-insensitively).
 pub const TIMESTAMP_PATTERN: &str =
@@ -46,6 +54,8 @@ pub enum Touches {
     Rewrites(i64),
     /// Updates this many rows.
     Updates(i64),
+    /// Reads every row (a new CHECK is validated).
+    Checks(i64),
 }
 
 /// One statement of the adoption.
@@ -163,12 +173,14 @@ impl Builder {
 /// The adoption plan for `shape`, or why there is none.
 pub fn plan(shape: &Shape, facts: &Facts) -> Result<Plan, Refusal> {
     let mut b = Builder::default();
+    checks(&mut b, shape);
     user_id(&mut b, shape, facts);
     for name in TEXT_COLUMNS {
         if let Some(c) = shape.column(name) {
             text_column(&mut b, shape, c);
         }
     }
+    blank_identities(&mut b, facts);
     for name in TIME_COLUMNS {
         if let Some(c) = shape.column(name) {
             time_column(&mut b, shape, c, facts, "NULL");
@@ -186,6 +198,41 @@ pub fn plan(shape: &Shape, facts: &Facts) -> Result<Plan, Refusal> {
         Err(Refusal {
             problems: b.problems,
         })
+    }
+}
+
+/// Does the table have the service's CHECK on `status` (by its definition)?
+pub fn has_status_check(shape: &Shape) -> bool {
+    shape
+        .checks
+        .iter()
+        .any(|c| c.name == STATUS_CHECK && c.definition == STATUS_CHECK_DEFINITION)
+}
+
+/// Is `name` a column the service writes?
+fn is_services(name: &str) -> bool {
+    ["user_id", "scopes", "status"].contains(&name)
+        || TEXT_COLUMNS.contains(&name)
+        || TIME_COLUMNS.contains(&name)
+        || STAMP_COLUMNS.contains(&name)
+}
+
+/// A CHECK of the old table on a column the service writes would fail its
+/// writes (an old status CHECK forbids `reauth_required`, a
+/// `refresh_token IS NOT NULL` forbids clearing it): it is dropped, first,
+/// before any type change. The service's own status CHECK stays, and one
+/// taking its name is dropped whatever it checks ([`status`] adds the
+/// service's).
+fn checks(b: &mut Builder, shape: &Shape) {
+    let foreign = |c: &&Check| {
+        let ours = c.name == STATUS_CHECK && c.definition == STATUS_CHECK_DEFINITION;
+        !ours && (c.name == STATUS_CHECK || c.columns.iter().any(|n| is_services(n)))
+    };
+    for c in shape.checks.iter().filter(foreign) {
+        b.alter(
+            format!("DROP CONSTRAINT {}", ident(&c.name)),
+            Touches::Schema,
+        );
     }
 }
 
@@ -270,16 +317,30 @@ fn key(b: &mut Builder, shape: &Shape, c: &Column) {
 fn text_column(b: &mut Builder, shape: &Shape, c: &Column) {
     match c.kind {
         Kind::Text => {}
-        Kind::TextLike => {
-            // varchar → text needs no rewrite; the others are rewritten.
-            let touches = if c.type_name.starts_with("character varying") {
-                Touches::Schema
-            } else {
-                Touches::Rewrites(shape.rows)
-            };
-            b.retype(&c.name, "text", touches);
-        }
+        Kind::TextLike => b.retype(&c.name, "text", to_text_touches(shape, c)),
         _ => b.unreadable(c, "text"),
+    }
+}
+
+/// varchar → text needs no rewrite; the others (`char(n)`, `citext`, …)
+/// are rewritten.
+fn to_text_touches(shape: &Shape, c: &Column) -> Touches {
+    if c.type_name.starts_with("character varying") {
+        Touches::Schema
+    } else {
+        Touches::Rewrites(shape.rows)
+    }
+}
+
+/// A blank email or Google account id is no identity: it becomes NULL.
+fn blank_identities(b: &mut Builder, facts: &Facts) {
+    for name in IDENTITY_COLUMNS {
+        if let Some(&n) = facts.blank.get(*name).filter(|n| **n > 0) {
+            b.sql(
+                &format!("UPDATE gmail_token SET {name} = NULL WHERE {name} ~ '^\\s*$'"),
+                Touches::Updates(n),
+            );
+        }
     }
 }
 
@@ -411,7 +472,7 @@ fn status(b: &mut Builder, shape: &Shape, facts: &Facts) {
     };
     match c.kind {
         Kind::Text => {}
-        Kind::TextLike => b.retype("status", "text", Touches::Schema),
+        Kind::TextLike => b.retype("status", "text", to_text_touches(shape, c)),
         _ => return b.unreadable(c, "text"),
     }
     if !facts.bad_status.is_empty() {
@@ -443,6 +504,14 @@ fn status(b: &mut Builder, shape: &Shape, facts: &Facts) {
     }
     if !c.not_null {
         b.alter("ALTER COLUMN status SET NOT NULL".into(), Touches::Schema);
+    }
+    if !has_status_check(shape) {
+        b.alter(
+            format!(
+                "ADD CONSTRAINT {STATUS_CHECK} CHECK (status IN ('active', 'reauth_required', 'revoked'))"
+            ),
+            Touches::Checks(shape.rows),
+        );
     }
 }
 
@@ -568,6 +637,11 @@ mod tests {
             columns,
             unique: vec![pk("gmail_token_pkey", &["user_id"], true)],
             constraints: vec![],
+            checks: vec![Check {
+                name: STATUS_CHECK.into(),
+                definition: STATUS_CHECK_DEFINITION.into(),
+                columns: vec!["status".into()],
+            }],
             rows: 3,
             dependents: vec![],
         }
@@ -894,6 +968,91 @@ mod tests {
             1,
             "email keeps its type"
         );
+    }
+
+    #[test]
+    fn an_old_check_taking_the_services_name_or_on_its_columns_is_dropped_and_the_services_added() {
+        let check = |name: &str, definition: &str, columns: &[&str]| Check {
+            name: name.into(),
+            definition: definition.into(),
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+        };
+        let mut shape = ours();
+        shape.checks = vec![
+            // What `status text CHECK (status IN ('active', 'expired'))` becomes.
+            check(
+                STATUS_CHECK,
+                "CHECK ((status = ANY (ARRAY['active'::text, 'expired'::text])))",
+                &["status"],
+            ),
+            check(
+                "has_refresh",
+                "CHECK ((refresh_token IS NOT NULL))",
+                &["refresh_token"],
+            ),
+            check(
+                "provider_known",
+                "CHECK ((provider = 'google'::text))",
+                &["provider"],
+            ),
+        ];
+        let facts = Facts::default();
+        assert_eq!(
+            plan(&shape, &facts).unwrap().steps,
+            [
+                Step {
+                    sql: "ALTER TABLE gmail_token DROP CONSTRAINT \"gmail_token_status_check\"".into(),
+                    touches: Touches::Schema,
+                },
+                Step {
+                    sql: "ALTER TABLE gmail_token DROP CONSTRAINT \"has_refresh\"".into(),
+                    touches: Touches::Schema,
+                },
+                Step {
+                    sql: "ALTER TABLE gmail_token ADD CONSTRAINT gmail_token_status_check CHECK (status IN ('active', 'reauth_required', 'revoked'))".into(),
+                    touches: Touches::Checks(3),
+                },
+            ],
+            "a check on a column the service never writes stays"
+        );
+    }
+
+    #[test]
+    fn blank_emails_and_google_account_ids_become_null() {
+        let mut facts = Facts::default();
+        facts.blank.insert("email".into(), 2);
+        facts.blank.insert("google_sub".into(), 0);
+        assert_eq!(
+            plan(&ours(), &facts).unwrap().steps,
+            [Step {
+                sql: "UPDATE gmail_token SET email = NULL WHERE email ~ '^\\s*$'".into(),
+                touches: Touches::Updates(2),
+            }]
+        );
+    }
+
+    #[test]
+    fn a_char_status_is_rewritten_and_a_varchar_one_is_not() {
+        for (ty, touches) in [
+            ("character(20)", Touches::Rewrites(3)),
+            ("character varying(20)", Touches::Schema),
+        ] {
+            let shape = with(
+                ours(),
+                Column::new("status", ty, Kind::TextLike)
+                    .not_null()
+                    .default("'active'::bpchar"),
+            );
+            let steps = plan(&shape, &Facts::default()).unwrap().steps;
+            assert_eq!(
+                steps,
+                [Step {
+                    sql: "ALTER TABLE gmail_token ALTER COLUMN status TYPE text".into(),
+                    touches,
+                }],
+                "{ty}"
+            );
+        }
     }
 
     #[test]

@@ -178,6 +178,7 @@ impl Plan {
                 Touches::Schema => "schema only".to_string(),
                 Touches::Rewrites(n) => format!("rewrites {}", rows(n)),
                 Touches::Updates(n) => format!("updates {}", rows(n)),
+                Touches::Checks(n) => format!("checks {}", rows(n)),
             };
             let _ = writeln!(out, "  {:>2}. {}  [{touches}]", n + 1, s.sql);
         }
