@@ -68,9 +68,9 @@ impl std::fmt::Display for Locked {
                 "  - pid {}, application_name {:?}, client {}, state {:?}, transaction started {}",
                 b.pid,
                 b.application_name,
-                b.client_addr.escape_debug(),
+                plan::printable(&b.client_addr),
                 b.state,
-                b.xact_start.as_deref().unwrap_or("-").escape_debug()
+                plan::printable(b.xact_start.as_deref().unwrap_or("-"))
             )?;
         }
         write!(

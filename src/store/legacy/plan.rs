@@ -98,7 +98,9 @@ impl Refusal {
         for p in &self.problems {
             out.push_str(&format!(
                 "  - {}: {}\n    fix: {}\n",
-                p.column, p.what, p.fix
+                printable(&p.column),
+                printable(&p.what),
+                printable(&p.fix)
             ));
         }
         out
@@ -350,8 +352,10 @@ fn time_column(b: &mut Builder, shape: &Shape, c: &Column, facts: &Facts, blank:
     let Some(value) = timestamp_of(b, c, facts, blank) else {
         return false;
     };
-    if c.kind.is_text() && c.default.is_some() {
-        // A text default cannot be cast; the bookkeeping columns get now().
+    if c.kind != Kind::Timestamptz && c.default.is_some() {
+        // A text default cannot be cast, and a naive one (`timezone('utc',
+        // now())`) would be read in the session's time zone: dropped; the
+        // bookkeeping columns get now().
         b.alter(
             format!("ALTER COLUMN {} DROP DEFAULT", c.name),
             Touches::Schema,
@@ -532,7 +536,7 @@ fn stamps(b: &mut Builder, shape: &Shape, facts: &Facts) {
                 Touches::Updates(nulls),
             );
         }
-        if c.default.is_none() || c.kind.is_text() {
+        if c.default.is_none() || c.kind != Kind::Timestamptz {
             b.alter(
                 format!("ALTER COLUMN {name} SET DEFAULT now()"),
                 Touches::Schema,
@@ -586,6 +590,21 @@ fn offenders(o: &Offenders, one: &str, many: &str) -> String {
     } else {
         format!("{} {verb} ({shown})", o.count)
     }
+}
+
+/// `s` with its control characters escaped (`\n` as `\\n`): a value or a
+/// name read from the table never starts a line of its own in a message,
+/// the log or `--plan`.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A quoted identifier (for the names of columns the service does not know).
@@ -789,6 +808,27 @@ mod tests {
             sqls(&expiry, &filled),
             Vec::<String>::new(),
             "nothing left to fill"
+        );
+    }
+
+    #[test]
+    fn naive_timestamp_defaults_are_dropped_and_the_bookkeeping_ones_become_now() {
+        let naive = |n: &str| {
+            Column::new(n, "timestamp without time zone", Kind::Timestamp)
+                .not_null()
+                .default("timezone('utc'::text, now())")
+        };
+        let shape = with(with(ours(), naive("created_at")), naive("consented_at"));
+        assert_eq!(
+            sqls(&shape, &Facts::default()),
+            [
+                "ALTER TABLE gmail_token ALTER COLUMN consented_at DROP DEFAULT",
+                "ALTER TABLE gmail_token ALTER COLUMN consented_at TYPE timestamptz USING consented_at AT TIME ZONE 'UTC'",
+                "ALTER TABLE gmail_token ALTER COLUMN created_at DROP DEFAULT",
+                "ALTER TABLE gmail_token ALTER COLUMN created_at TYPE timestamptz USING created_at AT TIME ZONE 'UTC'",
+                "ALTER TABLE gmail_token ALTER COLUMN created_at SET DEFAULT now()",
+                "ALTER TABLE gmail_token ALTER COLUMN \"consented_at\" DROP NOT NULL",
+            ]
         );
     }
 
@@ -1053,6 +1093,35 @@ mod tests {
                 "{ty}"
             );
         }
+    }
+
+    #[test]
+    fn values_and_names_from_the_table_cannot_forge_lines() {
+        let forged = "x\n  - user_id: forged";
+        let mut shape = with(ours(), Column::new(forged, "text", Kind::Text).not_null());
+        shape.unique = vec![pk("gmail_token_pkey", &["user_id", forged], true)];
+        let facts = Facts {
+            bad_status: Offenders {
+                count: 1,
+                first: vec![format!("0b7c… ('{forged}')")],
+            },
+            ..Facts::default()
+        };
+        let text = refusal(&shape, &facts).to_text();
+        assert_eq!(text.lines().count(), 5, "{text}");
+        assert!(text.contains("x\\n  - user_id: forged"), "{text}");
+        let shown = shape.to_text();
+        assert_eq!(shown.lines().count(), shape.columns.len() + 3, "{shown}");
+        let plan = Plan {
+            steps: vec![Step {
+                sql: format!(
+                    "ALTER TABLE gmail_token ALTER COLUMN {} DROP NOT NULL",
+                    ident(forged)
+                ),
+                touches: Touches::Schema,
+            }],
+        };
+        assert_eq!(plan.to_text().lines().count(), 2, "{}", plan.to_text());
     }
 
     #[test]
