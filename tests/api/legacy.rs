@@ -152,6 +152,19 @@ async fn old_readers_see(url: &str, user: Uuid, access: &str) {
         .fetch_all(&mut conn)
         .await
         .expect("a text parameter");
+    // `<>` with a text parameter, either way round, and its negation.
+    let others: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM gmail_token WHERE user_id <> $1 AND $1 <> user_id AND NOT (user_id = $1)",
+    )
+    .bind(user.to_string())
+    .fetch_one(&mut conn)
+    .await
+    .expect("uuid <> text");
+    let all: i64 = sqlx::query_scalar("SELECT count(*) FROM gmail_token")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(others, all - 1, "{user}");
     conn.execute(sqlx::AssertSqlSafe(format!(
         "PREPARE old_reader(text) AS {OLD_READER}$1"
     )))
