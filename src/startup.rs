@@ -210,6 +210,7 @@ pub(crate) async fn connect_with_retry(
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
             Err(AdoptError::Refused(r)) => return Err(anyhow::anyhow!("{r}")),
+            Err(AdoptError::Locked(l)) => return Err(anyhow::anyhow!("{l}")),
             Err(AdoptError::Database(e)) => return Err(anyhow::anyhow!("database: {e}")),
         }
     }

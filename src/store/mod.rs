@@ -54,7 +54,7 @@ pub async fn connect_and_migrate(
     let mut conn = PgConnectOptions::from_str(url)?.connect().await?;
     let adopted = legacy::adopt(&mut conn).await?;
     for step in &adopted.steps {
-        tracing::info!(sql = %step.sql, touches = ?step.touches, "adopted gmail_token");
+        tracing::info!(sql = %legacy::plan::printable(&step.sql), touches = ?step.touches, "adopted gmail_token");
     }
     // Migrations only ever add; an older binary (a rollback) must still start
     // on a database a newer one has migrated.

@@ -152,6 +152,19 @@ async fn old_readers_see(url: &str, user: Uuid, access: &str) {
         .fetch_all(&mut conn)
         .await
         .expect("a text parameter");
+    // `<>` with a text parameter, either way round, and its negation.
+    let others: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM gmail_token WHERE user_id <> $1 AND $1 <> user_id AND NOT (user_id = $1)",
+    )
+    .bind(user.to_string())
+    .fetch_one(&mut conn)
+    .await
+    .expect("uuid <> text");
+    let all: i64 = sqlx::query_scalar("SELECT count(*) FROM gmail_token")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(others, all - 1, "{user}");
     conn.execute(sqlx::AssertSqlSafe(format!(
         "PREPARE old_reader(text) AS {OLD_READER}$1"
     )))
@@ -692,4 +705,189 @@ async fn a_view_on_a_column_whose_type_must_change_is_named_before_anything_chan
         "{refusal}"
     );
     assert_eq!(schema_and_data(&url).await, before);
+}
+
+#[tokio::test]
+async fn an_old_unnamed_status_check_and_checks_on_the_services_columns_are_replaced() {
+    // `status text CHECK (…)` is named gmail_token_status_check, like the
+    // service's own; it forbids reauth_required.
+    let (url, a, b) = legacy_database(
+        "CREATE TABLE gmail_token (
+             user_id uuid PRIMARY KEY,
+             email text,
+             google_sub text,
+             access_token text,
+             refresh_token text CHECK (refresh_token IS NOT NULL),
+             scopes jsonb,
+             expires_at timestamptz,
+             status text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'expired')),
+             provider text CHECK (provider = 'google'));
+         INSERT INTO gmail_token (user_id, email, google_sub, access_token, refresh_token, scopes, expires_at, status) VALUES
+           ('{A}', NULL, NULL, 'ya29.legacy-a', '1//legacy-a', '[\"{SEND}\", \"{READ}\"]', now() + interval '1 hour', 'active'),
+           ('{B}', ' ', E'\\t', 'ya29.legacy-b', '1//legacy-b', '[\"{SEND}\"]', now() - interval '1 hour', 'active');",
+    )
+    .await;
+    let other = TestApp::spawn().await;
+    let (ok, plan, stderr) = cli(&other, &url, &["migrate", "--plan"]).await;
+    assert!(ok, "{plan}{stderr}");
+    for expected in [
+        "ALTER TABLE gmail_token DROP CONSTRAINT \"gmail_token_refresh_token_check\"  [schema only]",
+        "ALTER TABLE gmail_token DROP CONSTRAINT \"gmail_token_status_check\"  [schema only]",
+        "UPDATE gmail_token SET email = NULL WHERE email ~ '^\\s*$'  [updates 1 row]",
+        "UPDATE gmail_token SET google_sub = NULL WHERE google_sub ~ '^\\s*$'  [updates 1 row]",
+        "ADD CONSTRAINT gmail_token_status_check CHECK (status IN ('active', 'reauth_required', 'revoked'))  [checks 2 rows]",
+    ] {
+        assert!(plan.contains(expected), "{expected}\nin\n{plan}");
+    }
+    assert!(
+        !plan.contains("DROP CONSTRAINT \"gmail_token_provider_check\""),
+        "{plan}"
+    );
+
+    // B's expired token cannot be refreshed: B is marked reauth_required
+    // (no 500), and A completes 재인증.
+    let app = serve_adopted(url, a, b).await;
+    let (status, email, sub): (String, Option<String>, Option<String>) =
+        sqlx::query_as("SELECT status, email, google_sub FROM gmail_token WHERE user_id = $1")
+            .bind(b)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        (status.as_str(), email, sub),
+        ("reauth_required", None, None)
+    );
+    let checks: Vec<String> = sqlx::query_scalar(
+        "SELECT conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint
+         WHERE conrelid = 'gmail_token'::regclass AND contype = 'c' ORDER BY conname",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        checks,
+        [
+            "gmail_token_provider_check CHECK ((provider = 'google'::text))".to_string(),
+            format!(
+                "gmail_token_status_check {}",
+                auth_server::store::legacy::plan::STATUS_CHECK_DEFINITION
+            ),
+        ]
+    );
+    a_new_user_connects(&app).await;
+}
+
+#[tokio::test]
+async fn a_status_an_old_check_allowed_and_the_service_does_not_know_is_refused_by_row() {
+    let (url, a, _) = legacy_database(
+        "CREATE TABLE gmail_token (
+             user_id uuid PRIMARY KEY,
+             access_token text,
+             status text CHECK (status IN ('active', 'expired')));
+         INSERT INTO gmail_token VALUES ('{A}', 'ya29.legacy-a', 'expired'), ('{B}', 'ya29.legacy-b', 'active');",
+    )
+    .await;
+    let before = schema_and_data(&url).await;
+    let settings = auth_server::config::PoolSettings::default();
+    let err = auth_server::store::connect_and_migrate(&url, &settings)
+        .await
+        .expect_err("refused");
+    let auth_server::store::legacy::AdoptError::Refused(refusal) = err else {
+        panic!("refused, not {err}");
+    };
+    let text = refusal.to_string();
+    assert!(
+        text.contains(&format!(
+            "1 row has ({a} ('expired')) a status the service does not know"
+        )),
+        "{text}"
+    );
+    assert_eq!(schema_and_data(&url).await, before, "nothing changed");
+}
+
+#[tokio::test]
+async fn a_reader_idle_in_a_transaction_stops_the_adoption_within_its_lock_timeout_by_name() {
+    use sqlx::{ConnectOptions, Connection};
+    use std::time::Duration;
+    let (url, a, _) = legacy_database(
+        "CREATE TABLE gmail_token (user_id varchar(36) PRIMARY KEY, access_token text);
+         INSERT INTO gmail_token VALUES ('{A}', 'ya29.legacy-a');",
+    )
+    .await;
+    let before = schema_and_data(&url).await;
+    // An old reader (psycopg2 opens a transaction on its first SELECT) left
+    // idle in its transaction: it holds ACCESS SHARE on the table.
+    let mut reader = url
+        .parse::<sqlx::postgres::PgConnectOptions>()
+        .unwrap()
+        .application_name("legacy-python-reader")
+        .connect()
+        .await
+        .unwrap();
+    reader.execute("BEGIN").await.unwrap();
+    reader
+        .execute("SELECT access_token FROM gmail_token")
+        .await
+        .unwrap();
+
+    let other = TestApp::spawn().await;
+    let child = crate::doctor::cli_command(&other, &["migrate"], &[("DATABASE_URL", url.clone())])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let probe = sqlx::PgPool::connect(&url).await.unwrap();
+    crate::wait::wait_until(
+        "the adoption waits for its lock",
+        Duration::from_secs(60),
+        async || {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+                 WHERE d.datname = current_database() AND NOT l.granted
+                   AND l.relation = 'gmail_token'::regclass)",
+            )
+            .fetch_one(&probe)
+            .await
+            .unwrap()
+        },
+    )
+    .await;
+    // A new reader queues behind the waiting ALTER, but not for long.
+    let count = tokio::time::timeout(
+        Duration::from_secs(60),
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM gmail_token").fetch_one(&probe),
+    )
+    .await
+    .expect("a new reader is not blocked until the old one ends")
+    .unwrap();
+    assert_eq!(count, 1);
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("migrate gives up")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    for expected in [
+        "gmail_token is locked by other sessions",
+        "nothing was changed",
+        "application_name \"legacy-python-reader\"",
+        "state \"idle in transaction\"",
+        "fix: end those sessions",
+    ] {
+        assert!(stderr.contains(expected), "{expected}\nin\n{stderr}");
+    }
+    assert_eq!(schema_and_data(&url).await, before, "nothing changed");
+
+    // The reader ends its transaction: `migrate` adopts the table.
+    reader.execute("ROLLBACK").await.unwrap();
+    let (ok, _, stderr) = cli(&other, &url, &["migrate"]).await;
+    assert!(ok, "{stderr}");
+    let user: uuid::Uuid = sqlx::query_scalar("SELECT user_id FROM gmail_token")
+        .fetch_one(&probe)
+        .await
+        .unwrap();
+    assert_eq!(user, a);
+    reader.close().await.unwrap();
+    probe.close().await;
 }

@@ -12,13 +12,18 @@ use sqlx::{Acquire, PgConnection};
 
 pub use plan::{Plan, Problem, Refusal, Step, Touches};
 pub use preview::Preview;
-pub use shape::{Column, Dependent, Facts, Kind, Offenders, Shape, UniqueIndex};
+pub use shape::{Check, Column, Dependent, Facts, Kind, Offenders, Shape, UniqueIndex};
 
 /// Key of the advisory lock that lets one instance adopt at a time.
 const ADOPT_LOCK: i64 = 0x6175_7468_6164_6f70; // "authadop"
 
 /// How many offending rows a refusal names.
 const FIRST_OFFENDERS: i64 = 5;
+
+/// How long the adoption waits for its lock on `gmail_token` before it
+/// gives up (nothing changed): a reader idle in a transaction would
+/// otherwise hold the ALTERs, and every query queued behind them, forever.
+pub const LOCK_TIMEOUT: &str = "5s";
 
 /// Why the start stops before the migrations.
 #[derive(Debug, thiserror::Error)]
@@ -27,17 +32,114 @@ pub enum AdoptError {
     Database(#[from] sqlx::Error),
     #[error("{0}")]
     Refused(#[from] Refusal),
+    #[error("{0}")]
+    Locked(Locked),
+}
+
+/// Other sessions held `gmail_token` longer than [`LOCK_TIMEOUT`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Locked {
+    pub blockers: Vec<Blocker>,
+}
+
+/// A session holding a lock on `gmail_token` (from `pg_stat_activity`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocker {
+    pub pid: i32,
+    pub application_name: String,
+    /// `local` for a Unix socket.
+    pub client_addr: String,
+    pub state: String,
+    pub xact_start: Option<String>,
+}
+
+impl std::fmt::Display for Locked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "gmail_token is locked by other sessions: the adoption waited {LOCK_TIMEOUT} for its lock and gave up; nothing was changed."
+        )?;
+        if self.blockers.is_empty() {
+            writeln!(f, "  (the sessions holding it have ended since)")?;
+        }
+        for b in &self.blockers {
+            writeln!(
+                f,
+                "  - pid {}, application_name {:?}, client {}, state {:?}, transaction started {}",
+                b.pid,
+                b.application_name,
+                plan::printable(&b.client_addr),
+                b.state,
+                plan::printable(b.xact_start.as_deref().unwrap_or("-"))
+            )?;
+        }
+        write!(
+            f,
+            "fix: end those sessions (commit or roll back their transactions, stop the old service, or SELECT pg_terminate_backend(pid)), then start again"
+        )
+    }
 }
 
 /// Give the live table the service's shape, in one transaction, or refuse
 /// (nothing changed). Returns the steps applied: none when the table has
-/// the service's shape already or does not exist.
+/// the service's shape already or does not exist. Another session holding
+/// the table longer than [`LOCK_TIMEOUT`] stops it, with their names.
 pub async fn adopt(conn: &mut PgConnection) -> Result<Plan, AdoptError> {
+    match adopt_in_transaction(conn).await {
+        Err(AdoptError::Database(e)) if is_lock_timeout(&e) => Err(AdoptError::Locked(Locked {
+            blockers: blockers(conn).await?,
+        })),
+        other => other,
+    }
+}
+
+fn is_lock_timeout(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "55P03")
+}
+
+/// The sessions holding a lock on `gmail_token` now (the transaction that
+/// waited has ended, so `pg_blocking_pids` has nobody to ask about: a
+/// granted lock on the table is what stopped the ACCESS EXCLUSIVE one).
+async fn blockers(conn: &mut PgConnection) -> Result<Vec<Blocker>, sqlx::Error> {
+    let rows: Vec<(i32, String, String, String, Option<String>)> = sqlx::query_as(
+        "SELECT a.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local'),
+                coalesce(a.state, ''), a.xact_start::text
+         FROM pg_stat_activity a
+         WHERE a.pid <> pg_backend_pid() AND a.pid IN (
+             SELECT l.pid FROM pg_locks l
+             WHERE l.locktype = 'relation' AND l.granted
+               AND l.relation = to_regclass('gmail_token'))
+         ORDER BY a.xact_start NULLS LAST, a.pid",
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(pid, application_name, client_addr, state, xact_start)| Blocker {
+                pid,
+                application_name,
+                client_addr,
+                state,
+                xact_start,
+            },
+        )
+        .collect())
+}
+
+async fn adopt_in_transaction(conn: &mut PgConnection) -> Result<Plan, AdoptError> {
     let mut tx = conn.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(ADOPT_LOCK)
         .execute(&mut *tx)
         .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"
+    )))
+    .execute(&mut *tx)
+    .await?;
     let Some(shape) = inspect(&mut tx).await? else {
         return Ok(Plan::default());
     };
@@ -118,6 +220,7 @@ pub async fn inspect(conn: &mut PgConnection) -> Result<Option<Shape>, sqlx::Err
     )
     .fetch_all(&mut *conn)
     .await?;
+    let checks = checks(conn).await?;
     let dependents = dependents(conn).await?;
     let rows = sqlx::query_scalar("SELECT count(*) FROM gmail_token")
         .fetch_one(&mut *conn)
@@ -126,6 +229,7 @@ pub async fn inspect(conn: &mut PgConnection) -> Result<Option<Shape>, sqlx::Err
         columns,
         unique,
         constraints,
+        checks,
         rows,
         dependents,
     }))
@@ -153,6 +257,28 @@ async fn columns(conn: &mut PgConnection) -> Result<Vec<Column>, sqlx::Error> {
             kind: Kind::from_type_name(&typname),
             not_null,
             default,
+        })
+        .collect())
+}
+
+/// The CHECK constraints and the columns each uses.
+async fn checks(conn: &mut PgConnection) -> Result<Vec<Check>, sqlx::Error> {
+    let rows: Vec<(String, String, Vec<String>)> = sqlx::query_as(
+        "SELECT c.conname::text, pg_get_constraintdef(c.oid),
+                ARRAY(SELECT a.attname::text FROM pg_attribute a
+                      WHERE a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey) ORDER BY a.attnum)
+         FROM pg_constraint c
+         WHERE c.conrelid = 'gmail_token'::regclass AND c.contype = 'c'
+         ORDER BY c.conname",
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, definition, columns)| Check {
+            name,
+            definition,
+            columns,
         })
         .collect())
 }
@@ -211,19 +337,24 @@ async fn unique_indexes(conn: &mut PgConnection) -> Result<Vec<UniqueIndex>, sql
 }
 
 /// What the rows hold, for the columns `shape` has. On the service's own
-/// table (keys unique, columns NOT NULL, the status CHECK) nothing is
-/// scanned.
+/// table (keys unique, columns NOT NULL, the status CHECK, recognised by
+/// its definition) only blank identities are counted.
 pub async fn facts(conn: &mut PgConnection, shape: &Shape) -> Result<Facts, sqlx::Error> {
     let mut f = Facts::default();
     if let Some(user_id) = shape.column("user_id") {
         user_id_facts(conn, shape, user_id, &mut f).await?;
     }
-    let checked = shape
-        .constraints
+    for c in ["email", "google_sub"]
         .iter()
-        .any(|c| c.starts_with("gmail_token_status_check:"));
+        .filter_map(|n| shape.column(n))
+    {
+        if c.kind.is_text() {
+            let blank = count_where(conn, &format!("{} ~ '^\\s*$'", plan::ident(&c.name))).await?;
+            f.blank.insert(c.name.clone(), blank);
+        }
+    }
     if let Some(status) = shape.column("status").filter(|c| c.kind.is_text()) {
-        if !checked {
+        if !plan::has_status_check(shape) {
             f.bad_status = offenders(
                 conn,
                 "SELECT coalesce(user_id::text, 'NULL') || ' (' || quote_literal(status) || ')',

@@ -2,7 +2,7 @@
 //! the table the service's shape, or every reason it cannot be adopted
 //! safely. Pure: no database here.
 
-use super::shape::{Column, Facts, Kind, Offenders, Shape};
+use super::shape::{Check, Column, Facts, Kind, Offenders, Shape};
 
 /// The service's text columns.
 const TEXT_COLUMNS: &[&str] = &[
@@ -27,6 +27,14 @@ const STAMP_COLUMNS: &[&str] = &["created_at", "updated_at"];
 pub const EXPIRY_SOURCES: &[&str] = &["token_expiry", "expiry"];
 /// The values of `status` the service knows.
 pub const STATUSES: &[&str] = &["active", "reauth_required", "revoked"];
+/// The service's CHECK on `status`: its name (the one PostgreSQL also gives
+/// an unnamed column check on `status`, so the name alone proves nothing)…
+pub const STATUS_CHECK: &str = "gmail_token_status_check";
+/// … and its definition, as `pg_get_constraintdef` prints it.
+pub const STATUS_CHECK_DEFINITION: &str =
+    "CHECK ((status = ANY (ARRAY['active'::text, 'reauth_required'::text, 'revoked'::text])))";
+/// Identity columns whose blank values (empty or whitespace) become NULL.
+const IDENTITY_COLUMNS: &[&str] = &["email", "google_sub"];
 /// Text the adoption reads as a timestamp: ISO 8601, a date or a date and
 /// time, with an optional offset (matched case-insensitively).
 pub const TIMESTAMP_PATTERN: &str =
@@ -46,6 +54,8 @@ pub enum Touches {
     Rewrites(i64),
     /// Updates this many rows.
     Updates(i64),
+    /// Reads every row (a new CHECK is validated).
+    Checks(i64),
 }
 
 /// One statement of the adoption.
@@ -88,7 +98,9 @@ impl Refusal {
         for p in &self.problems {
             out.push_str(&format!(
                 "  - {}: {}\n    fix: {}\n",
-                p.column, p.what, p.fix
+                printable(&p.column),
+                printable(&p.what),
+                printable(&p.fix)
             ));
         }
         out
@@ -163,12 +175,14 @@ impl Builder {
 /// The adoption plan for `shape`, or why there is none.
 pub fn plan(shape: &Shape, facts: &Facts) -> Result<Plan, Refusal> {
     let mut b = Builder::default();
+    checks(&mut b, shape);
     user_id(&mut b, shape, facts);
     for name in TEXT_COLUMNS {
         if let Some(c) = shape.column(name) {
             text_column(&mut b, shape, c);
         }
     }
+    blank_identities(&mut b, facts);
     for name in TIME_COLUMNS {
         if let Some(c) = shape.column(name) {
             time_column(&mut b, shape, c, facts, "NULL");
@@ -186,6 +200,41 @@ pub fn plan(shape: &Shape, facts: &Facts) -> Result<Plan, Refusal> {
         Err(Refusal {
             problems: b.problems,
         })
+    }
+}
+
+/// Does the table have the service's CHECK on `status` (by its definition)?
+pub fn has_status_check(shape: &Shape) -> bool {
+    shape
+        .checks
+        .iter()
+        .any(|c| c.name == STATUS_CHECK && c.definition == STATUS_CHECK_DEFINITION)
+}
+
+/// Is `name` a column the service writes?
+fn is_services(name: &str) -> bool {
+    ["user_id", "scopes", "status"].contains(&name)
+        || TEXT_COLUMNS.contains(&name)
+        || TIME_COLUMNS.contains(&name)
+        || STAMP_COLUMNS.contains(&name)
+}
+
+/// A CHECK of the old table on a column the service writes would fail its
+/// writes (an old status CHECK forbids `reauth_required`, a
+/// `refresh_token IS NOT NULL` forbids clearing it): it is dropped, first,
+/// before any type change. The service's own status CHECK stays, and one
+/// taking its name is dropped whatever it checks ([`status`] adds the
+/// service's).
+fn checks(b: &mut Builder, shape: &Shape) {
+    let foreign = |c: &&Check| {
+        let ours = c.name == STATUS_CHECK && c.definition == STATUS_CHECK_DEFINITION;
+        !ours && (c.name == STATUS_CHECK || c.columns.iter().any(|n| is_services(n)))
+    };
+    for c in shape.checks.iter().filter(foreign) {
+        b.alter(
+            format!("DROP CONSTRAINT {}", ident(&c.name)),
+            Touches::Schema,
+        );
     }
 }
 
@@ -270,16 +319,30 @@ fn key(b: &mut Builder, shape: &Shape, c: &Column) {
 fn text_column(b: &mut Builder, shape: &Shape, c: &Column) {
     match c.kind {
         Kind::Text => {}
-        Kind::TextLike => {
-            // varchar → text needs no rewrite; the others are rewritten.
-            let touches = if c.type_name.starts_with("character varying") {
-                Touches::Schema
-            } else {
-                Touches::Rewrites(shape.rows)
-            };
-            b.retype(&c.name, "text", touches);
-        }
+        Kind::TextLike => b.retype(&c.name, "text", to_text_touches(shape, c)),
         _ => b.unreadable(c, "text"),
+    }
+}
+
+/// varchar → text needs no rewrite; the others (`char(n)`, `citext`, …)
+/// are rewritten.
+fn to_text_touches(shape: &Shape, c: &Column) -> Touches {
+    if c.type_name.starts_with("character varying") {
+        Touches::Schema
+    } else {
+        Touches::Rewrites(shape.rows)
+    }
+}
+
+/// A blank email or Google account id is no identity: it becomes NULL.
+fn blank_identities(b: &mut Builder, facts: &Facts) {
+    for name in IDENTITY_COLUMNS {
+        if let Some(&n) = facts.blank.get(*name).filter(|n| **n > 0) {
+            b.sql(
+                &format!("UPDATE gmail_token SET {name} = NULL WHERE {name} ~ '^\\s*$'"),
+                Touches::Updates(n),
+            );
+        }
     }
 }
 
@@ -289,8 +352,10 @@ fn time_column(b: &mut Builder, shape: &Shape, c: &Column, facts: &Facts, blank:
     let Some(value) = timestamp_of(b, c, facts, blank) else {
         return false;
     };
-    if c.kind.is_text() && c.default.is_some() {
-        // A text default cannot be cast; the bookkeeping columns get now().
+    if c.kind != Kind::Timestamptz && c.default.is_some() {
+        // A text default cannot be cast, and a naive one (`timezone('utc',
+        // now())`) would be read in the session's time zone: dropped; the
+        // bookkeeping columns get now().
         b.alter(
             format!("ALTER COLUMN {} DROP DEFAULT", c.name),
             Touches::Schema,
@@ -411,7 +476,7 @@ fn status(b: &mut Builder, shape: &Shape, facts: &Facts) {
     };
     match c.kind {
         Kind::Text => {}
-        Kind::TextLike => b.retype("status", "text", Touches::Schema),
+        Kind::TextLike => b.retype("status", "text", to_text_touches(shape, c)),
         _ => return b.unreadable(c, "text"),
     }
     if !facts.bad_status.is_empty() {
@@ -444,6 +509,14 @@ fn status(b: &mut Builder, shape: &Shape, facts: &Facts) {
     if !c.not_null {
         b.alter("ALTER COLUMN status SET NOT NULL".into(), Touches::Schema);
     }
+    if !has_status_check(shape) {
+        b.alter(
+            format!(
+                "ADD CONSTRAINT {STATUS_CHECK} CHECK (status IN ('active', 'reauth_required', 'revoked'))"
+            ),
+            Touches::Checks(shape.rows),
+        );
+    }
 }
 
 fn stamps(b: &mut Builder, shape: &Shape, facts: &Facts) {
@@ -463,7 +536,7 @@ fn stamps(b: &mut Builder, shape: &Shape, facts: &Facts) {
                 Touches::Updates(nulls),
             );
         }
-        if c.default.is_none() || c.kind.is_text() {
+        if c.default.is_none() || c.kind != Kind::Timestamptz {
             b.alter(
                 format!("ALTER COLUMN {name} SET DEFAULT now()"),
                 Touches::Schema,
@@ -519,6 +592,21 @@ fn offenders(o: &Offenders, one: &str, many: &str) -> String {
     }
 }
 
+/// `s` with its control characters escaped (`\n` as `\\n`): a value or a
+/// name read from the table never starts a line of its own in a message,
+/// the log or `--plan`.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A quoted identifier (for the names of columns the service does not know).
 pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -568,6 +656,11 @@ mod tests {
             columns,
             unique: vec![pk("gmail_token_pkey", &["user_id"], true)],
             constraints: vec![],
+            checks: vec![Check {
+                name: STATUS_CHECK.into(),
+                definition: STATUS_CHECK_DEFINITION.into(),
+                columns: vec!["status".into()],
+            }],
             rows: 3,
             dependents: vec![],
         }
@@ -715,6 +808,27 @@ mod tests {
             sqls(&expiry, &filled),
             Vec::<String>::new(),
             "nothing left to fill"
+        );
+    }
+
+    #[test]
+    fn naive_timestamp_defaults_are_dropped_and_the_bookkeeping_ones_become_now() {
+        let naive = |n: &str| {
+            Column::new(n, "timestamp without time zone", Kind::Timestamp)
+                .not_null()
+                .default("timezone('utc'::text, now())")
+        };
+        let shape = with(with(ours(), naive("created_at")), naive("consented_at"));
+        assert_eq!(
+            sqls(&shape, &Facts::default()),
+            [
+                "ALTER TABLE gmail_token ALTER COLUMN consented_at DROP DEFAULT",
+                "ALTER TABLE gmail_token ALTER COLUMN consented_at TYPE timestamptz USING consented_at AT TIME ZONE 'UTC'",
+                "ALTER TABLE gmail_token ALTER COLUMN created_at DROP DEFAULT",
+                "ALTER TABLE gmail_token ALTER COLUMN created_at TYPE timestamptz USING created_at AT TIME ZONE 'UTC'",
+                "ALTER TABLE gmail_token ALTER COLUMN created_at SET DEFAULT now()",
+                "ALTER TABLE gmail_token ALTER COLUMN \"consented_at\" DROP NOT NULL",
+            ]
         );
     }
 
@@ -894,6 +1008,120 @@ mod tests {
             1,
             "email keeps its type"
         );
+    }
+
+    #[test]
+    fn an_old_check_taking_the_services_name_or_on_its_columns_is_dropped_and_the_services_added() {
+        let check = |name: &str, definition: &str, columns: &[&str]| Check {
+            name: name.into(),
+            definition: definition.into(),
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+        };
+        let mut shape = ours();
+        shape.checks = vec![
+            // What `status text CHECK (status IN ('active', 'expired'))` becomes.
+            check(
+                STATUS_CHECK,
+                "CHECK ((status = ANY (ARRAY['active'::text, 'expired'::text])))",
+                &["status"],
+            ),
+            check(
+                "has_refresh",
+                "CHECK ((refresh_token IS NOT NULL))",
+                &["refresh_token"],
+            ),
+            check(
+                "provider_known",
+                "CHECK ((provider = 'google'::text))",
+                &["provider"],
+            ),
+        ];
+        let facts = Facts::default();
+        assert_eq!(
+            plan(&shape, &facts).unwrap().steps,
+            [
+                Step {
+                    sql: "ALTER TABLE gmail_token DROP CONSTRAINT \"gmail_token_status_check\"".into(),
+                    touches: Touches::Schema,
+                },
+                Step {
+                    sql: "ALTER TABLE gmail_token DROP CONSTRAINT \"has_refresh\"".into(),
+                    touches: Touches::Schema,
+                },
+                Step {
+                    sql: "ALTER TABLE gmail_token ADD CONSTRAINT gmail_token_status_check CHECK (status IN ('active', 'reauth_required', 'revoked'))".into(),
+                    touches: Touches::Checks(3),
+                },
+            ],
+            "a check on a column the service never writes stays"
+        );
+    }
+
+    #[test]
+    fn blank_emails_and_google_account_ids_become_null() {
+        let mut facts = Facts::default();
+        facts.blank.insert("email".into(), 2);
+        facts.blank.insert("google_sub".into(), 0);
+        assert_eq!(
+            plan(&ours(), &facts).unwrap().steps,
+            [Step {
+                sql: "UPDATE gmail_token SET email = NULL WHERE email ~ '^\\s*$'".into(),
+                touches: Touches::Updates(2),
+            }]
+        );
+    }
+
+    #[test]
+    fn a_char_status_is_rewritten_and_a_varchar_one_is_not() {
+        for (ty, touches) in [
+            ("character(20)", Touches::Rewrites(3)),
+            ("character varying(20)", Touches::Schema),
+        ] {
+            let shape = with(
+                ours(),
+                Column::new("status", ty, Kind::TextLike)
+                    .not_null()
+                    .default("'active'::bpchar"),
+            );
+            let steps = plan(&shape, &Facts::default()).unwrap().steps;
+            assert_eq!(
+                steps,
+                [Step {
+                    sql: "ALTER TABLE gmail_token ALTER COLUMN status TYPE text".into(),
+                    touches,
+                }],
+                "{ty}"
+            );
+        }
+    }
+
+    #[test]
+    fn values_and_names_from_the_table_cannot_forge_lines() {
+        let forged = "x\n  - user_id: forged";
+        let mut shape = with(ours(), Column::new(forged, "text", Kind::Text).not_null());
+        shape.unique = vec![pk("gmail_token_pkey", &["user_id", forged], true)];
+        let facts = Facts {
+            bad_status: Offenders {
+                count: 1,
+                first: vec![format!("0b7c… ('{forged}')")],
+            },
+            ..Facts::default()
+        };
+        let text = refusal(&shape, &facts).to_text();
+        assert_eq!(text.lines().count(), 5, "{text}");
+        assert!(text.contains("x\\n  - user_id: forged"), "{text}");
+        let shown = shape.to_text();
+        assert_eq!(shown.lines().count(), shape.columns.len() + 3, "{shown}");
+        let plan = Plan {
+            steps: vec![Step {
+                sql: format!(
+                    "ALTER TABLE gmail_token ALTER COLUMN {} DROP NOT NULL",
+                    ident(forged)
+                ),
+                touches: Touches::Schema,
+            }],
+        };
+        assert_eq!(plan.to_text().lines().count(), 2, "{}", plan.to_text());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::plan::{Plan, Refusal, Touches};
+use super::plan::{printable, Plan, Refusal, Touches};
 use super::shape::Shape;
 
 /// What `migrate` would do, without doing it.
@@ -134,12 +134,17 @@ impl Shape {
         let mut out = format!("gmail_token: {}\n  columns:\n", rows(self.rows));
         let width = self.columns.iter().map(|c| c.name.len()).max().unwrap_or(0);
         for c in &self.columns {
-            let _ = write!(out, "    {:<width$}  {}", c.name, c.type_name);
+            let _ = write!(
+                out,
+                "    {:<width$}  {}",
+                printable(&c.name),
+                printable(&c.type_name)
+            );
             if c.not_null {
                 out.push_str(" NOT NULL");
             }
             if let Some(d) = &c.default {
-                let _ = write!(out, " DEFAULT {d}");
+                let _ = write!(out, " DEFAULT {}", printable(d));
             }
             out.push('\n');
         }
@@ -148,16 +153,21 @@ impl Shape {
             let cols = if i.columns.is_empty() {
                 "an expression".to_string()
             } else {
-                i.columns.join(", ")
+                printable(&i.columns.join(", "))
             };
             let partial = if i.partial { " (partial)" } else { "" };
-            let _ = writeln!(out, "  {kind} ({cols}){partial}  [{}]", i.name);
+            let _ = writeln!(out, "  {kind} ({cols}){partial}  [{}]", printable(&i.name));
         }
         for c in &self.constraints {
-            let _ = writeln!(out, "  constraint {c}");
+            let _ = writeln!(out, "  constraint {}", printable(c));
         }
         for d in &self.dependents {
-            let _ = writeln!(out, "  {} uses {}", d.what, d.column);
+            let _ = writeln!(
+                out,
+                "  {} uses {}",
+                printable(&d.what),
+                printable(&d.column)
+            );
         }
         out
     }
@@ -178,8 +188,9 @@ impl Plan {
                 Touches::Schema => "schema only".to_string(),
                 Touches::Rewrites(n) => format!("rewrites {}", rows(n)),
                 Touches::Updates(n) => format!("updates {}", rows(n)),
+                Touches::Checks(n) => format!("checks {}", rows(n)),
             };
-            let _ = writeln!(out, "  {:>2}. {}  [{touches}]", n + 1, s.sql);
+            let _ = writeln!(out, "  {:>2}. {}  [{touches}]", n + 1, printable(&s.sql));
         }
         out
     }

@@ -100,9 +100,21 @@ pub struct Shape {
     pub unique: Vec<UniqueIndex>,
     /// Other constraints (CHECK, FOREIGN KEY, …), as `name: definition`.
     pub constraints: Vec<String>,
+    /// The CHECK constraints, with the columns they use.
+    pub checks: Vec<Check>,
     pub rows: i64,
     /// Views and foreign keys that use a column: they stop a type change.
     pub dependents: Vec<Dependent>,
+}
+
+/// A CHECK constraint of the live table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub name: String,
+    /// As `pg_get_constraintdef` prints it.
+    pub definition: String,
+    /// The columns it uses.
+    pub columns: Vec<String>,
 }
 
 /// A view or a foreign key using a column of the table.
@@ -154,6 +166,8 @@ pub struct Facts {
     pub duplicates: Offenders,
     /// `status` values the service does not know (`user_id (value)`).
     pub bad_status: Offenders,
+    /// Blank (empty or whitespace) `email` / `google_sub`, by column.
+    pub blank: std::collections::BTreeMap<String, i64>,
     pub null_status: i64,
     pub null_created_at: i64,
     pub null_updated_at: i64,
