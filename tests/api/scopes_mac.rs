@@ -344,3 +344,70 @@ async fn the_doctor_and_the_report_tell_operators() {
     assert_eq!(count("corrected"), "1", "{report}");
     assert_eq!(count("unverified"), "1", "{report}");
 }
+
+#[tokio::test]
+async fn rotate_keys_re_macs_vouched_lists_and_leaves_edited_ones_unverified() {
+    use auth_server::crypto::{parse_keys, Field, MacCheck, ScopesOf, TokenCipher};
+    let app = spawn().await;
+    let old = TokenCipher::new(&parse_keys(KEY_T0).unwrap(), false);
+    let (kept, edited) = (Uuid::new_v4(), Uuid::new_v4());
+    let scopes = ScopeSet::parse_known(ALL_BUT_EVENTS.iter().copied()).unwrap();
+    let list: Vec<&str> = scopes.iter().collect();
+    for (user, listed) in [
+        (kept, &scopes),
+        (edited, &ScopeSet::parse_known(ALL.iter().copied()).unwrap()),
+    ] {
+        let (access, refresh) = app.fake.seed_grant(JISOO, ALL_BUT_EVENTS).unwrap();
+        let sub = app.fake.account(JISOO).unwrap().sub.clone();
+        let of = ScopesOf {
+            user,
+            google_sub: Some(&sub),
+            refresh_token: Some(&refresh),
+        };
+        // Vouched for under the old key `t0`; `edited` claims more than that MAC covers.
+        let mac = old.scopes_mac(of, &list).unwrap();
+        sqlx::query(
+            "INSERT INTO gmail_token (user_id, email, google_sub, access_token, refresh_token, token_type, expires_at, scopes, scopes_mac, status)
+             VALUES ($1, $2, $3, $4, $5, 'Bearer', now() + interval '50 minutes', $6, $7, 'active')",
+        )
+        .bind(user)
+        .bind(JISOO)
+        .bind(&sub)
+        .bind(old.seal(user, Field::AccessToken, &access))
+        .bind(old.seal(user, Field::RefreshToken, &refresh))
+        .bind(listed.to_json())
+        .bind(&mac)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    }
+    let out = run_cli(&app, &["rotate-keys"]).await;
+    assert!(out.contains("2 re-encrypted"), "{out}");
+    let row = app.row(kept).await.unwrap();
+    let mac = row.scopes_mac.clone().unwrap();
+    assert!(mac.starts_with("t1:"), "{mac}");
+    let refresh = app.refresh_of(kept).await.unwrap();
+    let sub = row.google_sub.clone();
+    let of = ScopesOf {
+        user: kept,
+        google_sub: sub.as_deref(),
+        refresh_token: Some(&refresh),
+    };
+    assert_eq!(
+        app.cipher.check_scopes_mac(of, &list, Some(&mac)),
+        MacCheck::Valid
+    );
+    // The edited row keeps its old MAC: rotation never launders an edit.
+    let row = app.row(edited).await.unwrap();
+    assert!(row.scopes_mac.unwrap().starts_with("t0:"));
+    let (code, body, _) = app.token(kept, &["calendar"]).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(
+        app.fake.calls("tokeninfo"),
+        0,
+        "the re-MACed row is trusted"
+    );
+    let (code, body, _) = app.token(edited, &["calendar.events"]).await;
+    assert_eq!(code, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(app.fake.calls("tokeninfo"), 1);
+}
