@@ -7,7 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::crypto::Field;
+use crate::crypto::{Field, MacCheck};
 use crate::google::{CalendarProbe, GoogleError};
 use crate::passport::provider::Provider;
 use crate::passport::token::TokenError;
@@ -207,6 +207,12 @@ impl Passport {
                 let c = edited_check(provider, &e, f);
                 f.push(c);
             }
+            None if self.scopes_check(&row) != MacCheck::Valid => f.push(check(
+                "stored_scopes_verified",
+                Outcome::Skipped,
+                "저장된 권한 목록을 확인하지 않았습니다(재인증이 필요한 연결이거나 MAC 키가 없음).",
+                "The stored scopes were not checked (the connection needs 재인증, or there is no MAC key).",
+            )),
             None => f.push(check(
                 "stored_scopes_verified",
                 Outcome::Ok,
