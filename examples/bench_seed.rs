@@ -31,7 +31,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use auth_server::crypto::{parse_keys, Field, TokenCipher};
+use auth_server::crypto::{parse_keys, Field, ScopesOf, TokenCipher};
 use auth_server::scopes::default_gmail_scopes;
 use auth_server::store::gmail_token;
 use clap::Parser;
@@ -101,6 +101,20 @@ async fn insert(pool: PgPool, scopes: serde_json::Value, b: Batch) -> anyhow::Re
     Ok(gmail_token::upsert_many(&pool, &b, scopes).await?)
 }
 
+/// The MAC the service writes beside the scopes (all seven, as seeded).
+fn scopes_mac(cipher: &TokenCipher, user: Uuid, sub: &str, refresh: &str) -> String {
+    let scopes = default_gmail_scopes();
+    let list: Vec<&str> = scopes.iter().collect();
+    let of = ScopesOf {
+        user,
+        google_sub: Some(sub),
+        refresh_token: Some(refresh),
+    };
+    cipher
+        .scopes_mac(of, &list)
+        .expect("the seed always has a key")
+}
+
 fn valid_batch(cipher: &TokenCipher, from: u64, to: u64) -> Batch {
     let len = (to - from) as usize;
     let mut b = Batch {
@@ -109,23 +123,24 @@ fn valid_batch(cipher: &TokenCipher, from: u64, to: u64) -> Batch {
         google_subs: Vec::with_capacity(len),
         access_tokens: Vec::with_capacity(len),
         refresh_tokens: Vec::with_capacity(len),
+        scopes_macs: Vec::with_capacity(len),
         expires_in_secs: 3600.0,
     };
     for n in from..to {
         let id = user_id(n);
+        let sub = format!("bench-sub-{n}");
+        let refresh = format!("1//bench-refresh-{n:x}-{:016x}", rand::random::<u64>());
         b.user_ids.push(id);
         b.emails.push(format!("bench-{n}@example.com"));
-        b.google_subs.push(format!("bench-sub-{n}"));
         b.access_tokens.push(cipher.seal(
             id,
             Field::AccessToken,
             &format!("ya29.bench-access-{n:x}-{:016x}", rand::random::<u64>()),
         ));
-        b.refresh_tokens.push(cipher.seal(
-            id,
-            Field::RefreshToken,
-            &format!("1//bench-refresh-{n:x}-{:016x}", rand::random::<u64>()),
-        ));
+        b.refresh_tokens
+            .push(cipher.seal(id, Field::RefreshToken, &refresh));
+        b.scopes_macs.push(scopes_mac(cipher, id, &sub, &refresh));
+        b.google_subs.push(sub);
     }
     b
 }
@@ -265,6 +280,7 @@ async fn main() -> anyhow::Result<()> {
             google_subs: Vec::new(),
             access_tokens: Vec::new(),
             refresh_tokens: Vec::new(),
+            scopes_macs: Vec::new(),
             // Just expired: well inside the refresh margin.
             expires_in_secs: -1.0,
         };
@@ -277,6 +293,8 @@ async fn main() -> anyhow::Result<()> {
                 .push(cipher.seal(id, Field::AccessToken, &g.access_token));
             b.refresh_tokens
                 .push(cipher.seal(id, Field::RefreshToken, &g.refresh_token));
+            b.scopes_macs
+                .push(scopes_mac(&cipher, id, &fake_sub, &g.refresh_token));
         }
         for chunk in (0..b.user_ids.len())
             .collect::<Vec<_>>()
@@ -288,6 +306,7 @@ async fn main() -> anyhow::Result<()> {
                 google_subs: chunk.iter().map(|&i| b.google_subs[i].clone()).collect(),
                 access_tokens: chunk.iter().map(|&i| b.access_tokens[i].clone()).collect(),
                 refresh_tokens: chunk.iter().map(|&i| b.refresh_tokens[i].clone()).collect(),
+                scopes_macs: chunk.iter().map(|&i| b.scopes_macs[i].clone()).collect(),
                 expires_in_secs: b.expires_in_secs,
             };
             insert(pool.clone(), scopes.clone(), part).await?;

@@ -186,6 +186,11 @@ async fn serve() -> anyhow::Result<()> {
              turn it off once no service reads gmail_token directly, then run `auth-server rotate-keys`"
         );
     }
+    if settings.token_keys.is_empty() {
+        tracing::warn!(
+            "TOKEN_ENCRYPTION_KEYS is empty: no stored scope list can be vouched for (scopes_mac),              so each is checked with Google whenever a connection is read from the database"
+        );
+    }
     log_trusted_proxies(&settings.trusted_proxies);
     let public = settings.public_base_url.clone();
     let app = Application::build(settings).await?;

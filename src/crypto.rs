@@ -6,13 +6,22 @@
 //! does not decrypt. Values without the `enc:v1:` prefix are plaintext (rows
 //! of the old service, or written under `ALLOW_PLAINTEXT_TOKENS=true`) and are
 //! read as they are.
+//!
+//! The same key ring also vouches for `gmail_token.scopes`: a scope list the
+//! service wrote carries `scopes_mac` = `<key id>:<base64url(HMAC-SHA256)>`
+//! under a key derived (HKDF-SHA256) from that encryption key, over the user
+//! id, the grant (Google's `sub` and the refresh token) and the canonical
+//! scope list. A list written by anyone else does not match
+//! ([`TokenCipher::check_scopes_mac`]).
 
 use std::fmt;
 
 use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::Engine;
+use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretBox, SecretString};
+use sha2::Sha256;
 use uuid::Uuid;
 
 /// Prefix of every encrypted value.
@@ -107,9 +116,58 @@ pub enum CryptoError {
     Corrupt,
 }
 
-/// Seals and opens token values.
+/// HKDF `info` of the scopes MAC key: a key of its own per encryption key.
+const SCOPES_MAC_INFO: &[u8] = b"auth-server gmail_token.scopes mac v1";
+
+/// What a row's `scopes_mac` says about its scope list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MacCheck {
+    /// Written by this service for exactly these scopes, user and grant.
+    Valid,
+    /// No MAC (a row adopted from the old service, or one whose scopes were
+    /// changed without one), or no key to check it with.
+    Absent,
+    /// A MAC that does not match: the scopes (or the grant) were changed by
+    /// someone else.
+    Mismatch,
+    /// A MAC under a key that is not in `TOKEN_ENCRYPTION_KEYS` any more.
+    UnknownKey,
+}
+
+/// What a scope list is vouched for with: the row's user and grant.
+#[derive(Clone, Copy)]
+pub struct ScopesOf<'a> {
+    pub user: Uuid,
+    /// Google's `sub` of the account (`None`: a row that names none).
+    pub google_sub: Option<&'a str>,
+    /// The refresh token in plaintext (`None`: none is stored).
+    pub refresh_token: Option<&'a str>,
+}
+
+impl ScopesOf<'_> {
+    /// HMAC-SHA256 under `key` over the fields and the canonical scope list,
+    /// each length-prefixed (no two inputs share an encoding).
+    fn mac(&self, key: &[u8; 32], scopes: &[&str]) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
+        let user = self.user.to_string();
+        let fields = [
+            user.as_str(),
+            self.google_sub.unwrap_or_default(),
+            self.refresh_token.unwrap_or_default(),
+        ];
+        for part in fields.into_iter().chain(scopes.iter().copied()) {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part.as_bytes());
+        }
+        mac
+    }
+}
+
+/// Seals and opens token values, and vouches for scope lists.
 pub struct TokenCipher {
     keys: Vec<(String, Aes256Gcm)>,
+    /// The scopes MAC keys, by the id of the encryption key they come from.
+    mac_keys: Vec<(String, SecretBox<[u8; 32]>)>,
     write_plaintext: bool,
 }
 
@@ -129,6 +187,16 @@ impl fmt::Debug for TokenCipher {
     }
 }
 
+/// The scopes MAC key derived from one encryption key (HKDF-SHA256): the
+/// AES key itself is never used for anything but AES-GCM.
+fn mac_key(k: &KeySpec) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    hkdf::Hkdf::<Sha256>::new(None, k.key.expose_secret())
+        .expand(SCOPES_MAC_INFO, &mut out)
+        .expect("32 bytes is a valid HKDF-SHA256 length");
+    out
+}
+
 fn aad(field: Field, user: Uuid) -> String {
     format!("{}:{}", field.aad_label(), user)
 }
@@ -145,7 +213,57 @@ impl TokenCipher {
                     (k.id.clone(), Aes256Gcm::new(key))
                 })
                 .collect(),
+            mac_keys: keys
+                .iter()
+                .map(|k| (k.id.clone(), SecretBox::new(Box::new(mac_key(k)))))
+                .collect(),
             write_plaintext: write_plaintext || keys.is_empty(),
+        }
+    }
+
+    /// The MAC that vouches for `scopes` (sorted, canonical full URLs) of
+    /// this user and grant, under the active key; `None` without any key
+    /// (plaintext cut-over without `TOKEN_ENCRYPTION_KEYS`).
+    pub fn scopes_mac(&self, of: ScopesOf<'_>, scopes: &[&str]) -> Option<String> {
+        let (id, key) = self.mac_keys.first()?;
+        let tag = of.mac(key.expose_secret(), scopes).finalize().into_bytes();
+        Some(format!(
+            "{id}:{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag)
+        ))
+    }
+
+    /// Does `stored` vouch for `scopes` of this user and grant? Checked in
+    /// constant time under the key it names.
+    pub fn check_scopes_mac(
+        &self,
+        of: ScopesOf<'_>,
+        scopes: &[&str],
+        stored: Option<&str>,
+    ) -> MacCheck {
+        let Some((id, b64)) = stored.and_then(|s| s.split_once(':')) else {
+            return match stored {
+                None => MacCheck::Absent,
+                Some(_) => MacCheck::Mismatch,
+            };
+        };
+        let Some((_, key)) = self.mac_keys.iter().find(|(k, _)| k == id) else {
+            return MacCheck::UnknownKey;
+        };
+        let Ok(tag) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64) else {
+            return MacCheck::Mismatch;
+        };
+        match of.mac(key.expose_secret(), scopes).verify_slice(&tag) {
+            Ok(()) => MacCheck::Valid,
+            Err(_) => MacCheck::Mismatch,
+        }
+    }
+
+    /// Is this MAC under another key than the active one (rotation re-MACs it)?
+    pub(crate) fn scopes_mac_needs_rewrite(&self, stored: &str) -> bool {
+        match self.mac_keys.first() {
+            None => false,
+            Some((active, _)) => !stored.starts_with(&format!("{active}:")),
         }
     }
 
@@ -325,6 +443,71 @@ mod tests {
         assert!(!plain.needs_rewrite("ya29.x"));
         let none = TokenCipher::new(&[], false);
         assert_eq!(none.seal(u, Field::AccessToken, "ya29.x"), "ya29.x");
+    }
+
+    #[test]
+    fn scopes_macs_bind_user_grant_and_list_and_survive_rotation() {
+        let u = Uuid::new_v4();
+        let of = ScopesOf {
+            user: u,
+            google_sub: Some("110"),
+            refresh_token: Some("1//r"),
+        };
+        let list = ["https://mail.google.com/", "openid"];
+        let old = TokenCipher::new(&keys(K1), false);
+        let mac = old.scopes_mac(of, &list).unwrap();
+        assert!(mac.starts_with("k1:"));
+        assert_eq!(old.check_scopes_mac(of, &list, Some(&mac)), MacCheck::Valid);
+        assert_eq!(
+            old.check_scopes_mac(of, &list[..1], Some(&mac)),
+            MacCheck::Mismatch
+        );
+        let other_user = ScopesOf {
+            user: Uuid::new_v4(),
+            ..of
+        };
+        let other_grant = ScopesOf {
+            refresh_token: Some("1//s"),
+            ..of
+        };
+        let other_sub = ScopesOf {
+            google_sub: None,
+            ..of
+        };
+        for o in [other_user, other_grant, other_sub] {
+            assert_eq!(
+                old.check_scopes_mac(o, &list, Some(&mac)),
+                MacCheck::Mismatch
+            );
+        }
+        assert_eq!(old.check_scopes_mac(of, &list, None), MacCheck::Absent);
+        assert_eq!(
+            old.check_scopes_mac(of, &list, Some("junk")),
+            MacCheck::Mismatch
+        );
+        // A newer key: old MACs still verify, and are due for rewriting.
+        let both = TokenCipher::new(&keys(&format!("{K2},{K1}")), false);
+        assert_eq!(
+            both.check_scopes_mac(of, &list, Some(&mac)),
+            MacCheck::Valid
+        );
+        assert!(both.scopes_mac_needs_rewrite(&mac));
+        assert!(both.scopes_mac(of, &list).unwrap().starts_with("k2:"));
+        let only_new = TokenCipher::new(&keys(K2), false);
+        assert_eq!(
+            only_new.check_scopes_mac(of, &list, Some(&mac)),
+            MacCheck::UnknownKey
+        );
+        // The plaintext cut-over with keys still vouches; without keys nothing does.
+        assert!(TokenCipher::new(&keys(K1), true)
+            .scopes_mac(of, &list)
+            .is_some());
+        let none = TokenCipher::new(&[], true);
+        assert_eq!(none.scopes_mac(of, &list), None);
+        assert_eq!(
+            none.check_scopes_mac(of, &list, Some(&mac)),
+            MacCheck::UnknownKey
+        );
     }
 
     #[test]

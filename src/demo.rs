@@ -250,6 +250,9 @@ pub async fn seed(passport: &Passport, fake: &FakeGoogle) -> anyhow::Result<()> 
             .seed_grant(email, scopes)
             .ok_or_else(|| anyhow::anyhow!("fake Google has no account {email}"))?;
         let granted = crate::scopes::ScopeSet::parse_known(scopes.iter().copied())?;
+        let refresh = secrecy::SecretString::from(refresh);
+        let mac = passport.scopes_mac(user.id, Some(&account.sub), Some(&refresh), &granted);
+        let refresh = secrecy::ExposeSecret::expose_secret(&refresh);
         gmail_token::upsert_consent(
             db,
             &gmail_token::ConsentWrite {
@@ -257,10 +260,11 @@ pub async fn seed(passport: &Passport, fake: &FakeGoogle) -> anyhow::Result<()> 
                 email: Some(email),
                 google_sub: &account.sub,
                 access_token: &cipher.seal(user.id, Field::AccessToken, &access),
-                refresh_token: Some(&cipher.seal(user.id, Field::RefreshToken, &refresh)),
+                refresh_token: Some(&cipher.seal(user.id, Field::RefreshToken, refresh)),
                 token_type: "Bearer",
                 expires_at: Some(chrono::Utc::now() + chrono::Duration::seconds(3599)),
                 scopes: granted.to_json(),
+                scopes_mac: mac.as_deref(),
                 last_error: None,
             },
         )

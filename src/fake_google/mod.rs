@@ -101,6 +101,8 @@ pub struct Behaviour {
     pub client_refused: bool,
     /// `/revoke` answers 503.
     pub revoke_unavailable: bool,
+    /// `/tokeninfo` answers 503.
+    pub tokeninfo_unavailable: bool,
     /// `/revoke` waits this long before answering.
     pub revoke_delay_ms: u64,
     /// `/v1/userinfo` waits this long before answering.

@@ -361,6 +361,13 @@ pub(super) async fn tokeninfo(
 ) -> Response {
     let mut s = fake.lock();
     s.count("tokeninfo");
+    if s.behaviour.tokeninfo_unavailable {
+        return oauth_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "internal_failure",
+            "Backend Error",
+        );
+    }
     let p = query_and_form(q, &form);
     let token = first(&p, "access_token").unwrap_or_default();
     let Some(g) = s.live_access(token) else {

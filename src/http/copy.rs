@@ -125,6 +125,15 @@ pub const DATABASE_UNAVAILABLE: PageCopy = PageCopy {
     next_en: "Try again in a moment.",
 };
 
+pub const UPSTREAM_UNAVAILABLE: PageCopy = PageCopy {
+    title_ko: "잠시 이용할 수 없습니다",
+    title_en: "Temporarily unavailable",
+    what_ko: "Google에 연결 상태를 확인해야 하는데 Google이 지금 응답하지 않습니다.",
+    what_en: "The connection has to be checked with Google, and Google is not answering right now.",
+    next_ko: "잠시 후 다시 시도해 주세요.",
+    next_en: "Try again in a moment.",
+};
+
 pub const INTERNAL: PageCopy = PageCopy {
     title_ko: "일시적인 오류가 발생했습니다",
     title_en: "Something went wrong on our side",

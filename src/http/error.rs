@@ -285,6 +285,9 @@ pub enum PageError {
     RateLimited(u64),
     /// The database cannot do the work now; retry after this many seconds.
     DatabaseUnavailable(u64),
+    /// Google had to be asked (a scope list no MAC vouches for) and could
+    /// not be; retry after this many seconds.
+    UpstreamUnavailable(u64),
     /// Our failure.
     Internal,
 }
@@ -307,7 +310,9 @@ impl PageError {
             Self::BrowserMismatch | Self::UserMismatch | Self::CrossSite => StatusCode::FORBIDDEN,
             Self::AttemptInterrupted => StatusCode::CONFLICT,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::DatabaseUnavailable(_) | Self::UpstreamUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -327,6 +332,7 @@ impl PageError {
             Self::CrossSite => &copy::CROSS_SITE,
             Self::RateLimited(_) => &copy::RATE_LIMITED,
             Self::DatabaseUnavailable(_) => &copy::DATABASE_UNAVAILABLE,
+            Self::UpstreamUnavailable(_) => &copy::UPSTREAM_UNAVAILABLE,
             Self::Internal => &copy::INTERNAL,
         }
     }
@@ -376,6 +382,23 @@ impl From<sqlx::Error> for PageError {
     }
 }
 
+/// The item page's state read (a scope list checked with Google first).
+impl From<TokenError> for PageError {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Database(e) => e.into(),
+            TokenError::Unavailable {
+                source,
+                retry_after,
+            } => {
+                tracing::warn!(error = %source, "google unavailable while checking scopes");
+                Self::UpstreamUnavailable(retry_after.as_secs().max(1))
+            }
+            other => Self::internal(&other),
+        }
+    }
+}
+
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -384,7 +407,9 @@ impl IntoResponse for PageError {
             copy: self.copy(),
         };
         let retry = match self {
-            Self::RateLimited(secs) | Self::DatabaseUnavailable(secs) => Some(secs),
+            Self::RateLimited(secs)
+            | Self::DatabaseUnavailable(secs)
+            | Self::UpstreamUnavailable(secs) => Some(secs),
             _ => None,
         };
         match page.render() {

@@ -7,13 +7,22 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::crypto::Field;
+use crate::crypto::{Field, MacCheck};
 use crate::google::{CalendarProbe, GoogleError};
 use crate::passport::provider::Provider;
 use crate::passport::token::TokenError;
 use crate::passport::Passport;
 use crate::scopes::ScopeSet;
 use crate::store::gmail_token::{self, ConnectionStatus, ReauthCause, TokenRow};
+use crate::store::passport_event::{self, EventKind, EventRow};
+
+/// Events that store a new grant: a correction before one is history.
+const CONSENT_KINDS: [EventKind; 4] = [
+    EventKind::Connected,
+    EventKind::Upgraded,
+    EventKind::PartialGrant,
+    EventKind::AccountChanged,
+];
 
 /// How one check went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -147,6 +156,7 @@ impl Passport {
         };
         let mut f = Findings::default();
         f.push(connection_check(&row));
+        let row = self.scopes_truth_check(provider, row, &mut f).await?;
         let stored = ScopeSet::from_json(row.scopes.as_ref());
         let missing = provider.scopes.missing_from(&stored);
         f.push(stored_scopes_check(&missing));
@@ -161,6 +171,56 @@ impl Passport {
         };
         let fresh = gmail_token::find(&self.db, user).await?;
         Ok(summary(provider, &row, fresh, cause, f.checks))
+    }
+
+    /// The `stored_scopes_verified` check: scopes no MAC vouches for are
+    /// checked with Google (and corrected) first; a correction not yet
+    /// superseded by a consent is told, with what Google's grant lacks.
+    async fn scopes_truth_check(
+        &self,
+        provider: &Provider,
+        row: TokenRow,
+        f: &mut Findings,
+    ) -> Result<TokenRow, sqlx::Error> {
+        let unverified = row.clone();
+        let row = match self.verified(provider, row).await {
+            Ok(row) => row,
+            Err(TokenError::Database(e)) => return Err(e),
+            Err(e) => {
+                f.push(check(
+                    "stored_scopes_verified",
+                    Outcome::Problem,
+                    format!("저장된 권한 목록을 Google에 확인하지 못했습니다: {e}"),
+                    format!("The stored scopes could not be checked with Google: {e}"),
+                ));
+                return Ok(unverified);
+            }
+        };
+        let events = passport_event::recent_for_user(&self.db, row.user_id, provider.name, 50);
+        let correction = events
+            .await?
+            .into_iter()
+            .take_while(|e| !CONSENT_KINDS.contains(&e.kind))
+            .find(|e| e.kind == EventKind::ScopesCorrected);
+        match correction {
+            Some(e) => {
+                let c = edited_check(provider, &e, f);
+                f.push(c);
+            }
+            None if self.scopes_check(&row) != MacCheck::Valid => f.push(check(
+                "stored_scopes_verified",
+                Outcome::Skipped,
+                "저장된 권한 목록을 확인하지 않았습니다(재인증이 필요한 연결이거나 MAC 키가 없음).",
+                "The stored scopes were not checked (the connection needs 재인증, or there is no MAC key).",
+            )),
+            None => f.push(check(
+                "stored_scopes_verified",
+                Outcome::Ok,
+                "저장된 권한 목록은 이 서비스가 쓴 그대로입니다(MAC 확인).",
+                "The stored scopes are as this service wrote them (MAC verified).",
+            )),
+        }
+        Ok(row)
     }
 
     /// The `status` and `live_refresh` checks; returns the access token to
@@ -348,6 +408,40 @@ fn not_connected(provider: &Provider, user: Uuid) -> Diagnosis {
             "There is no gmail_token row for this user.",
         )],
     }
+}
+
+/// Say when and how the scopes were corrected, and what Google's grant
+/// lacks (then that is the cause: only 재인증 adds a permission).
+fn edited_check(provider: &Provider, e: &EventRow, f: &mut Findings) -> Check {
+    let before = ScopeSet::from_json(e.scopes_before.as_ref());
+    let after = ScopeSet::from_json(e.scopes_after.as_ref());
+    let at = e.created_at.format("%Y-%m-%d %H:%M:%S UTC");
+    let lacks = provider.scopes.missing_from(&after);
+    let (lack_ko, lack_en) = match lacks.is_empty() {
+        true => (
+            "Google의 권한에는 빠진 것이 없습니다".to_string(),
+            "Google's grant lacks nothing required".to_string(),
+        ),
+        false => (
+            format!("Google의 권한에 {lacks}이(가) 없습니다; 사용자가 재인증을 눌러야 합니다"),
+            format!("Google's grant lacks {lacks}; the user must press 재인증"),
+        ),
+    };
+    if !lacks.is_empty() {
+        f.suspect(cause(
+            "scopes_edited",
+            &format!("gmail_token.scopes가 서비스 밖에서 수정되었습니다({at}에 Google의 권한으로 바로잡음). {lack_ko}."),
+            &format!("The scopes were edited outside the service (corrected from Google at {at}). {lack_en}."),
+            "scopes 열을 고쳐서는 권한이 생기지 않습니다. 사용자가 설정 > 아이템 > Gmail에서 재인증을 누르고 모든 항목을 체크해야 합니다.",
+            "Editing the scopes column cannot add a permission. The user presses 재인증 (Settings > Items > Gmail) and ticks every box.",
+        ));
+    }
+    check(
+        "stored_scopes_verified",
+        Outcome::Problem,
+        format!("권한 목록이 서비스 밖에서 수정되었습니다: {at}에 바로잡음 (저장되어 있던 것: {before}; Google: {after}); {lack_ko}"),
+        format!("scopes were edited outside the service; corrected at {at} (stored: {before}; Google: {after}); {lack_en}"),
+    )
 }
 
 fn connection_check(row: &TokenRow) -> Check {

@@ -380,6 +380,12 @@ impl Passport {
             token_type: grant.tokens.token_type.clone(),
             expires_at: grant.tokens.expires_at,
             scopes: grant.scopes.to_json(),
+            scopes_mac: self.scopes_mac(
+                user_id,
+                Some(&grant.account.sub),
+                refresh.as_ref(),
+                &grant.scopes,
+            ),
             replaced_grant,
         })
     }
@@ -537,6 +543,8 @@ struct SealedWrite {
     token_type: String,
     expires_at: Option<chrono::DateTime<Utc>>,
     scopes: serde_json::Value,
+    /// The MAC vouching for `scopes` (user, account, refresh token, list).
+    scopes_mac: Option<String>,
     /// The replaced account's refresh token, to revoke after the commit.
     replaced_grant: Option<secrecy::SecretString>,
 }
@@ -552,6 +560,7 @@ impl SealedWrite {
             token_type: &self.token_type,
             expires_at: self.expires_at,
             scopes: self.scopes.clone(),
+            scopes_mac: self.scopes_mac.as_deref(),
             last_error: self
                 .refresh_token
                 .is_none()
@@ -634,6 +643,7 @@ mod tests {
             token_type: None,
             expires_at: None,
             scopes: Some(scopes(granted).to_json()),
+            scopes_mac: None,
             status: ConnectionStatus::Active,
             last_error: None,
             last_refreshed_at: None,

@@ -4,9 +4,11 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::crypto::{CryptoError, Field, TokenCipher};
+use crate::crypto::{CryptoError, Field, MacCheck, ScopesOf, TokenCipher};
 use crate::passport::Passport;
-use crate::store::{gmail_token, oauth_state};
+use crate::scopes::ScopeSet;
+use crate::store::gmail_token::{self, Secrets, SecretsRow};
+use crate::store::oauth_state;
 
 /// What `rotate-keys` did.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -39,6 +41,51 @@ fn reseal(
     }
 }
 
+/// The row's scopes MAC under the active key, when the stored one still
+/// vouches for its scopes under an older key; otherwise the stored one as it
+/// is (a row that no MAC vouches for stays unverified: re-MACing it would
+/// launder a hand edit).
+fn remac(cipher: &TokenCipher, row: &SecretsRow) -> Result<Option<String>, CryptoError> {
+    use secrecy::ExposeSecret;
+    let Some(stored) = row.scopes_mac.as_deref() else {
+        return Ok(None);
+    };
+    if !cipher.scopes_mac_needs_rewrite(stored) {
+        return Ok(Some(stored.to_string()));
+    }
+    let refresh = cipher.open_opt(
+        row.user_id,
+        Field::RefreshToken,
+        row.refresh_token.as_deref(),
+    )?;
+    let of = ScopesOf {
+        user: row.user_id,
+        google_sub: row.google_sub.as_deref(),
+        refresh_token: refresh.as_ref().map(|r| r.expose_secret()),
+    };
+    let scopes = ScopeSet::from_json(row.scopes.as_ref());
+    let list: Vec<&str> = scopes.iter().collect();
+    Ok(match cipher.check_scopes_mac(of, &list, Some(stored)) {
+        MacCheck::Valid => cipher.scopes_mac(of, &list),
+        _ => Some(stored.to_string()),
+    })
+}
+
+/// Is anything in this row under another key than the active one?
+fn is_stale(cipher: &TokenCipher, row: &SecretsRow) -> bool {
+    let sealed = [&row.access_token, &row.refresh_token]
+        .into_iter()
+        .any(|v| {
+            v.as_deref()
+                .is_some_and(|s| !s.is_empty() && cipher.needs_rewrite(s))
+        });
+    sealed
+        || row
+            .scopes_mac
+            .as_deref()
+            .is_some_and(|m| cipher.scopes_mac_needs_rewrite(m))
+}
+
 impl Passport {
     /// The key id new secrets are sealed under, if any.
     pub(crate) fn active_key(&self) -> Option<&str> {
@@ -66,11 +113,7 @@ async fn rotate(
         after = Some(last.user_id);
         for row in page {
             report.rows_scanned += 1;
-            let stale = [&row.access_token, &row.refresh_token].iter().any(|v| {
-                v.as_deref()
-                    .is_some_and(|s| !s.is_empty() && cipher.needs_rewrite(s))
-            });
-            if !stale {
+            if !is_stale(cipher, &row) {
                 report.rows_current += 1;
                 continue;
             }
@@ -86,20 +129,23 @@ async fn rotate(
                 Field::RefreshToken,
                 row.refresh_token.as_deref(),
             );
-            let (Ok(access), Ok(refresh)) = (access, refresh) else {
+            let mac = remac(cipher, &row);
+            let (Ok(access), Ok(refresh), Ok(mac)) = (access, refresh, mac) else {
                 tracing::warn!(user = %row.user_id, "cannot re-seal: its key is not configured");
                 report.unreadable.push(row.user_id);
                 continue;
             };
-            let done = gmail_token::rewrite_secrets(
-                db,
-                row.user_id,
-                row.access_token.as_deref(),
-                row.refresh_token.as_deref(),
-                access.as_deref(),
-                refresh.as_deref(),
-            )
-            .await?;
+            let old = Secrets {
+                access_token: row.access_token.as_deref(),
+                refresh_token: row.refresh_token.as_deref(),
+                scopes_mac: row.scopes_mac.as_deref(),
+            };
+            let new = Secrets {
+                access_token: access.as_deref(),
+                refresh_token: refresh.as_deref(),
+                scopes_mac: mac.as_deref(),
+            };
+            let done = gmail_token::rewrite_secrets(db, row.user_id, &old, &new).await?;
             if done {
                 report.rows_rewritten += 1;
             } else {

@@ -16,6 +16,7 @@ pub(crate) mod provider;
 pub(crate) mod report;
 pub(crate) mod retention;
 pub mod return_to;
+pub(crate) mod scope_truth;
 pub(crate) mod status;
 pub(crate) mod sweep;
 pub(crate) mod token;

@@ -125,6 +125,7 @@ mod tests {
             token_type: None,
             expires_at: None,
             scopes: None,
+            scopes_mac: None,
             status: ConnectionStatus::Active,
             last_error: None,
             last_refreshed_at: None,

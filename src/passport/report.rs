@@ -12,6 +12,7 @@ use crate::passport::provider::Provider;
 use crate::passport::Passport;
 use crate::scopes::{short_name, ScopeSet};
 use crate::store::gmail_token::{self, ConnectionStatus};
+use crate::store::passport_event::{self, EventKind};
 
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Report {
@@ -21,6 +22,13 @@ pub(crate) struct Report {
     pub by_status: BTreeMap<ConnectionStatus, i64>,
     /// For each required scope (short name), how many connections lack it.
     pub missing: BTreeMap<String, i64>,
+    /// Scope lists found edited outside the service and corrected from
+    /// Google (`scopes_corrected` events still kept).
+    pub scopes_corrected: i64,
+    /// Connections whose scopes no MAC vouches for yet (adopted from the old
+    /// service, or changed by another writer): checked with Google at their
+    /// next use.
+    pub scopes_unverified: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -60,11 +68,14 @@ async fn build(db: &sqlx::PgPool, provider: &Provider) -> Result<Report, sqlx::E
             gmail_token::count_missing(db, url, short).await?,
         );
     }
+    let corrected = EventKind::ScopesCorrected;
     Ok(Report {
         provider: provider.name,
         total: by_status.values().sum(),
         by_status,
         missing,
+        scopes_corrected: passport_event::count_kind(db, provider.name, corrected).await?,
+        scopes_unverified: gmail_token::count_unverified(db).await?,
     })
 }
 
@@ -104,6 +115,15 @@ impl Report {
         for (k, v) in &self.missing {
             s.push_str(&format!("  {k:<16} {v:>8}\n"));
         }
+        s.push_str("\nscopes edited outside the service / 서비스 밖에서 고친 권한 목록\n");
+        s.push_str(&format!(
+            "  {:<16} {:>8}\n",
+            "corrected", self.scopes_corrected
+        ));
+        s.push_str(&format!(
+            "  {:<16} {:>8}\n",
+            "unverified", self.scopes_unverified
+        ));
         s
     }
 }
@@ -133,6 +153,12 @@ pub(crate) fn summary_csv(r: &Report) -> String {
     }
     for (k, v) in &r.missing {
         rows.push(["missing".into(), k.clone(), v.to_string()]);
+    }
+    for (k, v) in [
+        ("corrected", r.scopes_corrected),
+        ("unverified", r.scopes_unverified),
+    ] {
+        rows.push(["scopes".into(), k.into(), v.to_string()]);
     }
     write_csv(rows)
 }
@@ -209,10 +235,12 @@ mod tests {
             .into_iter()
             .collect(),
             missing: [("calendar".to_string(), 1)].into_iter().collect(),
+            scopes_corrected: 4,
+            scopes_unverified: 5,
         };
         assert_eq!(
             summary_csv(&r),
-            "kind,name,count\nstatus,active,2\nstatus,revoked,1\nmissing,calendar,1\n"
+            "kind,name,count\nstatus,active,2\nstatus,revoked,1\nmissing,calendar,1\nscopes,corrected,4\nscopes,unverified,5\n"
         );
     }
 }

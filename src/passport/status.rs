@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::passport::provider::Provider;
+use crate::passport::token::TokenError;
 use crate::passport::Passport;
 use crate::scopes::ScopeSet;
 use crate::store::gmail_token::ConnectionStatus;
@@ -35,8 +36,19 @@ impl Passport {
         &self,
         provider: &Provider,
         user_id: Uuid,
-    ) -> Result<PassportStatus, sqlx::Error> {
-        let row = gmail_token::find(&self.db, user_id).await?;
+    ) -> Result<PassportStatus, TokenError> {
+        let Some(row) = gmail_token::find(&self.db, user_id).await? else {
+            return Ok(status_of(provider, None));
+        };
+        // Scopes no MAC vouches for are checked with Google before they are
+        // shown; a grant Google refused meanwhile is shown as it is now marked.
+        let row = match self.verified(provider, row).await {
+            Ok(row) => Some(row),
+            Err(TokenError::ReauthRequired(_) | TokenError::NotConnected) => {
+                gmail_token::find(&self.db, user_id).await?
+            }
+            Err(e) => return Err(e),
+        };
         Ok(status_of(provider, row))
     }
 

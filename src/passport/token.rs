@@ -143,6 +143,9 @@ impl Passport {
         let row = gmail_token::find(&self.db, user)
             .await?
             .ok_or(TokenError::NotConnected)?;
+        // Scopes no MAC vouches for are checked with Google first: only a
+        // verified row is answered from, or cached.
+        let row = self.verified(provider, row).await?;
         let granted = check_usable(&row, requested)?;
         if !is_fresh(&row, margin) {
             return self.refresh(provider, user, requested, false).await;
@@ -345,11 +348,17 @@ impl Passport {
         let access = tokens.access_token.expose_secret();
         let sealed = self.cipher.seal(user, Field::AccessToken, access);
         let new_scopes = tokens.scopes.as_ref().map(ScopeSet::to_json);
+        // Google's list, with the MAC that vouches for it.
+        let vouched = tokens.scopes.as_ref().map(|s| {
+            let sub = row.google_sub.as_deref();
+            (
+                s.to_json(),
+                self.scopes_mac(user, sub, Some(refresh_token), s),
+            )
+        });
         let mut tx = self.db.begin().await?;
         let expires = tokens.expires_at;
-        if !gmail_token::record_refresh(&mut *tx, user, &sealed, expires, new_scopes.clone())
-            .await?
-        {
+        if !gmail_token::record_refresh(&mut *tx, user, &sealed, expires, vouched).await? {
             return Ok(false);
         }
         // A refresh token still in plaintext (the old service's) or under an

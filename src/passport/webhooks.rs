@@ -46,6 +46,9 @@ pub(crate) enum Kind {
     ReauthRequired,
     Recovered,
     Disconnected,
+    /// The stored scopes were edited outside the service and corrected from
+    /// what Google says the grant holds.
+    ScopesCorrected,
 }
 
 impl Kind {
@@ -67,6 +70,13 @@ pub(crate) struct Facts<'a> {
         serialize_with = "short_names"
     )]
     pub granted: Option<&'a ScopeSet>,
+    /// What the row claimed before it was corrected (`scopes_corrected`).
+    #[serde(
+        rename = "previous_scopes",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "short_names"
+    )]
+    pub previous: Option<&'a ScopeSet>,
     #[serde(
         rename = "missing_scopes",
         skip_serializing_if = "Option::is_none",

@@ -106,6 +106,9 @@ pub struct TokenRow {
     pub token_type: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
     pub scopes: Option<serde_json::Value>,
+    /// `<key id>:<base64url MAC>` vouching for `scopes` (see `crypto`);
+    /// `None` on rows adopted from the old service or edited by hand.
+    pub scopes_mac: Option<String>,
     pub status: ConnectionStatus,
     pub last_error: Option<String>,
     pub last_refreshed_at: Option<DateTime<Utc>>,
@@ -145,7 +148,7 @@ pub async fn find(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<Option<Token
     sqlx::query_as!(
         TokenRow,
         r#"SELECT user_id, email, google_sub, access_token, refresh_token, token_type,
-                  expires_at, scopes, status AS "status: ConnectionStatus", last_error,
+                  expires_at, scopes, scopes_mac, status AS "status: ConnectionStatus", last_error,
                   last_refreshed_at, consented_at,
                   created_at, updated_at
            FROM gmail_token WHERE user_id = $1"#,
@@ -170,7 +173,7 @@ pub(crate) async fn claim_refresh(
            WHERE user_id = $1
              AND (refresh_claimed_until IS NULL OR refresh_claimed_until < now())
            RETURNING user_id, email, google_sub, access_token, refresh_token, token_type,
-                  expires_at, scopes, status AS "status: ConnectionStatus", last_error,
+                  expires_at, scopes, scopes_mac, status AS "status: ConnectionStatus", last_error,
                   last_refreshed_at, consented_at,
                   created_at, updated_at"#,
         user_id,
@@ -203,7 +206,7 @@ pub(crate) async fn find_for_update(
     sqlx::query_as!(
         TokenRow,
         r#"SELECT user_id, email, google_sub, access_token, refresh_token, token_type,
-                  expires_at, scopes, status AS "status: ConnectionStatus", last_error,
+                  expires_at, scopes, scopes_mac, status AS "status: ConnectionStatus", last_error,
                   last_refreshed_at, consented_at,
                   created_at, updated_at
            FROM gmail_token WHERE user_id = $1 FOR UPDATE"#,
@@ -224,6 +227,8 @@ pub struct ConsentWrite<'a> {
     pub token_type: &'a str,
     pub expires_at: Option<DateTime<Utc>>,
     pub scopes: serde_json::Value,
+    /// The MAC vouching for `scopes` (written in the same statement).
+    pub scopes_mac: Option<&'a str>,
     pub last_error: Option<&'a str>,
 }
 
@@ -235,8 +240,8 @@ pub async fn upsert_consent(
     sqlx::query!(
         r#"INSERT INTO gmail_token
                (user_id, email, google_sub, access_token, refresh_token, token_type, expires_at,
-                scopes, status, last_error, consented_at, created_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, now(), now(), now())
+                scopes, scopes_mac, status, last_error, consented_at, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10, 'active', $9, now(), now(), now())
            ON CONFLICT (user_id) DO UPDATE SET
                email = EXCLUDED.email,
                google_sub = EXCLUDED.google_sub,
@@ -245,6 +250,7 @@ pub async fn upsert_consent(
                token_type = EXCLUDED.token_type,
                expires_at = EXCLUDED.expires_at,
                scopes = EXCLUDED.scopes,
+               scopes_mac = EXCLUDED.scopes_mac,
                status = 'active',
                refresh_claimed_until = NULL,
                last_error = EXCLUDED.last_error,
@@ -259,6 +265,7 @@ pub async fn upsert_consent(
         w.expires_at,
         w.scopes,
         w.last_error,
+        w.scopes_mac,
     )
     .execute(db)
     .await?;
@@ -280,20 +287,26 @@ pub(crate) async fn delete(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<boo
     Ok(r.rows_affected() > 0)
 }
 
-/// Store a refreshed access token. `scopes` replaces the stored list only
-/// when Google sent one; the refresh token is never touched here.
+/// Store a refreshed access token. `scopes` (with its MAC) replaces the
+/// stored list only when Google sent one; the refresh token is never touched
+/// here.
 pub(crate) async fn record_refresh(
     db: impl PgExecutor<'_>,
     user_id: Uuid,
     access_token: &str,
     expires_at: Option<DateTime<Utc>>,
-    scopes: Option<serde_json::Value>,
+    scopes: Option<(serde_json::Value, Option<String>)>,
 ) -> Result<bool, sqlx::Error> {
+    let (scopes, mac) = match scopes {
+        Some((scopes, mac)) => (Some(scopes), mac),
+        None => (None, None),
+    };
     let r = sqlx::query!(
         r#"UPDATE gmail_token SET
                access_token = $2,
                expires_at = $3,
                scopes = COALESCE($4, scopes),
+               scopes_mac = CASE WHEN $4::jsonb IS NULL THEN scopes_mac ELSE $5 END,
                token_type = 'Bearer',
                status = 'active',
                last_error = NULL,
@@ -305,12 +318,47 @@ pub(crate) async fn record_refresh(
         access_token,
         expires_at,
         scopes,
+        mac,
     )
     .execute(db)
     .await?;
     // Nothing written when the claim was taken away meanwhile (a new consent
     // or a disconnect): the refreshed token belongs to a replaced grant.
     Ok(r.rows_affected() == 1)
+}
+
+/// Replace a row's scopes with what Google says the grant holds, with their
+/// MAC, if the row still holds what was read (another writer in between
+/// wins; the next read checks again). True when the row was corrected.
+pub(crate) async fn correct_scopes(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    read: (Option<&serde_json::Value>, Option<&str>),
+    scopes: &serde_json::Value,
+    mac: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query!(
+        r#"UPDATE gmail_token SET scopes = $4, scopes_mac = $5, updated_at = now()
+           WHERE user_id = $1
+             AND scopes IS NOT DISTINCT FROM $2
+             AND scopes_mac IS NOT DISTINCT FROM $3"#,
+        user_id,
+        read.0,
+        read.1,
+        scopes,
+        mac,
+    )
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Rows whose scopes no MAC vouches for (adopted, or changed by another
+/// writer), for the report.
+pub(crate) async fn count_unverified(db: impl PgExecutor<'_>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM gmail_token WHERE scopes_mac IS NULL"#)
+        .fetch_one(db)
+        .await
 }
 
 /// Google refused the refresh token: keep the row, mark it.
@@ -402,6 +450,9 @@ pub(crate) struct SecretsRow {
     pub user_id: Uuid,
     pub access_token: Option<String>,
     pub refresh_token: Option<String>,
+    pub google_sub: Option<String>,
+    pub scopes: Option<serde_json::Value>,
+    pub scopes_mac: Option<String>,
 }
 
 /// Rows after `after` (by user id), `limit` at a time.
@@ -412,7 +463,8 @@ pub(crate) async fn secrets_page(
 ) -> Result<Vec<SecretsRow>, sqlx::Error> {
     sqlx::query_as!(
         SecretsRow,
-        r#"SELECT user_id, access_token, refresh_token FROM gmail_token
+        r#"SELECT user_id, access_token, refresh_token, google_sub, scopes, scopes_mac
+           FROM gmail_token
            WHERE $1::uuid IS NULL OR user_id > $1
            ORDER BY user_id LIMIT $2"#,
         after,
@@ -422,26 +474,35 @@ pub(crate) async fn secrets_page(
     .await
 }
 
-/// Replace a row's stored secrets if they are still what was read (a refresh
-/// in between already re-sealed them). True when the row was rewritten.
+/// A row's stored secrets and scopes MAC, as read and as rewritten.
+pub(crate) struct Secrets<'a> {
+    pub access_token: Option<&'a str>,
+    pub refresh_token: Option<&'a str>,
+    pub scopes_mac: Option<&'a str>,
+}
+
+/// Replace a row's stored secrets and scopes MAC if they are still what was
+/// read (a refresh in between already re-sealed them). True when the row was
+/// rewritten.
 pub(crate) async fn rewrite_secrets(
     db: impl PgExecutor<'_>,
     user_id: Uuid,
-    old_access: Option<&str>,
-    old_refresh: Option<&str>,
-    new_access: Option<&str>,
-    new_refresh: Option<&str>,
+    old: &Secrets<'_>,
+    new: &Secrets<'_>,
 ) -> Result<bool, sqlx::Error> {
     let r = sqlx::query!(
-        r#"UPDATE gmail_token SET access_token = $4, refresh_token = $5
+        r#"UPDATE gmail_token SET access_token = $4, refresh_token = $5, scopes_mac = $7
            WHERE user_id = $1
              AND access_token IS NOT DISTINCT FROM $2
-             AND refresh_token IS NOT DISTINCT FROM $3"#,
+             AND refresh_token IS NOT DISTINCT FROM $3
+             AND scopes_mac IS NOT DISTINCT FROM $6"#,
         user_id,
-        old_access,
-        old_refresh,
-        new_access,
-        new_refresh,
+        old.access_token,
+        old.refresh_token,
+        new.access_token,
+        new.refresh_token,
+        old.scopes_mac,
+        new.scopes_mac,
     )
     .execute(db)
     .await?;
@@ -505,6 +566,8 @@ pub struct BulkConnections {
     /// Sealed values, as [`upsert_consent`] stores them.
     pub access_tokens: Vec<String>,
     pub refresh_tokens: Vec<String>,
+    /// The MACs vouching for the scopes, one per row.
+    pub scopes_macs: Vec<String>,
     /// Seconds from now to `expires_at` (negative: already expired).
     pub expires_in_secs: f64,
 }
@@ -518,10 +581,11 @@ pub async fn upsert_many(
     let r = sqlx::query!(
         r#"INSERT INTO gmail_token
                (user_id, email, google_sub, access_token, refresh_token, token_type, expires_at,
-                scopes, status, last_error, consented_at, created_at, updated_at)
+                scopes, scopes_mac, status, last_error, consented_at, created_at, updated_at)
            SELECT u, e, g, a, r, 'Bearer', now() + make_interval(secs => $6),
-                  $7, 'active', NULL, now(), now(), now()
-           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) AS t(u, e, g, a, r)
+                  $7, m, 'active', NULL, now(), now(), now()
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $8::text[])
+                AS t(u, e, g, a, r, m)
            ON CONFLICT (user_id) DO UPDATE SET
                email = EXCLUDED.email,
                google_sub = EXCLUDED.google_sub,
@@ -530,6 +594,7 @@ pub async fn upsert_many(
                token_type = EXCLUDED.token_type,
                expires_at = EXCLUDED.expires_at,
                scopes = EXCLUDED.scopes,
+               scopes_mac = EXCLUDED.scopes_mac,
                status = 'active',
                last_error = NULL,
                consented_at = now(),
@@ -541,6 +606,7 @@ pub async fn upsert_many(
         &rows.refresh_tokens,
         rows.expires_in_secs,
         scopes,
+        &rows.scopes_macs,
     )
     .execute(db)
     .await?;

@@ -19,6 +19,9 @@ pub enum EventKind {
     RefreshFailed,
     ReauthRequired,
     Disconnected,
+    /// The stored scopes were not what Google granted (edited outside the
+    /// service): the row was corrected from Google's answer.
+    ScopesCorrected,
 }
 
 impl EventKind {
@@ -111,6 +114,21 @@ pub async fn recent_for_user(
         limit,
     )
     .fetch_all(db)
+    .await
+}
+
+/// How many events of `kind` are kept (the report's count of corrections).
+pub(crate) async fn count_kind(
+    db: impl PgExecutor<'_>,
+    provider: &str,
+    kind: EventKind,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM passport_event WHERE provider = $1 AND kind = $2"#,
+        provider,
+        kind.as_str(),
+    )
+    .fetch_one(db)
     .await
 }
 

@@ -214,7 +214,8 @@ impl TestApp {
             .unwrap()
     }
 
-    /// A passport as the old service left it: seeded at the fake Google and
+    /// A passport as the service stores it (sealed, its scopes under their MAC):
+    /// seeded at the fake Google and
     /// stored for `user`. Returns `(access, refresh)`.
     pub async fn seed_passport(
         &self,
@@ -225,6 +226,14 @@ impl TestApp {
         let (access, refresh) = self.fake.seed_grant(email, scopes).expect("known account");
         let account = self.fake.account(email).unwrap().clone();
         let granted = auth_server::scopes::ScopeSet::parse_known(scopes.iter().copied()).unwrap();
+        // The MAC the service writes beside the scopes it stores.
+        let of = auth_server::crypto::ScopesOf {
+            user,
+            google_sub: Some(&account.sub),
+            refresh_token: Some(&refresh),
+        };
+        let list: Vec<&str> = granted.iter().collect();
+        let mac = self.cipher.scopes_mac(of, &list);
         gmail_token::upsert_consent(
             &self.db,
             &gmail_token::ConsentWrite {
@@ -236,6 +245,7 @@ impl TestApp {
                 token_type: "Bearer",
                 expires_at: Some(chrono::Utc::now() + chrono::Duration::minutes(50)),
                 scopes: granted.to_json(),
+                scopes_mac: mac.as_deref(),
                 last_error: None,
             },
         )

@@ -23,6 +23,7 @@ mod ops;
 mod rate_limits;
 mod report;
 mod retention;
+mod scopes_mac;
 mod secrets;
 mod security;
 mod session;
