@@ -201,6 +201,28 @@ impl FakeGoogle {
         Some((access, refresh))
     }
 
+    /// Know tokens Google issued before this fake started — as the old
+    /// service stored them — as `email`'s grant of `scope_list` (the access
+    /// token live for an hour). `None` for an unknown account.
+    pub fn adopt_grant(
+        &self,
+        email: &str,
+        scope_list: &[&str],
+        access: &str,
+        refresh: &str,
+    ) -> Option<()> {
+        let sub = self.account(email)?.sub.clone();
+        let scopes: BTreeSet<String> = scope_list.iter().filter_map(|s| normalize(s)).collect();
+        let mut s = self.lock();
+        s.grants
+            .entry(sub.clone())
+            .or_default()
+            .extend(scopes.iter().cloned());
+        s.insert_refresh(refresh, &sub, &scopes);
+        s.insert_access(access, &sub, &scopes);
+        Some(())
+    }
+
     /// Revoke everything an account granted (as if the user removed the app
     /// at myaccount.google.com).
     pub fn revoke_account(&self, email: &str) {

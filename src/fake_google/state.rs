@@ -65,9 +65,15 @@ impl FakeState {
     /// [`ACCESS_TOKEN_SECS`].
     pub(super) fn issue_access(&mut self, sub: &str, scopes: &BTreeSet<String>) -> String {
         let access = format!("ya29.fake-{}", random_token());
-        self.issued.push(access.clone());
+        self.insert_access(&access, sub, scopes);
+        access
+    }
+
+    /// Know `access` as a live access token of `sub` with `scopes`.
+    pub(super) fn insert_access(&mut self, access: &str, sub: &str, scopes: &BTreeSet<String>) {
+        self.issued.push(access.to_string());
         self.access.insert(
-            access.clone(),
+            access.to_string(),
             AccessGrant {
                 sub: sub.to_string(),
                 scopes: scopes.clone(),
@@ -75,22 +81,26 @@ impl FakeState {
                 revoked: false,
             },
         );
-        access
     }
 
     /// Issue a refresh token for `sub` with `scopes`, valid until revoked.
     pub(super) fn issue_refresh(&mut self, sub: &str, scopes: &BTreeSet<String>) -> String {
         let refresh = format!("1//fake-{}", random_token());
-        self.issued.push(refresh.clone());
+        self.insert_refresh(&refresh, sub, scopes);
+        refresh
+    }
+
+    /// Know `refresh` as a refresh token of `sub` with `scopes`.
+    pub(super) fn insert_refresh(&mut self, refresh: &str, sub: &str, scopes: &BTreeSet<String>) {
+        self.issued.push(refresh.to_string());
         self.refresh.insert(
-            refresh.clone(),
+            refresh.to_string(),
             RefreshGrant {
                 sub: sub.to_string(),
                 scopes: scopes.clone(),
                 revoked: false,
             },
         );
-        refresh
     }
 
     /// The grant of an access token that is neither revoked nor expired.

@@ -185,7 +185,21 @@ async fn old_readers_see(url: &str, user: Uuid, access: &str) {
 /// The service on an adopted table: the status API and the token API answer
 /// (no 5xx), old readers read, and user A completes 재인증.
 async fn serve_adopted(url: String, a: Uuid, b: Uuid) -> TestApp {
-    let app = TestApp::spawn_on(url, &[("ALLOW_PLAINTEXT_TOKENS", "true")]).await;
+    // The sweep off: it would refresh rows the old service created long ago
+    // (fixture 5) while this test reads their stored tokens.
+    let app = TestApp::spawn_on(
+        url,
+        &[
+            ("ALLOW_PLAINTEXT_TOKENS", "true"),
+            ("SWEEP_AFTER_SECS", "0"),
+        ],
+    )
+    .await;
+    // A's tokens are Google's (the service checks an adopted scope list with
+    // Google at first use); B's are no longer known to Google.
+    app.fake
+        .adopt_grant(JISOO, &[SEND, READ], "ya29.legacy-a", "1//legacy-a")
+        .expect("a known account");
     for user in [a, b] {
         let resp = app.browser(Some(user)).get("/api/passport/gmail").await;
         assert_eq!(resp.status(), reqwest::StatusCode::OK);
