@@ -189,15 +189,9 @@ impl FakeGoogle {
     /// only" passports) and issue a refresh and an access token for it.
     /// Returns `(access_token, refresh_token)`.
     pub fn seed_grant(&self, email: &str, scope_list: &[&str]) -> Option<(String, String)> {
-        let sub = self.account(email)?.sub.clone();
-        let scopes: BTreeSet<String> = scope_list.iter().filter_map(|s| normalize(s)).collect();
-        let mut s = self.lock();
-        s.grants
-            .entry(sub.clone())
-            .or_default()
-            .extend(scopes.iter().cloned());
-        let refresh = s.issue_refresh(&sub, &scopes);
-        let access = s.issue_access(&sub, &scopes);
+        let access = format!("ya29.fake-{}", crate::passport::random_token());
+        let refresh = format!("1//fake-{}", crate::passport::random_token());
+        self.adopt_grant(email, scope_list, &access, &refresh)?;
         Some((access, refresh))
     }
 
