@@ -37,19 +37,13 @@ async fn status_api(app: &TestApp, user: Uuid) -> (StatusCode, Duration) {
     (resp.status(), start.elapsed())
 }
 
-#[tokio::test]
-async fn refreshes_waiting_on_a_slow_google_leave_the_database_to_everyone_else() {
-    let app = TestApp::spawn().await;
-    let stuck = expired_users(&app, 25).await;
-    let others: Vec<Uuid> = (0..100).map(|_| Uuid::new_v4()).collect();
-    for u in &others[..10] {
-        app.seed_passport(*u, MINHO, ALL).await;
-    }
-    app.fake.set_behaviour(Behaviour {
-        token_delay_ms: 3000,
-        ..Behaviour::default()
-    });
-    let refreshes: Vec<_> = stuck
+/// A token request for each of `users`, all sent at once; each task yields
+/// its answer's status.
+fn token_requests_at_once(
+    app: &TestApp,
+    users: &[Uuid],
+) -> Vec<tokio::task::JoinHandle<reqwest::StatusCode>> {
+    users
         .iter()
         .map(|u| {
             let (url, user) = (app.url("/internal/passport/gmail/token"), *u);
@@ -64,7 +58,22 @@ async fn refreshes_waiting_on_a_slow_google_leave_the_database_to_everyone_else(
                     .status()
             })
         })
-        .collect();
+        .collect()
+}
+
+#[tokio::test]
+async fn refreshes_waiting_on_a_slow_google_leave_the_database_to_everyone_else() {
+    let app = TestApp::spawn().await;
+    let stuck = expired_users(&app, 25).await;
+    let others: Vec<Uuid> = (0..100).map(|_| Uuid::new_v4()).collect();
+    for u in &others[..10] {
+        app.seed_passport(*u, MINHO, ALL).await;
+    }
+    app.fake.set_behaviour(Behaviour {
+        token_delay_ms: 3000,
+        ..Behaviour::default()
+    });
+    let refreshes = token_requests_at_once(&app, &stuck);
     // Every refresh is waiting on Google before the others ask.
     wait_for(
         "Google to be asked",
@@ -105,22 +114,7 @@ async fn no_more_google_calls_at_once_than_the_cap() {
         token_delay_ms: 500,
         ..Behaviour::default()
     });
-    let refreshes: Vec<_> = users
-        .iter()
-        .map(|u| {
-            let (url, user) = (app.url("/internal/passport/gmail/token"), *u);
-            tokio::spawn(async move {
-                reqwest::Client::new()
-                    .post(url)
-                    .bearer_auth(INTERNAL_KEY)
-                    .json(&serde_json::json!({ "user_id": user }))
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-            })
-        })
-        .collect();
+    let refreshes = token_requests_at_once(&app, &users);
     for r in refreshes {
         assert_eq!(
             r.await.unwrap(),
@@ -167,8 +161,7 @@ async fn a_refused_client_is_our_misconfiguration_not_an_outage() {
         ConnectionStatus::Active,
         "not the user's fault: the row is unchanged"
     );
-    let metrics = app.client().get(app.url("/metrics")).send().await.unwrap();
-    let text = metrics.text().await.unwrap();
+    let text = app.metrics().await;
     assert!(
         text.contains("passport_google_client_refused_total"),
         "{text}"

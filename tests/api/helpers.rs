@@ -206,6 +206,18 @@ impl TestApp {
         }
     }
 
+    /// The Prometheus text at `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let resp = self
+            .client()
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), reqwest::StatusCode::OK);
+        resp.text().await.unwrap()
+    }
+
     /// A plain client (no cookies, no redirects).
     pub fn client(&self) -> reqwest::Client {
         reqwest::Client::builder()

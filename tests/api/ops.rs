@@ -16,14 +16,7 @@ async fn health_ready_and_metrics() {
 
     let user = Uuid::new_v4();
     app.browser(Some(user)).reauth(None, JISOO, ALL, true).await;
-    let m = client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = app.metrics().await;
     assert!(m.contains("passport_consents_started_total"), "{m}");
     assert!(m.contains("passport_consents_completed_total"), "{m}");
     assert!(m.contains("route=\"/passport/{provider}/callback\""), "{m}");

@@ -84,16 +84,9 @@ async fn hooks(app: &TestApp, user: Uuid) -> Vec<serde_json::Value> {
 }
 
 async fn corrected_metric(app: &TestApp) -> u64 {
-    let text = app
-        .client()
-        .get(app.url("/metrics"))
-        .send()
+    app.metrics()
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .find_map(|l| l.strip_prefix("passport_scopes_corrected_total "))
         .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
 }

@@ -509,15 +509,7 @@ async fn token_answers_are_counted_in_metrics() {
     app.seed_passport(refreshing, MINHO, ALL).await;
     app.expire(refreshing).await;
     assert_eq!(app.token(refreshing, &[]).await.0, StatusCode::OK);
-    let m = app
-        .client()
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = app.metrics().await;
     assert!(
         m.contains("passport_token_requests_total{code=\"scope_missing\"}"),
         "{m}"
