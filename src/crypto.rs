@@ -13,6 +13,9 @@
 //! id, the grant (Google's `sub` and the refresh token) and the canonical
 //! scope list. A list written by anyone else does not match
 //! ([`TokenCipher::check_scopes_mac`]).
+//!
+//! [`Authenticator`] tags short-lived values handed to browsers (the item
+//! page's result flash), under a key derived from another secret.
 
 use std::fmt;
 
@@ -160,6 +163,49 @@ impl ScopesOf<'_> {
             mac.update(part.as_bytes());
         }
         mac
+    }
+}
+
+/// Tags for short-lived values the service hands to a browser and reads
+/// back (the result flash of the item page): HMAC-SHA256 under a key derived
+/// (HKDF-SHA256, with its own `info`) from a secret the service holds.
+pub struct Authenticator(SecretBox<[u8; 32]>);
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Authenticator([redacted])")
+    }
+}
+
+impl Authenticator {
+    /// The key for one purpose (`info`) derived from `secret`.
+    pub fn derive(secret: &[u8], info: &[u8]) -> Self {
+        let mut out = [0u8; 32];
+        hkdf::Hkdf::<Sha256>::new(None, secret)
+            .expand(info, &mut out)
+            .expect("32 bytes is a valid HKDF-SHA256 length");
+        Self(SecretBox::new(Box::new(out)))
+    }
+
+    fn mac(&self, message: &[u8]) -> Hmac<Sha256> {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(self.0.expose_secret()).expect("any key length");
+        mac.update(message);
+        mac
+    }
+
+    /// `message`'s tag, base64url without padding.
+    pub fn tag(&self, message: &[u8]) -> String {
+        let tag = self.mac(message).finalize().into_bytes();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag)
+    }
+
+    /// Is `tag` (base64url) `message`'s? Compared in constant time.
+    pub fn verify(&self, message: &[u8], tag: &str) -> bool {
+        let Ok(tag) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(tag) else {
+            return false;
+        };
+        self.mac(message).verify_slice(&tag).is_ok()
     }
 }
 

@@ -169,12 +169,41 @@ pub const CONNECTED: BannerCopy = BannerCopy {
     lists_missing: false,
 };
 
+/// `{added}`: the labels of the permissions the stored grant gained (see
+/// [`fill_added`]).
 pub const UPGRADED: BannerCopy = BannerCopy {
     tone: "ok",
     title_ko: "권한이 추가되었습니다",
     title_en: "Permissions added",
-    body_ko: "재인증이 끝났습니다. 새 권한(캘린더 등)이 저장되었습니다.",
-    body_en: "Re-authorization is done. The new permissions (such as Calendar) are saved.",
+    body_ko: "{added} 권한이 추가되었습니다. 전에 허용한 권한도 그대로입니다.",
+    body_en: "Added: {added}. What you granted before is kept.",
+    lists_missing: false,
+};
+
+/// [`UPGRADED`] when the added permissions cannot be named.
+pub const UPGRADED_UNNAMED: BannerCopy = BannerCopy {
+    body_ko: "새 권한이 저장되었습니다. 전에 허용한 권한도 그대로입니다.",
+    body_en: "The new permissions are saved. What you granted before is kept.",
+    ..UPGRADED
+};
+
+/// A second consent that granted what the connection already had.
+pub const UNCHANGED: BannerCopy = BannerCopy {
+    tone: "ok",
+    title_ko: "바뀐 것이 없습니다",
+    title_en: "Nothing changed",
+    body_ko: "이미 모든 권한이 허용되어 있어서 연결은 그대로입니다.",
+    body_en: "Every permission was already granted, so the connection stays as it was.",
+    lists_missing: false,
+};
+
+/// A finished consent sent again (back, then Continue): nothing applied.
+pub const ALREADY_DONE: BannerCopy = BannerCopy {
+    tone: "ok",
+    title_ko: "이미 처리되었습니다",
+    title_en: "Already done",
+    body_ko: "같은 동의가 한 번 더 전달되었지만, 두 번 적용하지 않았습니다. 아래가 지금 연결 상태입니다.",
+    body_en: "The same consent arrived a second time (after going back); it was not applied twice. Below is the connection as it is now.",
     lists_missing: false,
 };
 
@@ -237,6 +266,11 @@ pub const CONNECT_ERROR: BannerCopy = BannerCopy {
     lists_missing: false,
 };
 
+/// `body` with `{added}` replaced by `added` (labels of [`crate::scopes`]).
+pub fn fill_added(body: &str, added: &str) -> String {
+    body.replace("{added}", added)
+}
+
 /// `body` with `{from}` and `{to}` replaced in one pass, so that an address
 /// which itself contains `{to}` is shown as it is.
 pub fn fill_accounts(body: &str, from: &str, to: &str) -> String {
@@ -277,10 +311,20 @@ mod tests {
     }
 
     #[test]
-    fn only_account_changed_names_accounts() {
+    fn upgraded_names_what_was_added() {
+        assert_eq!(
+            fill_added(UPGRADED.body_ko, "캘린더 보기·관리, 캘린더 일정 보기·편집"),
+            "캘린더 보기·관리, 캘린더 일정 보기·편집 권한이 추가되었습니다. 전에 허용한 권한도 그대로입니다."
+        );
+    }
+
+    #[test]
+    fn only_account_changed_and_upgraded_have_blanks() {
         for b in [
             CONNECTED,
-            UPGRADED,
+            UPGRADED_UNNAMED,
+            UNCHANGED,
+            ALREADY_DONE,
             PARTIAL,
             DENIED,
             DISCONNECTED,

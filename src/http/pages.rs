@@ -13,10 +13,11 @@ use crate::http::error::PageError;
 use crate::http::limits::{identified, ClientIp};
 use crate::http::{found, provider, query, AppState, PagePath};
 use crate::passport::disconnect::Revocation;
+use crate::passport::flash::{self, Flash, Shown};
 use crate::passport::flow::{self, CallbackParams};
 use crate::passport::provider::Provider;
 use crate::passport::status::PassportStatus;
-use crate::scopes::{self, ScopeInfo, ScopeSet};
+use crate::scopes::{self, ScopeInfo};
 use crate::store::gmail_token::ConnectionStatus;
 
 fn strict_query(
@@ -43,6 +44,26 @@ pub(crate) fn flow_cookie(
 
 fn cookie_max_age() -> time::Duration {
     time::Duration::seconds(flow::STATE_TTL.num_seconds())
+}
+
+/// The name of the result flash cookie ([`flash`]).
+pub(crate) const FLASH_COOKIE: &str = "passport_result";
+
+/// The cookie carrying a signed result flash to the item page (and only
+/// there: its path is the item page's).
+fn flash_cookie(app: &AppState, provider: &str, value: String) -> Cookie<'static> {
+    Cookie::build((FLASH_COOKIE, value))
+        .http_only(true)
+        .secure(app.settings.secure_cookies())
+        .same_site(SameSite::Lax)
+        .path(format!("/passport/{provider}"))
+        .max_age(time::Duration::seconds(flash::FLASH_TTL.num_seconds()))
+        .build()
+}
+
+/// `jar` with the flash of `f` set.
+fn with_flash(app: &AppState, jar: CookieJar, f: &Flash) -> CookieJar {
+    jar.add(flash_cookie(app, &f.provider, app.passport.seal_flash(f)))
 }
 
 /// `GET /passport/{provider}/connect?return_to=URL`: start a consent, 302 to Google.
@@ -109,13 +130,9 @@ pub async fn callback(
         .passport
         .complete_consent(provider, params, nonce.as_deref(), signed_in)
         .await?;
-    // The attempt is used up: drop its cookie.
-    let mut changes = CookieJar::new();
-    if let Some(n) = cookie_name {
-        let mut c = flow_cookie(&app, provider.name, n, String::new());
-        c.make_removal();
-        changes = changes.add(c);
-    }
+    // The flow cookie stays until it expires with its attempt, so that a
+    // replay in this browser (back, then Continue again) is known as its own.
+    let changes = with_flash(&app, CookieJar::new(), &done.flash);
     Ok(found(done.redirect_to.as_str(), changes))
 }
 
@@ -192,44 +209,60 @@ fn status_texts(st: &PassportStatus) -> (&'static str, &'static str) {
     }
 }
 
-/// The banner after a consent or a disconnect (`?passport=…&result=…`): the
-/// sentences of [`copy`] for that result, with the accounts and the missing
-/// permissions filled in.
+/// The banner after a consent or a disconnect: shown only when this
+/// browser's flash (what the service recorded for this user) verifies and
+/// agrees with `?passport=…&result=…`; a typed, stale or reloaded `result=`
+/// shows no banner, only the current state. The sentences are [`copy`]'s,
+/// with the accounts and the added or missing permissions filled in.
 async fn banner(
     app: &AppState,
     provider: &Provider,
     user_id: uuid::Uuid,
     q: &std::collections::HashMap<String, String>,
+    flash: Option<&Flash>,
 ) -> Result<Option<Banner>, PageError> {
-    if q.get("passport").map(String::as_str) != Some(provider.name) {
+    let Some(flash) = flash else {
+        return Ok(None);
+    };
+    if q.get("passport").map(String::as_str) != Some(provider.name)
+        || q.get("result").map(String::as_str) != Some(flash.shown.as_str())
+    {
         return Ok(None);
     }
-    let result = q.get("result").map(String::as_str);
-    let revoke_failed = q.get("revoke").map(String::as_str) == Some("failed");
-    let text = match result {
-        Some("connected") => &copy::CONNECTED,
-        Some("upgraded") => &copy::UPGRADED,
-        Some("partial") => &copy::PARTIAL,
-        Some("denied") => &copy::DENIED,
-        Some("account_changed") => &copy::ACCOUNT_CHANGED,
-        Some("disconnected") if revoke_failed => &copy::DISCONNECTED_REVOKE_FAILED,
-        Some("disconnected") => &copy::DISCONNECTED,
-        Some("error") => &copy::CONNECT_ERROR,
-        _ => return Ok(None),
+    let text = match flash.shown {
+        Shown::Connected => &copy::CONNECTED,
+        Shown::Upgraded if flash.added.is_empty() => &copy::UPGRADED_UNNAMED,
+        Shown::Upgraded => &copy::UPGRADED,
+        Shown::Unchanged => &copy::UNCHANGED,
+        Shown::Partial => &copy::PARTIAL,
+        Shown::Denied => &copy::DENIED,
+        Shown::AccountChanged => &copy::ACCOUNT_CHANGED,
+        Shown::Disconnected if flash.revoke_failed => &copy::DISCONNECTED_REVOKE_FAILED,
+        Shown::Disconnected => &copy::DISCONNECTED,
+        Shown::Error => &copy::CONNECT_ERROR,
+        Shown::AlreadyDone => &copy::ALREADY_DONE,
     };
-    let (body_ko, body_en) = if result == Some("account_changed") {
-        let (from, to) = changed_accounts(app, provider, user_id).await?;
-        (
-            copy::fill_accounts(text.body_ko, &from, &to),
-            copy::fill_accounts(text.body_en, &from, &to),
-        )
-    } else {
-        (text.body_ko.into(), text.body_en.into())
+    let (body_ko, body_en) = match flash.shown {
+        Shown::AccountChanged => {
+            let (from, to) = changed_accounts(app, provider, user_id).await?;
+            (
+                copy::fill_accounts(text.body_ko, &from, &to),
+                copy::fill_accounts(text.body_en, &from, &to),
+            )
+        }
+        _ => {
+            let added: Vec<_> = flash.added.iter().map(scope_labels).collect();
+            let ko: Vec<_> = added.iter().map(|(ko, _)| ko.as_str()).collect();
+            let en: Vec<_> = added.iter().map(|(_, en)| en.as_str()).collect();
+            (
+                copy::fill_added(text.body_ko, &ko.join(", ")),
+                copy::fill_added(text.body_en, &en.join(", ")),
+            )
+        }
     };
-    let boxes = if text.lists_missing {
-        missing_boxes(q)
-    } else {
-        Vec::new()
+    let boxes = match text.lists_missing {
+        true => flash.missing.iter().filter_map(scopes::info).collect(),
+        false => Vec::new(),
     };
     Ok(Some(Banner {
         text,
@@ -237,6 +270,17 @@ async fn banner(
         body_en,
         boxes,
     }))
+}
+
+/// A permission's Korean and English labels (its short name when unknown).
+fn scope_labels(full: &str) -> (String, String) {
+    match scopes::info(full) {
+        Some(k) => (k.label_ko.into(), k.label_en.into()),
+        None => {
+            let short = scopes::short_name(full).to_string();
+            (short.clone(), short)
+        }
+    }
 }
 
 /// The accounts before and after the last account change, or words for
@@ -257,26 +301,27 @@ async fn changed_accounts(
     ))
 }
 
-/// A box to tick next time per known permission in `&missing=…`; unknown
-/// names are dropped, never echoed.
-fn missing_boxes(q: &std::collections::HashMap<String, String>) -> Vec<&'static ScopeInfo> {
-    let missing = q
-        .get("missing")
-        .map(|m| ScopeSet::parse_known([m.as_str()]).unwrap_or_default())
-        .unwrap_or_default();
-    missing.iter().filter_map(scopes::info).collect()
-}
-
-/// `GET /passport/{provider}`: the inventory card.
+/// `GET /passport/{provider}`: the inventory card. A result flash, shown
+/// or not, is used up: the cookie is removed, so a reload shows no banner.
 pub async fn item(
     State(app): State<AppState>,
     PagePath(name): PagePath<String>,
     user: Result<PageUser, PageError>,
+    jar: CookieJar,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
     let provider = provider::<PageError>(&app, &name)?;
     let PageUser(user_id) = user?;
     let q = strict_query(raw)?;
+    let flash = jar
+        .get(FLASH_COOKIE)
+        .and_then(|c| app.passport.open_flash(c.value(), user_id, provider));
+    let mut changes = CookieJar::new();
+    if jar.get(FLASH_COOKIE).is_some() {
+        let mut gone = flash_cookie(&app, provider.name, String::new());
+        gone.make_removal();
+        changes = changes.add(gone);
+    }
     let st = app.passport.status(provider, user_id).await?;
     let (status_ko, status_en) = status_texts(&st);
     let mut reauth = app.passport.reauth_url(provider);
@@ -287,7 +332,7 @@ pub async fn item(
         .query_pairs_mut()
         .append_pair("return_to", back.as_str());
     let page = ItemPage {
-        banner: banner(&app, provider, user_id, &q).await?,
+        banner: banner(&app, provider, user_id, &q, flash.as_ref()).await?,
         connected: st.connected,
         email: st.email.clone(),
         status_code: st.status.map_or("none", ConnectionStatus::as_str),
@@ -299,7 +344,7 @@ pub async fn item(
         reauth_href: reauth.path().to_string() + "?" + reauth.query().unwrap_or_default(),
         disconnect_action: format!("/passport/{}/disconnect", provider.name),
     };
-    Ok(page.into_response())
+    Ok((changes, page).into_response())
 }
 
 /// May this navigation start a consent? Links from our pages, from
@@ -349,8 +394,14 @@ pub async fn disconnect(
         "/passport/{}?passport={}&result=disconnected",
         provider.name, provider.name
     );
-    if matches!(outcome, Some(Revocation::Failed(_))) {
+    let revoke_failed = matches!(outcome, Some(Revocation::Failed(_)));
+    if revoke_failed {
         to.push_str("&revoke=failed");
     }
-    Ok(Redirect::to(&to).into_response())
+    let told = Flash {
+        revoke_failed,
+        ..Flash::new(user_id, provider.name, Shown::Disconnected)
+    };
+    let jar = with_flash(&app, CookieJar::new(), &told);
+    Ok((jar, Redirect::to(&to)).into_response())
 }

@@ -3,9 +3,13 @@
 //! decide the result the user sees).
 //!
 //! The callback marks its attempt in use before calling Google (a replay is
-//! refused from then on) and deletes it in the transaction that records how
-//! the callback ended. An attempt left in use means the instance stopped in
-//! between: nothing was stored, and its replay says so ([`FlowError::Interrupted`]).
+//! refused from then on) and marks it done, with its result, in the
+//! transaction that records how the callback ended. A done attempt's replay
+//! (back, then Continue again) by the same user in the same browser applies
+//! nothing and lands on the current state ([`Outcome::AlreadyDone`]); anyone
+//! else's is refused as unknown. An attempt left in use but not done means the
+//! instance stopped in between: nothing was stored, and its replay says so
+//! ([`FlowError::Interrupted`]).
 
 use chrono::Utc;
 use secrecy::ExposeSecret;
@@ -14,6 +18,7 @@ use uuid::Uuid;
 
 use crate::crypto::Field;
 use crate::google::{GoogleError, Tokens, UserInfo};
+use crate::passport::flash::{Flash, Shown};
 use crate::passport::prior_grant;
 use crate::passport::provider::Provider;
 use crate::passport::return_to::{self, ReturnToError};
@@ -133,9 +138,15 @@ impl Passport {
         signed_in_user: Option<Uuid>,
     ) -> Result<Completed, FlowError> {
         let state = params.state.as_deref().ok_or(FlowError::MissingState)?;
-        let attempt = self
+        let attempt = match self
             .claim_attempt(provider, state, browser_nonce, signed_in_user)
-            .await?;
+            .await?
+        {
+            Claim::Fresh(attempt) => attempt,
+            Claim::Done { user_id, return_to } => {
+                return Ok(self.replayed(provider, user_id, &return_to));
+            }
+        };
         let user_id = attempt.user_id;
         let verifier = self
             .cipher
@@ -143,25 +154,49 @@ impl Passport {
         // Stored by us after validation; re-parse defensively.
         let return_to =
             Url::parse(&attempt.return_to).unwrap_or_else(|_| self.settings.inventory_url.clone());
-        let outcome = match (params.error, params.code) {
-            (Some(e), _) if e == "access_denied" => self.record_denied(provider, &attempt).await?,
+        let none = ScopeSet::new;
+        let (outcome, added) = match (params.error, params.code) {
+            (Some(e), _) if e == "access_denied" => {
+                (self.record_denied(provider, &attempt).await?, none())
+            }
             (Some(other), _) => {
                 tracing::warn!(%user_id, error = %sanitize(&other), "google returned an error to the callback");
-                self.abandon(&attempt, "google_error").await?
+                (self.abandon(&attempt, "google_error").await?, none())
             }
             (None, Some(code)) => {
                 self.exchange_and_store(provider, &attempt, &code, verifier.expose_secret())
                     .await?
             }
-            (None, None) => self.abandon(&attempt, "missing_code").await?,
+            (None, None) => (self.abandon(&attempt, "missing_code").await?, none()),
         };
         let result = outcome.result();
         metrics::counter!("passport_consents_completed_total", "provider" => provider.name, "result" => result)
             .increment(1);
         tracing::info!(%user_id, provider = provider.name, result, "consent completed");
+        let flash = Flash {
+            added,
+            missing: outcome.missing().cloned().unwrap_or_default(),
+            ..Flash::new(user_id, provider.name, outcome.shown())
+        };
         Ok(Completed {
             redirect_to: result_url(&return_to, provider.name, &outcome),
+            flash,
         })
+    }
+
+    /// A replay of a finished attempt by its own user in its own browser:
+    /// nothing is applied; back to where the attempt was to return, saying so.
+    fn replayed(&self, provider: &Provider, user_id: Uuid, return_to: &str) -> Completed {
+        let return_to =
+            Url::parse(return_to).unwrap_or_else(|_| self.settings.inventory_url.clone());
+        let outcome = Outcome::AlreadyDone;
+        metrics::counter!("passport_consents_completed_total", "provider" => provider.name, "result" => outcome.result())
+            .increment(1);
+        tracing::info!(%user_id, provider = provider.name, "finished consent replayed: nothing applied");
+        Completed {
+            redirect_to: result_url(&return_to, provider.name, &outcome),
+            flash: Flash::new(user_id, provider.name, outcome.shown()),
+        }
     }
 
     /// Claim the attempt named by `state` (mark it in use), but only for the
@@ -174,7 +209,7 @@ impl Passport {
         state: &str,
         browser_nonce: Option<&str>,
         signed_in_user: Option<Uuid>,
-    ) -> Result<StateRow, FlowError> {
+    ) -> Result<Claim, FlowError> {
         if !is_token_shaped(state) {
             return Err(FlowError::UnknownState);
         }
@@ -187,30 +222,43 @@ impl Passport {
             _ => None,
         };
         match claimed {
-            Some(a) => Ok(a),
-            None => Err(self
-                .why_not_claimed(provider, &state_hash, nonce_hash.as_deref(), signed_in_user)
-                .await?),
+            Some(a) => Ok(Claim::Fresh(a)),
+            None => {
+                self.why_not_claimed(provider, &state_hash, nonce_hash.as_deref(), signed_in_user)
+                    .await
+            }
         }
     }
 
     /// Why an attempt could not be claimed (an expired one is deleted). Only
-    /// its own user, in its own browser, learns that it was interrupted.
+    /// its own user, in its own browser, learns that it was interrupted or
+    /// is done already (a done attempt is unknown to anyone else).
     async fn why_not_claimed(
         &self,
         provider: &Provider,
         state_hash: &[u8],
         nonce_hash: Option<&[u8]>,
         signed_in_user: Option<Uuid>,
-    ) -> Result<FlowError, sqlx::Error> {
+    ) -> Result<Claim, FlowError> {
         let Some(peeked) = oauth_state::peek(&self.db, state_hash, provider.name).await? else {
-            return Ok(FlowError::UnknownState);
+            return Err(FlowError::UnknownState);
         };
         if peeked.expires_at < Utc::now() {
             oauth_state::delete(&self.db, state_hash).await?;
-            return Ok(FlowError::ExpiredState);
+            return Err(FlowError::ExpiredState);
         }
-        Ok(match signed_in_user {
+        let own = signed_in_user == Some(peeked.user_id)
+            && nonce_hash == Some(peeked.browser_nonce_hash.as_slice());
+        if peeked.done_at.is_some() {
+            return match own {
+                true => Ok(Claim::Done {
+                    user_id: peeked.user_id,
+                    return_to: peeked.return_to,
+                }),
+                false => Err(FlowError::UnknownState),
+            };
+        }
+        Err(match signed_in_user {
             None => FlowError::NoSession,
             Some(u) if u != peeked.user_id => FlowError::UserMismatch,
             _ if nonce_hash != Some(peeked.browser_nonce_hash.as_slice()) => {
@@ -232,11 +280,12 @@ impl Passport {
             error_code: Some("access_denied"),
             ..NewEvent::new(attempt.user_id, provider.name, EventKind::Denied)
         };
+        let outcome = Outcome::Denied;
         let mut tx = self.db.begin().await?;
         passport_event::insert(&mut *tx, &event).await?;
-        oauth_state::delete(&mut *tx, &attempt.state_hash).await?;
+        oauth_state::finish(&mut *tx, &attempt.state_hash, outcome.result()).await?;
         tx.commit().await?;
-        Ok(Outcome::Denied)
+        Ok(outcome)
     }
 
     /// End the attempt without a connection: Google failed or refused.
@@ -245,29 +294,30 @@ impl Passport {
         attempt: &StateRow,
         reason: &'static str,
     ) -> Result<Outcome, FlowError> {
-        oauth_state::delete(&self.db, &attempt.state_hash).await?;
-        Ok(Outcome::Error(reason))
+        let outcome = Outcome::Error(reason);
+        oauth_state::finish(&self.db, &attempt.state_hash, outcome.result()).await?;
+        Ok(outcome)
     }
 
     /// Exchange the code, then store what Google granted and end the attempt,
-    /// in one transaction.
+    /// in one transaction. Returns the outcome and the permissions the stored
+    /// grant gained.
     async fn exchange_and_store(
         &self,
         provider: &Provider,
         attempt: &StateRow,
         code: &str,
         verifier: &str,
-    ) -> Result<Outcome, FlowError> {
+    ) -> Result<(Outcome, ScopeSet), FlowError> {
         let grant = match self.fetch_grant(provider, code, verifier).await {
             Ok(g) => g,
-            Err(reason) => return self.abandon(attempt, reason).await,
+            Err(reason) => return Ok((self.abandon(attempt, reason).await?, ScopeSet::new())),
         };
         let user_id = attempt.user_id;
         // Before the row is locked: Google is asked only for rows that name
         // no account.
         let vouched = self.vouch_stored_grant(provider, user_id).await?;
         let mut tx = self.db.begin().await?;
-        oauth_state::delete(&mut *tx, &attempt.state_hash).await?;
         let prev = gmail_token::find_for_update(&mut *tx, user_id)
             .await?
             .map(|row| prior_grant::with_vouched(row, vouched.as_ref()));
@@ -277,6 +327,11 @@ impl Passport {
             &grant.account,
             &provider.scopes,
         );
+        oauth_state::finish(&mut *tx, &attempt.state_hash, outcome.result()).await?;
+        let before = prev
+            .as_ref()
+            .map(|p| ScopeSet::from_json(p.scopes.as_ref()));
+        let added = grant.scopes.missing_from(&before.unwrap_or_default());
         let write = self.sealed_write(user_id, prev.as_ref(), &grant, &outcome)?;
         gmail_token::upsert_consent(&mut *tx, &write.row()).await?;
         let replaced = write.replaced_grant;
@@ -296,7 +351,7 @@ impl Passport {
                 tracing::warn!(%user_id, error = %e, "could not revoke the replaced account's grant");
             }
         }
-        Ok(outcome)
+        Ok((outcome, added))
     }
 
     /// The tokens, the scopes Google granted (from its answer, never from what
@@ -422,8 +477,9 @@ impl Passport {
             missing: Some(&missing),
             ..Default::default()
         };
-        let kind = outcome.webhook_kind();
-        webhooks::enqueue(tx, self, provider, kind, user_id, facts.clone()).await?;
+        if let Some(kind) = outcome.webhook_kind() {
+            webhooks::enqueue(tx, self, provider, kind, user_id, facts.clone()).await?;
+        }
         if prev.is_some_and(|p| p.status != ConnectionStatus::Active) {
             let kind = webhooks::Kind::Recovered;
             webhooks::enqueue(tx, self, provider, kind, user_id, facts).await?;
@@ -455,6 +511,9 @@ pub(crate) struct CallbackParams {
 pub(crate) enum Outcome {
     Connected,
     Upgraded,
+    /// The same account granted the same permissions as the stored, active
+    /// connection (a second tab finishing after the first): nothing changed.
+    Unchanged,
     /// The user unticked some scopes: these are still missing.
     Partial(ScopeSet),
     Denied,
@@ -462,6 +521,8 @@ pub(crate) enum Outcome {
     AccountChanged(ScopeSet),
     /// Google refused or failed; a short reason code.
     Error(&'static str),
+    /// A replay of an attempt that had finished already: nothing applied.
+    AlreadyDone,
 }
 
 impl Outcome {
@@ -469,24 +530,59 @@ impl Outcome {
         self.into()
     }
 
+    /// What the item page's banner reports for this outcome.
+    pub(crate) fn shown(&self) -> Shown {
+        match self {
+            Self::Connected => Shown::Connected,
+            Self::Upgraded => Shown::Upgraded,
+            Self::Unchanged => Shown::Unchanged,
+            Self::Partial(_) => Shown::Partial,
+            Self::Denied => Shown::Denied,
+            Self::AccountChanged(_) => Shown::AccountChanged,
+            Self::Error(_) => Shown::Error,
+            Self::AlreadyDone => Shown::AlreadyDone,
+        }
+    }
+
+    /// The required permissions still missing, for the outcomes that have some.
+    pub(crate) fn missing(&self) -> Option<&ScopeSet> {
+        match self {
+            Self::Partial(m) | Self::AccountChanged(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The audit event of a stored consent (the only outcomes recorded by
+    /// [`Passport::announce`]: `Denied` is recorded by `record_denied`,
+    /// `Error` and `AlreadyDone` store nothing).
     fn event_kind(&self) -> EventKind {
         match self {
             Self::AccountChanged(_) => EventKind::AccountChanged,
             Self::Partial(_) => EventKind::PartialGrant,
             Self::Upgraded => EventKind::Upgraded,
+            Self::Unchanged => EventKind::Unchanged,
             Self::Denied => EventKind::Denied,
-            Self::Connected | Self::Error(_) => EventKind::Connected,
+            Self::Connected | Self::Error(_) | Self::AlreadyDone => EventKind::Connected,
         }
     }
 
-    fn webhook_kind(&self) -> webhooks::Kind {
+    /// The webhook announcing a stored consent; none when nothing changed.
+    fn webhook_kind(&self) -> Option<webhooks::Kind> {
         match self {
-            Self::AccountChanged(_) => webhooks::Kind::AccountChanged,
-            Self::Partial(_) => webhooks::Kind::PartialGrant,
-            Self::Upgraded => webhooks::Kind::Upgraded,
-            _ => webhooks::Kind::Connected,
+            Self::AccountChanged(_) => Some(webhooks::Kind::AccountChanged),
+            Self::Partial(_) => Some(webhooks::Kind::PartialGrant),
+            Self::Upgraded => Some(webhooks::Kind::Upgraded),
+            Self::Unchanged => None,
+            _ => Some(webhooks::Kind::Connected),
         }
     }
+}
+
+/// A claimed attempt, or the replay of a finished one by its own user in
+/// its own browser.
+enum Claim {
+    Fresh(StateRow),
+    Done { user_id: Uuid, return_to: String },
 }
 
 /// The result of a consent that Google granted: a pure function of the
@@ -505,11 +601,25 @@ pub(crate) fn decide_outcome(
     if !missing.is_empty() {
         return Outcome::Partial(missing);
     }
-    let prev_scopes = previous.map(|p| ScopeSet::from_json(p.scopes.as_ref()));
-    match prev_scopes {
-        Some(p) if !p.is_superset(granted) => Outcome::Upgraded,
-        _ => Outcome::Connected,
+    let Some(prev) = previous else {
+        return Outcome::Connected;
+    };
+    let prev_scopes = ScopeSet::from_json(prev.scopes.as_ref());
+    if !prev_scopes.is_superset(granted) {
+        return Outcome::Upgraded;
     }
+    if prev_scopes == *granted && is_same_working_grant(prev, account) {
+        return Outcome::Unchanged;
+    }
+    Outcome::Connected
+}
+
+/// Is the stored connection a working one (active, with a refresh token) of
+/// this very account (by subject)? Then the same permissions change nothing.
+fn is_same_working_grant(prev: &TokenRow, account: &UserInfo) -> bool {
+    prev.status == ConnectionStatus::Active
+        && prev.refresh_token.is_some()
+        && prior_grant::known_sub(prev) == Some(account.sub.as_str())
 }
 
 /// Is `account` known to be another Google account than the stored one?
@@ -520,10 +630,12 @@ fn is_other_account(prev: &TokenRow, account: &UserInfo) -> bool {
     prior_grant::known_sub(prev).is_some_and(|sub| sub != account.sub)
 }
 
-/// A completed callback: the outcome and where to send the browser.
+/// A completed callback: where to send the browser, and what to tell it.
 #[derive(Debug)]
 pub(crate) struct Completed {
     pub redirect_to: Url,
+    /// The result as recorded, for the item page's banner.
+    pub flash: Flash,
 }
 
 /// What Google granted in one consent.
@@ -710,6 +822,82 @@ mod tests {
     }
 
     #[test]
+    fn the_same_grant_of_a_working_connection_changes_nothing() {
+        let required = scopes(&["gmail.send", "calendar", "calendar.events"]);
+        let all = required.clone();
+        let jisoo = account("sub-1", "jisoo@example.com");
+        let working = TokenRow {
+            refresh_token: Some("enc:v1:k1:sealed".into()),
+            ..previous(Some("sub-1"), "jisoo@example.com", ALL3)
+        };
+        // A second tab finishing after the first: same account, same list.
+        assert_eq!(
+            decide_outcome(Some(&working), &all, &jisoo, &required),
+            Outcome::Unchanged
+        );
+        // Not when the connection needed 재인증: this consent repairs it.
+        let broken = TokenRow {
+            status: ConnectionStatus::ReauthRequired,
+            ..working.clone()
+        };
+        assert_eq!(
+            decide_outcome(Some(&broken), &all, &jisoo, &required),
+            Outcome::Connected
+        );
+        // Not when no refresh token was stored: this consent may bring one.
+        let tokenless = TokenRow {
+            refresh_token: None,
+            ..working.clone()
+        };
+        assert_eq!(
+            decide_outcome(Some(&tokenless), &all, &jisoo, &required),
+            Outcome::Connected
+        );
+        // Not when the stored list held more than this grant (it shrinks).
+        let more = TokenRow {
+            scopes: Some(
+                scopes(&[
+                    "gmail.send",
+                    "gmail.readonly",
+                    "calendar",
+                    "calendar.events",
+                ])
+                .to_json(),
+            ),
+            ..working.clone()
+        };
+        assert_eq!(
+            decide_outcome(Some(&more), &all, &jisoo, &required),
+            Outcome::Connected
+        );
+        // Not for a row that names no account: only a subject says "same".
+        let adopted = TokenRow {
+            google_sub: None,
+            ..working.clone()
+        };
+        assert_eq!(
+            decide_outcome(Some(&adopted), &all, &jisoo, &required),
+            Outcome::Connected
+        );
+        // Another account, or something missing, is never "unchanged".
+        let minho = account("sub-2", "minho@example.com");
+        assert_eq!(
+            decide_outcome(Some(&working), &all, &minho, &required),
+            Outcome::AccountChanged(ScopeSet::new())
+        );
+        let gmail = scopes(&["gmail.send"]);
+        assert_eq!(
+            decide_outcome(Some(&working), &gmail, &jisoo, &required),
+            Outcome::Partial(scopes(&["calendar", "calendar.events"]))
+        );
+        assert_eq!(Outcome::Unchanged.result(), "unchanged");
+        assert_eq!(Outcome::Unchanged.webhook_kind(), None);
+        assert_eq!(Outcome::Unchanged.event_kind(), EventKind::Unchanged);
+    }
+
+    const ALL3: &[&str] = &["gmail.send", "calendar", "calendar.events"];
+
+    #[test]
     fn result_url_keeps_other_params_and_replaces_ours() {
         let rt = Url::parse("https://ro-being.com/items?tab=gmail&result=old&passport=x").unwrap();
         let missing = ScopeSet::parse_known(["calendar,calendar.events"]).unwrap();
@@ -722,5 +910,9 @@ mod tests {
         assert!(u
             .as_str()
             .ends_with("tab=gmail&passport=gmail&result=upgraded"));
+        let u = result_url(&rt, "gmail", &Outcome::AlreadyDone);
+        assert!(u
+            .as_str()
+            .ends_with("tab=gmail&passport=gmail&result=already_done"));
     }
 }

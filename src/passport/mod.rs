@@ -8,6 +8,7 @@ mod breaker;
 pub mod cache;
 pub(crate) mod diagnosis;
 pub(crate) mod disconnect;
+pub(crate) mod flash;
 pub mod flow;
 pub(crate) mod keys;
 mod locks;
@@ -25,6 +26,7 @@ pub(crate) mod webhooks;
 use std::sync::Arc;
 
 use rand::RngCore;
+use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use url::Url;
@@ -57,6 +59,8 @@ pub struct Passport {
     pub(crate) google_breaker: Breaker,
     /// One error line a minute while Google refuses our client.
     pub(crate) misconfigured_log: Throttle,
+    /// Signs the item page's result flash ([`flash`]).
+    pub(crate) flash_key: crate::crypto::Authenticator,
 }
 
 impl Passport {
@@ -74,6 +78,7 @@ impl Passport {
                 settings.google_calls.breaker_open,
             ),
             misconfigured_log: Throttle::default(),
+            flash_key: flash::key(settings.session_jwt_secret.expose_secret().as_bytes()),
             settings,
             db,
         }

@@ -1,4 +1,5 @@
-//! `oauth_state`: consent attempts in flight, claimed exactly once.
+//! `oauth_state`: consent attempts in flight, claimed exactly once, then kept
+//! marked done (with their result) until they expire.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
@@ -59,8 +60,9 @@ pub(crate) async fn insert(db: impl PgExecutor<'_>, s: &NewState<'_>) -> Result<
 
 /// Claim the attempt for its callback: mark it in use, if it exists for this
 /// provider, browser and user, is not expired and is not in use already. It
-/// stays until [`delete`] removes it in the transaction that records how the
-/// callback ended; one left in use means the instance stopped in between.
+/// is marked done by [`finish`] in the transaction that records how the
+/// callback ended; one left in use (not done) means the instance stopped in
+/// between. A done attempt is never claimed again.
 pub(crate) async fn claim(
     db: impl PgExecutor<'_>,
     state_hash: &[u8],
@@ -84,13 +86,16 @@ pub(crate) async fn claim(
 }
 
 /// An attempt that exists but was not claimed: whose, for which browser,
-/// until when and since when in use (to tell "expired" from "another browser"
-/// from "another user" from "interrupted").
+/// until when, since when in use and whether done (to tell "expired" from
+/// "another browser" from "another user" from "interrupted" from "already
+/// done"), and where its browser was to go back to.
 pub(crate) struct Peeked {
     pub user_id: Uuid,
     pub browser_nonce_hash: Vec<u8>,
     pub expires_at: DateTime<Utc>,
     pub used_at: Option<DateTime<Utc>>,
+    pub done_at: Option<DateTime<Utc>>,
+    pub return_to: String,
 }
 
 pub(crate) async fn peek(
@@ -100,7 +105,7 @@ pub(crate) async fn peek(
 ) -> Result<Option<Peeked>, sqlx::Error> {
     sqlx::query_as!(
         Peeked,
-        r#"SELECT user_id, browser_nonce_hash, expires_at, used_at
+        r#"SELECT user_id, browser_nonce_hash, expires_at, used_at, done_at, return_to
            FROM oauth_state WHERE state_hash = $1 AND provider = $2"#,
         state_hash,
         provider,
@@ -109,8 +114,26 @@ pub(crate) async fn peek(
     .await
 }
 
-/// Delete one attempt: its callback is over (stored, denied or failed), or
-/// it expired.
+/// Mark a claimed attempt done with the `result` its callback ended with
+/// (stored, denied or failed); its verifier, spent, is blanked. It stays
+/// until it expires, so that its replay can be told apart from a forgery.
+pub(crate) async fn finish(
+    db: impl PgExecutor<'_>,
+    state_hash: &[u8],
+    result: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE oauth_state SET done_at = now(), result = $2, pkce_verifier = ''
+           WHERE state_hash = $1"#,
+        state_hash,
+        result,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Delete one attempt: it expired.
 pub(crate) async fn delete(db: impl PgExecutor<'_>, state_hash: &[u8]) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"DELETE FROM oauth_state WHERE state_hash = $1"#,
@@ -139,7 +162,8 @@ pub(crate) struct VerifierRow {
 pub(crate) async fn verifiers(db: impl PgExecutor<'_>) -> Result<Vec<VerifierRow>, sqlx::Error> {
     sqlx::query_as!(
         VerifierRow,
-        r#"SELECT state_hash, user_id, pkce_verifier FROM oauth_state WHERE expires_at > now()"#
+        r#"SELECT state_hash, user_id, pkce_verifier FROM oauth_state
+           WHERE expires_at > now() AND done_at IS NULL"#
     )
     .fetch_all(db)
     .await

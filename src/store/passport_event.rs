@@ -12,6 +12,9 @@ pub enum EventKind {
     ConsentStarted,
     Connected,
     Upgraded,
+    /// A consent that granted the same account the same permissions as the
+    /// working connection (a second tab): new tokens stored, nothing else.
+    Unchanged,
     PartialGrant,
     Denied,
     AccountChanged,

@@ -123,13 +123,14 @@ async fn an_expired_state_is_refused_and_the_connection_is_unchanged() {
 
 #[tokio::test]
 async fn a_replayed_callback_shows_the_friendly_page_and_changes_nothing() {
-    let (app, _, browser, cb) = setup().await;
+    let (app, user, browser, cb) = setup().await;
     let first = browser.callback(&cb).await;
     assert_eq!(first.status(), StatusCode::FOUND);
     let after_first = app.snapshot().await;
-    // Browser back button: the same URL again (the flow cookie is gone, so
-    // present it by hand as an attacker holding it would).
-    let replay = browser.callback(&cb).await;
+    // The same URL from another browser (no flow cookie), as an attacker
+    // holding it would send it. (The browser that finished it lands on the
+    // current state: tests/api/banners.rs.)
+    let replay = app.browser(Some(user)).callback(&cb).await;
     assert_error_page(replay, StatusCode::BAD_REQUEST, "이미 처리되었거나").await;
     assert_eq!(app.snapshot().await, after_first);
 }

@@ -349,8 +349,10 @@ impl TestApp {
         .unwrap();
     }
 
+    /// Consent attempts not done (in flight, or left in use); done ones stay
+    /// until they expire.
     pub async fn state_count(&self) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM oauth_state")
+        sqlx::query_scalar("SELECT count(*) FROM oauth_state WHERE done_at IS NULL")
             .fetch_one(&self.db)
             .await
             .unwrap()

@@ -11,12 +11,15 @@ use auth_server::fake_google::Behaviour;
 use reqwest::StatusCode;
 use uuid::Uuid;
 
-/// `(rows, rows marked in use)` of `oauth_state`.
+/// `(attempts not done, of which marked in use)` in `oauth_state`.
 async fn attempts(app: &TestApp) -> (i64, i64) {
-    sqlx::query_as("SELECT count(*), count(*) FILTER (WHERE used_at IS NOT NULL) FROM oauth_state")
-        .fetch_one(&app.db)
-        .await
-        .unwrap()
+    sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE used_at IS NOT NULL)
+         FROM oauth_state WHERE done_at IS NULL",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap()
 }
 
 /// The same callback URL, sent to another instance.
@@ -110,16 +113,34 @@ async fn an_instance_killed_during_the_code_exchange_leaves_a_start_again_page()
 }
 
 #[tokio::test]
-async fn a_finished_or_refused_callback_leaves_no_attempt_and_a_replay_is_refused() {
+async fn a_finished_or_refused_callback_is_done_and_its_replay_applies_nothing() {
     let app = TestApp::spawn().await;
     let user = Uuid::new_v4();
     let browser = app.browser(Some(user));
-    for allow in [true, false] {
+    for (i, allow) in [true, false].into_iter().enumerate() {
         let authorize = browser.start(None).await;
         let cb = browser.decide(&authorize, JISOO, ALL, allow).await;
         assert_eq!(browser.callback(&cb).await.status(), StatusCode::FOUND);
-        assert_eq!(attempts(&app).await, (0, 0), "allow={allow}: attempt gone");
+        assert_eq!(
+            attempts(&app).await,
+            (0, 0),
+            "allow={allow}: none in flight"
+        );
+        let done: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM oauth_state WHERE done_at IS NOT NULL AND pkce_verifier = ''",
+        )
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+        assert_eq!(done, i as i64 + 1, "kept done, its verifier blanked");
+        let before = app.snapshot().await;
+        // Its own browser: the current state, calmly; nothing applied.
         let replay = browser.callback(&cb).await;
+        assert_eq!(replay.status(), StatusCode::FOUND, "allow={allow}");
+        assert_eq!(query_map(&location(&replay))["result"], "already_done");
+        assert_eq!(app.snapshot().await, before);
+        // Another browser: refused as unknown, as before.
+        let replay = app.browser(Some(user)).callback(&cb).await;
         assert_eq!(replay.status(), StatusCode::BAD_REQUEST, "allow={allow}");
         let body = replay.text().await.unwrap();
         assert!(body.contains("이미 처리되었거나"), "{body}");

@@ -3,6 +3,7 @@
 
 mod architecture;
 mod bad_input;
+mod banners;
 mod cache;
 mod connections;
 mod consent;

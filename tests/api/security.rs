@@ -62,10 +62,11 @@ async fn no_token_is_stored_in_the_clear() {
     }
     // The verifier in flight is sealed as well.
     let challenge = query_map(&authorize)["code_challenge"].clone();
-    let verifier: String = sqlx::query_scalar("SELECT pkce_verifier FROM oauth_state LIMIT 1")
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
+    let verifier: String =
+        sqlx::query_scalar("SELECT pkce_verifier FROM oauth_state WHERE done_at IS NULL LIMIT 1")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
     assert!(verifier.starts_with("enc:v1:t1:"));
     assert!(!table.contains(&challenge) || challenge.len() < 10);
 
@@ -358,7 +359,7 @@ async fn no_secret_reaches_the_logs_even_at_trace_level() {
     );
     let authorize = browser.start(None).await;
     let sealed_verifier: String =
-        sqlx::query_scalar("SELECT pkce_verifier FROM oauth_state LIMIT 1")
+        sqlx::query_scalar("SELECT pkce_verifier FROM oauth_state WHERE done_at IS NULL LIMIT 1")
             .fetch_one(&app.db)
             .await
             .unwrap();

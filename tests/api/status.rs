@@ -117,37 +117,71 @@ async fn item_page_shows_account_permissions_and_a_primary_reauth_button() {
 
 #[tokio::test]
 async fn item_page_banner_for_every_result() {
-    let app = TestApp::spawn().await;
-    let user = Uuid::new_v4();
-    app.seed_passport(user, JISOO, GMAIL_ONLY).await;
-    let browser = app.browser(Some(user));
-    for (query, needle) in [
-        ("result=connected", "연결되었습니다"),
-        ("result=upgraded", "권한이 추가되었습니다"),
+    // (seeded scopes, account picked, boxes kept, 계속?, result, banner text)
+    type Case<'a> = (
+        Option<&'a [&'a str]>,
+        &'a str,
+        &'a [&'a str],
+        bool,
+        &'a str,
+        &'a str,
+    );
+    let cases: [Case; 5] = [
+        (None, JISOO, ALL, true, "connected", "연결되었습니다"),
         (
-            "result=partial&missing=calendar,calendar.events",
+            Some(GMAIL_ONLY),
+            JISOO,
+            ALL,
+            true,
+            "upgraded",
+            "권한이 추가되었습니다",
+        ),
+        (
+            Some(GMAIL_ONLY),
+            JISOO,
+            GMAIL_ONLY,
+            true,
+            "partial",
             "캘린더 일정 보기·편집",
         ),
-        ("result=denied", "아무것도 바뀌지 않았습니다"),
         (
-            "result=account_changed",
+            Some(GMAIL_ONLY),
+            JISOO,
+            ALL,
+            false,
+            "denied",
+            "아무것도 바뀌지 않았습니다",
+        ),
+        (
+            Some(GMAIL_ONLY),
+            MINHO,
+            ALL,
+            true,
+            "account_changed",
             "다른 Google 계정으로 바뀌었습니다",
         ),
-        ("result=error&reason=code_rejected", "연결하지 못했습니다"),
-    ] {
-        let html = browser
-            .get(&format!("/passport/gmail?passport=gmail&{query}"))
-            .await
-            .text()
-            .await
-            .unwrap();
-        assert!(html.contains(needle), "{query}: missing {needle}");
+    ];
+    for (seed, account, granted, allow, result, needle) in cases {
+        // A fresh fake Google each time: it remembers what each account granted.
+        let app = TestApp::spawn().await;
+        let item = format!("{}/passport/gmail", app.addr);
+        let user = Uuid::new_v4();
+        if let Some(scopes) = seed {
+            app.seed_passport(user, JISOO, scopes).await;
+        }
+        let browser = app.browser(Some(user));
+        let landed = browser.reauth(Some(&item), account, granted, allow).await;
+        assert_eq!(query_map(&landed)["result"], result);
+        let html = browser.get(landed.as_str()).await.text().await.unwrap();
+        assert!(html.contains(needle), "{result}: missing {needle}");
         assert!(
             html.contains("role=\"status\""),
-            "{query}: banner is announced"
+            "{result}: banner is announced"
         );
     }
-    // Unknown missing names are ignored, not echoed.
+    // A typed `missing=` is never echoed (nor believed).
+    let app = TestApp::spawn().await;
+    let browser = app.browser(Some(Uuid::new_v4()));
     let html = browser
         .get("/passport/gmail?passport=gmail&result=partial&missing=%3Cscript%3E")
         .await
