@@ -116,7 +116,8 @@ async fn refresh_tokens_only_with_consent_or_first_grant_and_invalid_grant_after
     authorize.query_pairs_mut().clear().extend_pairs(pairs);
     let cb = browser.decide(&authorize, JISOO, ALL, true).await;
     let done = browser.callback(&cb).await;
-    assert_eq!(query_map(&location(&done))["result"], "connected");
+    // The same account granting the same scopes again: nothing changed.
+    assert_eq!(query_map(&location(&done))["result"], "unchanged");
     assert_eq!(app.refresh_of(user).await, Some(refresh.clone()), "kept");
 
     // Revocation: refresh then answers invalid_grant; tokeninfo refuses the access token.
