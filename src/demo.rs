@@ -102,10 +102,18 @@ struct UserChoice {
 #[template(path = "demo_signin.html")]
 struct SignInPage {
     users: Vec<UserChoice>,
+    /// The page to come back to after signing in (`LOGIN_RETURN_PARAM`).
+    return_to: Option<String>,
 }
 
-async fn sign_in_page() -> SignInPage {
+/// The demo's sign-in page plays ro-being's (`LOGIN_URL`): it takes the
+/// page to come back to in `LOGIN_RETURN_PARAM`.
+async fn sign_in_page(
+    State(app): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> SignInPage {
     SignInPage {
+        return_to: q.get(&app.settings.login.return_param).cloned(),
         users: demo_users()
             .into_iter()
             .map(|u| UserChoice {
@@ -120,6 +128,18 @@ async fn sign_in_page() -> SignInPage {
 #[derive(Deserialize)]
 struct SignInForm {
     user_id: Uuid,
+    /// Where to go once signed in; only a page of this service is followed.
+    #[serde(default)]
+    return_to: Option<String>,
+}
+
+/// `return_to` when it is a page of this service, else the item page.
+fn after_sign_in(app: &AppState, return_to: Option<&str>) -> String {
+    let ours = app.settings.public_base_url.origin();
+    return_to
+        .and_then(|r| url::Url::parse(r).ok())
+        .filter(|u| u.origin() == ours)
+        .map_or_else(|| "/passport/gmail".to_string(), String::from)
 }
 
 async fn sign_in(State(app): State<AppState>, Form(form): Form<SignInForm>) -> Response {
@@ -137,11 +157,8 @@ async fn sign_in(State(app): State<AppState>, Form(form): Form<SignInForm>) -> R
         .secure(app.settings.secure_cookies())
         .path("/")
         .build();
-    (
-        CookieJar::new().add(cookie),
-        Redirect::to("/passport/gmail"),
-    )
-        .into_response()
+    let to = after_sign_in(&app, form.return_to.as_deref());
+    (CookieJar::new().add(cookie), Redirect::to(&to)).into_response()
 }
 
 async fn home() -> Redirect {
@@ -199,6 +216,8 @@ pub fn demo_settings(
     set("DATABASE_URL", database_url.to_string());
     set("BIND_ADDR", bind.to_string());
     set("PUBLIC_BASE_URL", format!("http://{host}"));
+    // The demo's sign-in page stands in for ro-being's.
+    set("LOGIN_URL", format!("http://{host}/demo"));
     set("GOOGLE_CLIENT_ID", DEMO_CLIENT_ID.into());
     set("GOOGLE_CLIENT_SECRET", DEMO_CLIENT_SECRET.into());
     set("GOOGLE_AUTH_URL", format!("{fake_base}/o/oauth2/v2/auth"));

@@ -52,11 +52,13 @@ export async function launchBrowser() {
 /**
  * A fresh browser context (no cookies) at phone size, with one page whose
  * console errors, page errors, failed requests and HTTP errors are recorded.
- * `allowStatus(url, status)` may excuse a deliberate error response.
+ * `allowStatus(url, status)` may excuse a deliberate error response;
+ * `javaScriptEnabled: false` shows the pages work without scripts.
  */
-export async function openPage(browser, { allowStatus = () => false } = {}) {
+export async function openPage(browser, { allowStatus = () => false, javaScriptEnabled = true } = {}) {
   const context = await browser.newContext({
     viewport: PHONE,
+    javaScriptEnabled,
     locale: 'ko-KR',
     timezoneId: 'Asia/Seoul',
     colorScheme: 'light',

@@ -232,10 +232,14 @@ test('5. replaying the callback (back button) lands calmly on the current state 
   });
 });
 
-test('6. 연결 해제 disconnects and says so', { timeout: TIMEOUT }, async () => {
+test('6. 연결 해제 asks first, then disconnects and says so', { timeout: TIMEOUT }, async () => {
   await journey({}, async (page) => {
     await resetAndSignIn(page);
     await expectGmailOnly(page);
+    await Promise.all([
+      page.waitForURL(`${ITEM_URL}/disconnect`),
+      page.getByRole('link', { name: /연결 해제/ }).click(),
+    ]);
     await Promise.all([
       page.waitForURL((u) => u.href.startsWith(`${ITEM_URL}?`)),
       page.getByRole('button', { name: /연결 해제/ }).click(),
@@ -244,7 +248,7 @@ test('6. 연결 해제 disconnects and says so', { timeout: TIMEOUT }, async () 
     assert.equal(new URL(page.url()).searchParams.get('result'), 'disconnected');
     assert.match(await banner(page), /연결을 해제했습니다/);
     await page.getByText('연결되지 않음').first().waitFor();
-    assert.equal(await page.getByRole('button', { name: /연결 해제/ }).count(), 0);
+    assert.equal(await page.getByRole('link', { name: /연결 해제/ }).count(), 0);
     assert.equal(storedScopes(JISOO_ID), null, 'the row is gone');
     const token = await tokenFor(['gmail.send']);
     assert.equal(token.status, 404);
@@ -253,7 +257,7 @@ test('6. 연결 해제 disconnects and says so', { timeout: TIMEOUT }, async () 
   });
 });
 
-test('7. keyboard: 재인증 comes first, focus is visible, and the consent can be finished without a mouse', { timeout: TIMEOUT }, async () => {
+test('7. keyboard: 캘린더 권한 추가 (재인증) comes first, focus is visible, and the consent can be finished without a mouse', { timeout: TIMEOUT }, async () => {
   await journey({}, async (page) => {
     await resetAndSignIn(page);
     await expectGmailOnly(page);
@@ -266,13 +270,13 @@ test('7. keyboard: 재인증 comes first, focus is visible, and the consent can 
       });
     await page.keyboard.press('Tab');
     let f = await focused();
-    assert.match(f.text, /^재인증/, `first Tab stop is 재인증, not ${f.tag} "${f.text}"`);
+    assert.match(f.text, /^캘린더 권한 추가 \(재인증\)/, `first Tab stop is 캘린더 권한 추가 (재인증), not ${f.tag} "${f.text}"`);
     assert.ok(f.outline !== 'none' && f.width >= 2, `visible focus ring: ${JSON.stringify(f)}`);
     await page.keyboard.press('Tab');
     f = await focused();
     assert.match(f.text, /^연결 해제/, `then 연결 해제, not ${f.tag} "${f.text}"`);
 
-    // Back to 재인증 and press Enter; on the consent page Tab to 계속 and press Enter.
+    // Back to 캘린더 권한 추가 (재인증) and press Enter; on the consent page Tab to 계속 and press Enter.
     await page.keyboard.press('Shift+Tab');
     await Promise.all([page.waitForURL((u) => u.href.startsWith(CONSENT_URL)), page.keyboard.press('Enter')]);
     await page.waitForLoadState('load');

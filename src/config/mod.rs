@@ -36,6 +36,7 @@ mod google;
 mod google_calls;
 mod http;
 mod limits;
+mod login;
 mod origins;
 mod proxies;
 mod retention;
@@ -54,6 +55,7 @@ pub(crate) use google::GoogleEndpoints;
 pub(crate) use google_calls::GoogleCalls;
 pub(crate) use http::HttpSettings;
 pub(crate) use limits::RateLimits;
+pub use login::LoginSettings;
 pub use proxies::TrustedProxies;
 pub(crate) use retention::RetentionSettings;
 pub(crate) use server::LogFormat;
@@ -64,9 +66,10 @@ pub(crate) use webhooks::WebhookSettings;
 use check::Checker;
 
 /// Every environment variable the service reads, section by section.
-const SECTIONS: [&[&str]; 13] = [
+const SECTIONS: [&[&str]; 14] = [
     server::KEYS,
     origins::KEYS,
+    login::KEYS,
     google::KEYS,
     google_calls::KEYS,
     tokens::KEYS,
@@ -100,6 +103,9 @@ pub struct Settings {
     pub google_http_timeout: Duration,
     pub gmail_scopes: ScopeSet,
     pub inventory_url: Url,
+    /// ro-being's sign-in page and its return parameter (`LOGIN_URL`,
+    /// `LOGIN_RETURN_PARAM`).
+    pub login: LoginSettings,
     /// Origins `return_to` may point at; always includes `PUBLIC_BASE_URL`'s.
     pub allowed_return_origins: Vec<url::Origin>,
     pub session_jwt_secret: SecretString,
@@ -144,6 +150,7 @@ impl fmt::Debug for Settings {
             .field("google", &self.google)
             .field("gmail_scopes", &self.gmail_scopes)
             .field("inventory_url", &self.inventory_url.as_str())
+            .field("login", &self.login)
             .field("allowed_return_origins", &self.allowed_return_origins)
             .field("session_jwt_secret", &"[redacted]")
             .field("session_cookie_name", &self.session_cookie_name)
@@ -266,6 +273,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
     // In the order of `SECTIONS`.
     let server = server::check(&mut c);
     let origins = origins::check(&mut c);
+    let login = login::check(&mut c);
     let google = google::check(&mut c);
     let google_calls = google_calls::check(&mut c);
     let tokens = tokens::check(&mut c);
@@ -294,6 +302,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         google_http_timeout: google.http_timeout,
         gmail_scopes: google.scopes,
         inventory_url: origins.inventory_url,
+        login,
         allowed_return_origins: origins.allowed_return_origins,
         session_jwt_secret: security.session_jwt_secret,
         session_cookie_name: security.session_cookie_name,

@@ -238,7 +238,7 @@ impl FakeGoogle {
             .route("/tokeninfo", get(oauth::tokeninfo).post(oauth::tokeninfo))
             .route("/revoke", post(oauth::revoke))
             .route("/fake.css", get(consent::stylesheet))
-            .route("/favicon.ico", get(crate::http::favicon))
+            .route("/favicon.ico", get(crate::http::assets::favicon))
             .route(
                 "/calendar/v3/users/me/calendarList/primary",
                 get(calendar::primary),

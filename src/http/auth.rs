@@ -193,8 +193,28 @@ impl FromRequestParts<AppState> for PageUser {
     ) -> Result<Self, Self::Rejection> {
         session_user(parts, app)
             .map(PageUser)
-            .map_err(|_| PageError::SignInNeeded)
+            .map_err(|_| sign_in_needed(app, &return_page(parts, app)))
     }
+}
+
+/// The sign-in-needed page, whose button leads to ro-being's sign-in
+/// (`LOGIN_URL`) and from there back to `back`.
+pub(crate) fn sign_in_needed(app: &AppState, back: &url::Url) -> PageError {
+    PageError::SignInNeeded(app.settings.login.link(back).map(String::from))
+}
+
+/// Where to come back to after signing in: the page asked for (a GET of our
+/// own, on `PUBLIC_BASE_URL`), otherwise the inventory page (a form sent
+/// without a session cannot be sent again by a link).
+fn return_page(parts: &Parts, app: &AppState) -> url::Url {
+    if parts.method != axum::http::Method::GET {
+        return app.settings.inventory_url.clone();
+    }
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", axum::http::uri::PathAndQuery::as_str);
+    app.settings.public_url(path)
 }
 
 /// The signed-in user if there is one; never rejects.

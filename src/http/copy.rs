@@ -21,8 +21,15 @@ pub const SIGN_IN_NEEDED: PageCopy = PageCopy {
     title_en: "Sign-in needed",
     what_ko: "ro-being에 로그인되어 있지 않거나 로그인이 만료되었습니다.",
     what_en: "You are not signed in to ro-being, or your session has expired.",
-    next_ko: "ro-being에 다시 로그인한 뒤 설정 > 아이템 > Gmail에서 다시 시도해 주세요.",
-    next_en: "Sign in to ro-being again, then retry from Settings > Items > Gmail.",
+    next_ko: "로그인 버튼을 눌러 ro-being에 로그인해 주세요. 로그인하면 이 페이지로 돌아옵니다.",
+    next_en: "Press Sign in to sign in to ro-being; you will come back to this page.",
+};
+
+/// [`SIGN_IN_NEEDED`] when `LOGIN_URL` is not set: no button, the way in words.
+pub const SIGN_IN_NEEDED_NO_LINK: PageCopy = PageCopy {
+    next_ko: "ro-being 앱이나 웹사이트에서 로그인한 뒤, 설정 > 아이템 > Gmail을 다시 열어 주세요.",
+    next_en: "Sign in to ro-being in its app or website, then open Settings > Items > Gmail again.",
+    ..SIGN_IN_NEEDED
 };
 
 pub const NOT_FOUND: PageCopy = PageCopy {
@@ -229,17 +236,17 @@ pub const ACCOUNT_CHANGED: BannerCopy = BannerCopy {
     tone: "warn",
     title_ko: "다른 Google 계정으로 바뀌었습니다",
     title_en: "The Google account changed",
-    body_ko: "연결된 계정이 {from}에서 {to}(으)로 바뀌었습니다. 의도한 것이 아니라면 재인증에서 원래 계정을 고르세요.",
+    body_ko: "연결된 Google 계정이 바뀌었습니다. 이전 계정: {from}, 지금 계정: {to}. 의도한 것이 아니라면 재인증을 눌러 원래 계정을 고르세요.",
     body_en: "The connected account changed from {from} to {to}. If you did not mean to, press Re-authorize and pick the original account.",
     lists_missing: true,
 };
 
 /// `{from}` in [`ACCOUNT_CHANGED`] when the old address is not known (in
 /// both languages).
-pub const ACCOUNT_BEFORE_UNKNOWN: &str = "이전 계정";
+pub const ACCOUNT_BEFORE_UNKNOWN: &str = "알 수 없음";
 /// `{to}` in [`ACCOUNT_CHANGED`] when the new address is not known (in both
 /// languages).
-pub const ACCOUNT_AFTER_UNKNOWN: &str = "새 계정";
+pub const ACCOUNT_AFTER_UNKNOWN: &str = "알 수 없음";
 
 pub const DISCONNECTED: BannerCopy = BannerCopy {
     tone: "ok",

@@ -261,8 +261,9 @@ impl IntoResponse for ApiError {
 /// Every kind of error page a person can see.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PageError {
-    /// No valid ro-being session.
-    SignInNeeded,
+    /// No valid ro-being session; the link to ro-being's sign-in (coming
+    /// back to the page asked for), when `LOGIN_URL` is set.
+    SignInNeeded(Option<String>),
     /// Unknown provider or page.
     NotFound,
     /// The request itself is malformed (duplicated or oversized parameters, …).
@@ -297,12 +298,25 @@ pub enum PageError {
 struct ErrorPage {
     status: u16,
     copy: &'static PageCopy,
+    /// The one button that helps; `None`: the text says where to go.
+    action: Option<PageAction>,
 }
+
+/// The button of an error page: where it leads and what it says.
+#[derive(Debug)]
+struct PageAction {
+    href: String,
+    ko: &'static str,
+    en: &'static str,
+}
+
+/// Where a person finds the Gmail Passport again (the item page).
+const PASSPORT_PAGE: &str = "/passport/gmail";
 
 impl PageError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::SignInNeeded => StatusCode::UNAUTHORIZED,
+            Self::SignInNeeded(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::BadRequest | Self::ReturnToRefused | Self::StateUnknown | Self::StateExpired => {
                 StatusCode::BAD_REQUEST
@@ -320,7 +334,8 @@ impl PageError {
     /// What the page says (the sentences are in [`copy`]).
     fn copy(&self) -> &'static PageCopy {
         match self {
-            Self::SignInNeeded => &copy::SIGN_IN_NEEDED,
+            Self::SignInNeeded(Some(_)) => &copy::SIGN_IN_NEEDED,
+            Self::SignInNeeded(None) => &copy::SIGN_IN_NEEDED_NO_LINK,
             Self::NotFound => &copy::NOT_FOUND,
             Self::BadRequest => &copy::BAD_REQUEST,
             Self::ReturnToRefused => &copy::RETURN_TO_REFUSED,
@@ -334,6 +349,36 @@ impl PageError {
             Self::DatabaseUnavailable(_) => &copy::DATABASE_UNAVAILABLE,
             Self::UpstreamUnavailable(_) => &copy::UPSTREAM_UNAVAILABLE,
             Self::Internal => &copy::INTERNAL,
+        }
+    }
+
+    /// The one action that helps: sign in (with `LOGIN_URL`), try again
+    /// (a pause: rate limit, outage, our failure), or back to the item page
+    /// to start over.
+    fn action(&self) -> Option<PageAction> {
+        let passport = |ko, en| PageAction {
+            href: PASSPORT_PAGE.into(),
+            ko,
+            en,
+        };
+        match self {
+            Self::SignInNeeded(link) => link.as_ref().map(|href| PageAction {
+                href: href.clone(),
+                ko: "로그인",
+                en: "Sign in",
+            }),
+            Self::RateLimited(_)
+            | Self::DatabaseUnavailable(_)
+            | Self::UpstreamUnavailable(_)
+            | Self::Internal => Some(passport("다시 시도", "Try again")),
+            Self::NotFound => Some(passport("Gmail 패스포트 열기", "Open Gmail Passport")),
+            Self::ReturnToRefused
+            | Self::StateExpired
+            | Self::AttemptInterrupted
+            | Self::BrowserMismatch => Some(passport("처음부터 다시 하기", "Start over")),
+            Self::BadRequest | Self::StateUnknown | Self::UserMismatch | Self::CrossSite => Some(
+                passport("Gmail 패스포트로 돌아가기", "Back to Gmail Passport"),
+            ),
         }
     }
 
@@ -364,7 +409,7 @@ impl From<FlowError> for PageError {
             FlowError::Interrupted => PageError::AttemptInterrupted,
             FlowError::BrowserMismatch => PageError::BrowserMismatch,
             FlowError::UserMismatch => PageError::UserMismatch,
-            FlowError::NoSession => PageError::SignInNeeded,
+            FlowError::NoSession => PageError::SignInNeeded(None),
             FlowError::Database(e) => e.into(),
             FlowError::Crypto(e) => PageError::internal(&e),
         }
@@ -405,6 +450,7 @@ impl IntoResponse for PageError {
         let page = ErrorPage {
             status: status.as_u16(),
             copy: self.copy(),
+            action: self.action(),
         };
         let retry = match self {
             Self::RateLimited(secs)
@@ -428,5 +474,66 @@ impl IntoResponse for PageError {
                 (status, page.copy.title_en).into_response()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_page_error() -> Vec<PageError> {
+        vec![
+            PageError::SignInNeeded(Some("https://ro-being.com/login?return_to=x".into())),
+            PageError::SignInNeeded(None),
+            PageError::NotFound,
+            PageError::BadRequest,
+            PageError::ReturnToRefused,
+            PageError::StateUnknown,
+            PageError::StateExpired,
+            PageError::AttemptInterrupted,
+            PageError::BrowserMismatch,
+            PageError::UserMismatch,
+            PageError::CrossSite,
+            PageError::RateLimited(30),
+            PageError::DatabaseUnavailable(5),
+            PageError::UpstreamUnavailable(5),
+            PageError::Internal,
+        ]
+    }
+
+    #[test]
+    fn every_error_page_has_a_title_and_the_one_action_that_helps() {
+        for e in every_page_error() {
+            let page = ErrorPage {
+                status: e.status().as_u16(),
+                copy: e.copy(),
+                action: e.action(),
+            };
+            let html = page.render().unwrap();
+            let title = format!(
+                "<title>{} · {}</title>",
+                e.copy().title_ko,
+                e.copy().title_en
+            );
+            assert!(html.contains(&title), "{e:?}: {html}");
+            let buttons = html.matches("class=\"button primary\"").count();
+            let expected = usize::from(e != PageError::SignInNeeded(None));
+            assert_eq!(buttons, expected, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn waits_and_failures_offer_a_retry_and_sign_in_leads_to_login() {
+        for e in [
+            PageError::RateLimited(1),
+            PageError::DatabaseUnavailable(1),
+            PageError::Internal,
+        ] {
+            assert_eq!(e.action().unwrap().ko, "다시 시도", "{e:?}");
+        }
+        let a = PageError::SignInNeeded(Some("https://x/login".into()))
+            .action()
+            .unwrap();
+        assert_eq!((a.ko, a.href.as_str()), ("로그인", "https://x/login"));
     }
 }

@@ -1,6 +1,7 @@
 //! HTTP routes grouped by audience, and the layers every request goes through.
 
 pub(crate) mod api;
+pub(crate) mod assets;
 pub mod auth;
 pub(crate) mod copy;
 pub(crate) mod error;
@@ -110,18 +111,25 @@ pub(crate) fn routes(app: &AppState) -> Router<AppState> {
             get(internal::report),
         );
 
-    Router::new()
+    // The pages are compressed (gzip, br) when the browser accepts it.
+    let page_routes = Router::new()
         .route("/passport/{provider}", get(pages::item))
         .route("/passport/{provider}/connect", get(pages::connect))
         .route("/passport/{provider}/callback", get(pages::callback))
-        .route("/passport/{provider}/disconnect", post(pages::disconnect))
+        .route(
+            "/passport/{provider}/disconnect",
+            get(pages::disconnect_confirm).post(pages::disconnect),
+        )
+        .layer(tower_http::compression::CompressionLayer::new());
+
+    Router::new()
+        .merge(page_routes)
         .merge(user_api)
         .merge(internal_api)
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .route("/static/passport.css", get(stylesheet))
-        .route("/favicon.ico", get(favicon))
+        .merge(assets::routes())
 }
 
 /// Wrap a router with the layers every route shares: request ids, tracing
@@ -258,27 +266,6 @@ async fn json_limits(req: Request, next: Next) -> Response {
 
 async fn fallback() -> Response {
     PageError::NotFound.into_response()
-}
-
-/// The icon browsers ask for (SVG, which every current browser accepts).
-pub(crate) async fn favicon() -> impl IntoResponse {
-    (
-        [
-            (CONTENT_TYPE, "image/svg+xml"),
-            (axum::http::header::CACHE_CONTROL, "public, max-age=86400"),
-        ],
-        include_str!("../../static/favicon.svg"),
-    )
-}
-
-async fn stylesheet() -> impl IntoResponse {
-    (
-        [
-            (CONTENT_TYPE, "text/css; charset=utf-8"),
-            (axum::http::header::CACHE_CONTROL, "public, max-age=3600"),
-        ],
-        include_str!("../../static/passport.css"),
-    )
 }
 
 /// A path parameter for pages: a malformed one is a 404 page, not plain text.

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use axum_extra::extract::CookieJar;
 
-use crate::http::auth::{MaybeUser, PageUser};
+use crate::http::auth::{sign_in_needed, MaybeUser, PageUser};
 use crate::http::copy::{self, BannerCopy};
 use crate::http::error::PageError;
 use crate::http::limits::{identified, ClientIp};
@@ -129,7 +129,13 @@ pub async fn callback(
     let done = app
         .passport
         .complete_consent(provider, params, nonce.as_deref(), signed_in)
-        .await?;
+        .await
+        .map_err(|e| match PageError::from(e) {
+            // Signed in again, the person starts from the inventory page:
+            // the callback's address is used up and carries a code.
+            PageError::SignInNeeded(_) => sign_in_needed(&app, &app.settings.inventory_url),
+            other => other,
+        })?;
     // The flow cookie stays until it expires with its attempt, so that a
     // replay in this browser (back, then Continue again) is known as its own.
     let changes = with_flash(&app, CookieJar::new(), &done.flash);
@@ -165,8 +171,42 @@ struct ItemPage {
     status_en: &'static str,
     scopes: Vec<ScopeRow>,
     needs_reauth: bool,
+    /// What the 재인증 / 연결하기 button says: its purpose first.
+    action: ActionLabel,
     reauth_href: String,
-    disconnect_action: String,
+    /// The confirmation page of 연결 해제.
+    disconnect_href: String,
+}
+
+/// The words of the item page's main button.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ActionLabel {
+    pub ko: &'static str,
+    pub en: &'static str,
+}
+
+/// The main button names what it does; the word 재인증 stays in it, since
+/// ro-being's guides call the flow so.
+pub(crate) fn action_label(st: &PassportStatus) -> ActionLabel {
+    let (ko, en) = match st.status {
+        None => ("연결하기", "Connect"),
+        Some(ConnectionStatus::ReauthRequired | ConnectionStatus::Revoked) => {
+            ("다시 연결 (재인증)", "Reconnect (re-authorize)")
+        }
+        Some(ConnectionStatus::Active)
+            if st.missing.iter().any(|s| s.contains("/auth/calendar")) =>
+        {
+            (
+                "캘린더 권한 추가 (재인증)",
+                "Add Calendar access (re-authorize)",
+            )
+        }
+        Some(ConnectionStatus::Active) if !st.missing.is_empty() => {
+            ("권한 추가 (재인증)", "Add permissions (re-authorize)")
+        }
+        Some(ConnectionStatus::Active) => ("재인증", "Re-authorize"),
+    };
+    ActionLabel { ko, en }
 }
 
 fn scope_rows(provider: &Provider, st: &PassportStatus) -> Vec<ScopeRow> {
@@ -341,10 +381,42 @@ pub async fn item(
         status_en,
         scopes: scope_rows(provider, &st),
         needs_reauth: st.needs_reauth(),
+        action: action_label(&st),
         reauth_href: reauth.path().to_string() + "?" + reauth.query().unwrap_or_default(),
-        disconnect_action: format!("/passport/{}/disconnect", provider.name),
+        disconnect_href: format!("/passport/{}/disconnect", provider.name),
     };
     Ok((changes, page).into_response())
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "disconnect.html")]
+struct DisconnectPage {
+    email: Option<String>,
+    action: String,
+    back: String,
+}
+
+/// `GET /passport/{provider}/disconnect`: what disconnecting does, and the
+/// form that does it (the second step, without JavaScript). Not connected:
+/// back to the item page.
+pub async fn disconnect_confirm(
+    State(app): State<AppState>,
+    PagePath(name): PagePath<String>,
+    user: Result<PageUser, PageError>,
+) -> Result<Response, PageError> {
+    let provider = provider::<PageError>(&app, &name)?;
+    let PageUser(user_id) = user?;
+    let back = format!("/passport/{}", provider.name);
+    let st = app.passport.status(provider, user_id).await?;
+    if !st.connected {
+        return Ok(Redirect::to(&back).into_response());
+    }
+    let page = DisconnectPage {
+        email: st.email,
+        action: format!("/passport/{}/disconnect", provider.name),
+        back,
+    };
+    Ok(page.into_response())
 }
 
 /// May this navigation start a consent? Links from our pages, from

@@ -122,8 +122,15 @@ async fn the_user_disconnects_from_the_item_page() {
     app.seed_passport(user, JISOO, ALL).await;
     let browser = app.browser(Some(user));
     let page = browser.get("/passport/gmail").await.text().await.unwrap();
-    assert!(page.contains("action=\"/passport/gmail/disconnect\""));
+    assert!(page.contains("href=\"/passport/gmail/disconnect\""));
     assert!(page.contains("연결 해제"));
+    let confirm = browser
+        .get("/passport/gmail/disconnect")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(confirm.contains("action=\"/passport/gmail/disconnect\""));
 
     let resp = browser
         .client

@@ -223,7 +223,7 @@ async fn hostile_requests_are_refused_leak_nothing_and_change_nothing() {
         case("PUT connect", Method::PUT, "/passport/gmail/connect", S::METHOD_NOT_ALLOWED).session(&victim_jwt),
         case("DELETE status API", Method::DELETE, "/api/passport/gmail", S::METHOD_NOT_ALLOWED).session(&victim_jwt),
         case("GET token API", Method::GET, "/internal/passport/gmail/token", S::METHOD_NOT_ALLOWED).key(),
-        case("GET disconnect", Method::GET, "/passport/gmail/disconnect", S::METHOD_NOT_ALLOWED).session(&victim_jwt),
+        case("PUT disconnect", Method::PUT, "/passport/gmail/disconnect", S::METHOD_NOT_ALLOWED).session(&victim_jwt),
         case("POST callback", Method::POST, cb(&format!("state={live_state}&code={live_code}")), S::METHOD_NOT_ALLOWED).session(&victim_jwt),
         case("TRACE anything", Method::TRACE, "/healthz", S::METHOD_NOT_ALLOWED),
     ];

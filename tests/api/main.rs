@@ -21,6 +21,7 @@ mod interrupted;
 mod legacy;
 mod lifecycle;
 mod ops;
+mod pages;
 mod rate_limits;
 mod report;
 mod retention;
