@@ -21,13 +21,12 @@ run_keeper_name() { printf 'authtest_run:%s' "$1"; }
 
 # start_run_keeper URL ID: open the run's session in the background and wait
 # (up to 10 s) until the server shows it. Sets RUN_KEEPER_FD (the pipe
-# psql reads from; closing it ends the session) and RUN_KEEPER_PID.
+# psql reads from; closing it ends the session).
 start_run_keeper() {
     local url="$1" id="$2" name
     name="$(run_keeper_name "$id")"
     # psql connects, then waits for commands on the pipe; EOF ends it.
     exec {RUN_KEEPER_FD}> >(PGAPPNAME="$name" exec psql "$url" -Xq >/dev/null 2>&1)
-    RUN_KEEPER_PID=$!
     local _
     for _ in $(seq 1 100); do
         if [ "$(psql "$url" -XAtqc "select count(*) from pg_stat_activity where application_name = '$name'")" != 0 ]; then

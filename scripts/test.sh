@@ -23,6 +23,7 @@ if command -v psql >/dev/null 2>&1; then
 else
     echo "test.sh: psql not found: test databases are neither cleaned up nor dropped" >&2
 fi
+# shellcheck disable=SC2329  # reached through the EXIT trap
 finish() {
     if [ -n "$have_psql" ]; then
         left="$(drop_run_databases "$ADMIN_DATABASE_URL" "$TEST_RUN_ID")"
