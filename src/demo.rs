@@ -319,6 +319,9 @@ pub(crate) async fn run(bind: Option<SocketAddr>, fake_bind: SocketAddr) -> anyh
     let app = application(settings, pool, listener, fake.clone());
     seed(&app.state().passport, &fake).await?;
     tracing::info!(%addr, bind_from = %source, fake = %fake_addr, "auth-server demo listening");
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "not a loopback address: other machines may reach the demo, which signs anyone in; --bind 127.0.0.1:PORT keeps it local");
+    }
     print!("{}", banner.text());
     let fake_router = fake.router();
     // The fake stops with the service (aborted below): one signal handler.

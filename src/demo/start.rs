@@ -158,8 +158,19 @@ impl Banner {
                 "${INTERNAL_API_KEYS%%,*}".to_string(),
             ),
         };
+        let exposed = if self.addr.ip().is_loopback() {
+            String::new()
+        } else {
+            format!(
+                "  Careful: {} is not a loopback address: other machines may reach it, and the demo \
+                 signs anyone in; `--bind 127.0.0.1:{}` keeps it on this one.\n",
+                self.addr,
+                self.addr.port()
+            )
+        };
         format!(
             "\n  auth-server demo is running: listening on {addr} (from {source}).\n\
+             {exposed}\
              \x20 Open {base}/demo and sign in as 김지수 (Gmail only), then press 재인증.\n\
              \x20 What the assistant did (the fake Calendar, and a button that plays the skill): {base}/demo/calendar\n\
              \x20 Fake Google: {fake}   Database: {db}\n\
