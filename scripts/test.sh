@@ -7,21 +7,36 @@ cd "$(dirname "$0")/.."
 . scripts/db.sh
 ensure_database_server
 
-# Every database this run creates is named authtest_<run>_…; only those are
-# dropped when it ends, so another run on the same server is never touched.
+# Every database this run creates is named authtest_<run>_…; the run holds a
+# PostgreSQL session named after it while it lives (scripts/test-dbs.sh), so
+# that another run on the same server drops only the databases of runs that
+# are over, never those of a run in progress.
+# shellcheck source=scripts/test-dbs.sh
+. scripts/test-dbs.sh
 TEST_RUN_ID="r$(date +%s)$$"
 export TEST_RUN_ID
-drop_own_databases() {
-    command -v psql >/dev/null 2>&1 || return 0
-    psql "$ADMIN_DATABASE_URL" -Atqc "select datname from pg_database where datname like 'authtest\_${TEST_RUN_ID}\_%'" 2>/dev/null |
-        while read -r db; do psql "$ADMIN_DATABASE_URL" -qc "drop database if exists \"$db\" with (force)" >/dev/null 2>&1 || true; done
+have_psql=""
+if command -v psql >/dev/null 2>&1; then
+    have_psql=1
+    start_run_keeper "$ADMIN_DATABASE_URL" "$TEST_RUN_ID"
+    drop_dead_runs "$ADMIN_DATABASE_URL"
+else
+    echo "test.sh: psql not found: test databases are neither cleaned up nor dropped" >&2
+fi
+# shellcheck disable=SC2329  # reached through the EXIT trap
+finish() {
+    if [ -n "$have_psql" ]; then
+        left="$(drop_run_databases "$ADMIN_DATABASE_URL" "$TEST_RUN_ID")"
+        [ "$left" = 0 ] || echo "test.sh: $left databases of this run could not be dropped" >&2
+        stop_run_keeper
+    fi
 }
 
 export TEST_DATABASE_URL="$ADMIN_DATABASE_URL"
 # Queries are checked against the committed .sqlx data, not a live database.
 export SQLX_OFFLINE=true
 log="$(mktemp)"
-trap 'rm -f "$log"; drop_own_databases; stop_throwaway' EXIT
+trap 'rm -f "$log"; finish; stop_throwaway' EXIT
 set +e
 cargo test --locked "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}

@@ -59,9 +59,9 @@ pub enum Command {
     },
     /// Run the service, a fake Google and a demo sign-in page, for a first look.
     Demo {
-        /// Where the service listens.
-        #[arg(long, default_value = "127.0.0.1:51123")]
-        bind: SocketAddr,
+        /// Where the service listens [default: BIND_ADDR, else 127.0.0.1:51123].
+        #[arg(long)]
+        bind: Option<SocketAddr>,
         /// Where the fake Google listens.
         #[arg(long, default_value = "127.0.0.1:51124")]
         fake_bind: SocketAddr,

@@ -2,6 +2,12 @@
 //! one process, so that a newcomer can click through the 재인증 journey.
 //! Never part of `serve`.
 
+mod assistant;
+mod start;
+
+pub use assistant::{checkup_event, SKILL_USER_EMAIL};
+pub use start::{BindSource, DEFAULT_BIND};
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
@@ -167,6 +173,7 @@ async fn home() -> Redirect {
 
 /// The demo's own routes: the sign-in page and the reset button.
 fn demo_routes(fake: FakeGoogle) -> Router<AppState> {
+    let assistant = assistant::routes(fake.clone());
     let reset = move |State(app): State<AppState>, headers: axum::http::HeaderMap| {
         let fake = fake.clone();
         async move {
@@ -185,6 +192,7 @@ fn demo_routes(fake: FakeGoogle) -> Router<AppState> {
         .route("/demo", get(sign_in_page))
         .route("/demo/sign-in", post(sign_in))
         .route("/demo/reset", post(reset))
+        .merge(assistant)
 }
 
 /// The service as `serve` runs it (same startup, same background tasks),
@@ -292,9 +300,17 @@ pub async fn seed(passport: &Passport, fake: &FakeGoogle) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Run the demo until Ctrl-C.
-pub(crate) async fn run(bind: SocketAddr, fake_bind: SocketAddr) -> anyhow::Result<()> {
+/// Run the demo until Ctrl-C. `bind`: the `--bind` flag, which wins over
+/// `BIND_ADDR`, which wins over [`DEFAULT_BIND`].
+pub(crate) async fn run(bind: Option<SocketAddr>, fake_bind: SocketAddr) -> anyhow::Result<()> {
     telemetry::init(telemetry::format_from_env());
+    let (bind, source) = start::resolve_bind(bind, std::env::var("BIND_ADDR").ok().as_deref())?;
+    // Both ports first: a taken one fails at once, before the database.
+    let fake_listener = start::listen(fake_bind, start::Role::FakeGoogle).await?;
+    let listener = start::listen(bind, start::Role::Service(source)).await?;
+    // The browser is sent to the fake: never to 0.0.0.0.
+    let fake_addr = fake_listener.local_addr()?;
+    let fake_base = format!("http://{}", start::reachable(fake_addr));
     let database_url =
         std::env::var("DATABASE_URL").unwrap_or_else(|_| DEMO_DATABASE_URL.to_string());
     store::ensure_database(&database_url).await.map_err(|e| {
@@ -303,51 +319,36 @@ pub(crate) async fn run(bind: SocketAddr, fake_bind: SocketAddr) -> anyhow::Resu
         )
     })?;
     let pool = connect_with_retry(&database_url, &crate::config::PoolSettings::default()).await?;
-
-    let fake_listener = tokio::net::TcpListener::bind(fake_bind)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {fake_bind} for the fake Google: {e}"))?;
-    // The browser is sent to the fake: never to 0.0.0.0.
-    let fake_addr = fake_listener.local_addr()?;
-    let fake_base = if fake_addr.ip().is_unspecified() {
-        format!("http://127.0.0.1:{}", fake_addr.port())
-    } else {
-        format!("http://{fake_addr}")
-    };
-    let listener = tokio::net::TcpListener::bind(bind)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
-    let settings = demo_settings(listener.local_addr()?, &fake_base, &database_url)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let key_source = start::KeySource::from_env();
+    let addr = listener.local_addr()?;
+    let settings =
+        demo_settings(addr, &fake_base, &database_url).map_err(|e| anyhow::anyhow!("{e}"))?;
 
     let mut fake_config = FakeConfig::with_client(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET);
     fake_config.redirect_uris = vec![settings.redirect_uri("gmail").to_string()];
     let fake = FakeGoogle::new(fake_config);
-    let base = settings.public_base_url.to_string();
+    let banner = start::Banner {
+        base: settings.public_base_url.to_string(),
+        addr,
+        source,
+        fake_base,
+        database: redact_url(&database_url),
+        key: key_source.shown(&settings),
+    };
     let app = application(settings, pool, listener, fake.clone());
     seed(&app.state().passport, &fake).await?;
-    print_banner(&base, &fake_base, &database_url);
+    tracing::info!(%addr, bind_from = %source, fake = %fake_addr, "auth-server demo listening");
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "not a loopback address: other machines may reach the demo, which signs anyone in; --bind 127.0.0.1:PORT keeps it local");
+    }
+    print!("{}", banner.text());
     let fake_router = fake.router();
-    let fake_task = tokio::spawn(async move {
-        axum::serve(fake_listener, fake_router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-    });
+    // The fake stops with the service (aborted below): one signal handler.
+    let fake_task = tokio::spawn(async move { axum::serve(fake_listener, fake_router).await });
     app.run_until_stopped(shutdown_signal()).await?;
     fake_task.abort();
+    tracing::info!("auth-server demo stopped");
     Ok(())
-}
-
-fn print_banner(base: &str, fake_base: &str, database_url: &str) {
-    println!();
-    println!("  auth-server demo is running.");
-    println!("  Open {base}demo and sign in as 김지수 (Gmail only), then press 재인증.");
-    println!(
-        "  Fake Google: {fake_base}   Database: {}",
-        redact_url(database_url)
-    );
-    println!("  Press Ctrl-C to stop.");
-    println!();
 }
 
 fn redact_url(url: &str) -> String {

@@ -1,4 +1,6 @@
 //! Logging setup: `RUST_LOG` filters, `LOG_FORMAT` picks json or pretty.
+//! Logs go to stderr: stdout is for the data a command prints (`doctor
+//! --json`, `report --format csv`, the demo's banner).
 
 use std::sync::OnceLock;
 
@@ -9,10 +11,11 @@ use crate::config::LogFormat;
 
 /// Install the global subscriber (once; later calls do nothing).
 pub(crate) fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = filter(std::env::var("RUST_LOG").ok().as_deref());
     // Colours only on a terminal: never escape codes in log files.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(filter)
         .with_target(false)
         .with_ansi(ansi);
@@ -24,6 +27,30 @@ pub(crate) fn init(format: LogFormat) {
             .try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
+}
+
+/// Where sqlx logs the notices PostgreSQL sends (at INFO for a `NOTICE`).
+const NOTICE_TARGET: &str = "sqlx::postgres::notice";
+
+/// The filter from `RUST_LOG` (default `info`). PostgreSQL's notices ("trigger
+/// … does not exist, skipping" at every start) are chatter, not news: sqlx
+/// logs them at INFO, so they are shown only when `RUST_LOG` asks for debug
+/// (or names their target).
+fn filter(rust_log: Option<&str>) -> EnvFilter {
+    let spec = rust_log.filter(|s| !s.trim().is_empty()).unwrap_or("info");
+    let filter = EnvFilter::try_new(spec).unwrap_or_else(|_| EnvFilter::new("info"));
+    let debug = filter
+        .max_level_hint()
+        .is_some_and(|l| l >= tracing::level_filters::LevelFilter::DEBUG);
+    if debug || spec.contains(NOTICE_TARGET) {
+        filter
+    } else {
+        filter.add_directive(
+            format!("{NOTICE_TARGET}=warn")
+                .parse()
+                .expect("a static directive parses"),
+        )
+    }
 }
 
 /// Log format before settings are read (from `LOG_FORMAT` directly).
@@ -53,4 +80,25 @@ pub(crate) fn metrics_handle() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shows_notices(rust_log: Option<&str>) -> bool {
+        !filter(rust_log)
+            .to_string()
+            .contains(&format!("{NOTICE_TARGET}=warn"))
+    }
+
+    #[test]
+    fn postgres_notices_only_at_debug() {
+        assert!(!shows_notices(None));
+        assert!(!shows_notices(Some("info")));
+        assert!(!shows_notices(Some("warn,auth_server=info")));
+        assert!(shows_notices(Some("debug")));
+        assert!(shows_notices(Some("info,sqlx=debug")));
+        assert!(shows_notices(Some("info,sqlx::postgres::notice=info")));
+    }
 }

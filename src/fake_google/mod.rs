@@ -16,7 +16,8 @@
 //!
 //! This file holds the public types and the router. The handlers live in
 //! `consent` (authorization request and consent screen), `oauth` (token,
-//! userinfo, tokeninfo, revoke), `calendar` (the Calendar API stand-in) and
+//! userinfo, tokeninfo, revoke), `calendar` (the Calendar API stand-in: the
+//! primary calendar, inserting and listing events) and
 //! `control` (the `/__fake/…` endpoints); the shared in-memory state in
 //! `state`.
 
@@ -140,9 +141,23 @@ impl FakeGoogle {
         self.lock().behaviour = behaviour;
     }
 
-    /// The events created through the fake Calendar API so far.
+    /// The events created through the fake Calendar API so far, every
+    /// account's.
     pub fn calendar_events(&self) -> Vec<serde_json::Value> {
-        self.lock().events.clone()
+        self.lock().events.iter().map(|(_, e)| e.clone()).collect()
+    }
+
+    /// The events in `email`'s calendar, in the order they were created.
+    pub fn calendar_events_of(&self, email: &str) -> Vec<serde_json::Value> {
+        let Some(sub) = self.account(email).map(|a| a.sub.clone()) else {
+            return Vec::new();
+        };
+        self.lock()
+            .events
+            .iter()
+            .filter(|(owner, _)| *owner == sub)
+            .map(|(_, e)| e.clone())
+            .collect()
     }
 
     /// Every code, access token and refresh token the fake ever issued (for
@@ -176,6 +191,11 @@ impl FakeGoogle {
     /// `tokeninfo`, `revoke`.
     pub fn calls(&self, endpoint: &str) -> u64 {
         self.lock().calls.get(endpoint).copied().unwrap_or(0)
+    }
+
+    /// The accounts the fake knows.
+    pub fn accounts(&self) -> &[FakeAccount] {
+        &self.config.accounts
     }
 
     pub fn account(&self, email: &str) -> Option<&FakeAccount> {
@@ -244,8 +264,8 @@ impl FakeGoogle {
                 get(calendar::primary),
             )
             .route(
-                "/calendar/v3/calendars/primary/events",
-                post(calendar::insert_event),
+                "/calendar/v3/calendars/{calendar_id}/events",
+                get(calendar::list_events).post(calendar::insert_event),
             )
             .route("/__fake/calls", get(control::calls))
             .route("/__fake/behaviour", put(control::set_behaviour))

@@ -49,8 +49,9 @@ pub(super) struct FakeState {
     /// `/token` calls being answered right now.
     pub(super) token_in_flight: u64,
     pub(super) behaviour: Behaviour,
-    /// Events created through the fake Calendar API.
-    pub(super) events: Vec<serde_json::Value>,
+    /// Events created through the fake Calendar API: `(sub, event)`, the
+    /// account whose calendar holds it.
+    pub(super) events: Vec<(String, serde_json::Value)>,
     /// Every secret issued, for leak tests.
     pub(super) issued: Vec<String>,
 }

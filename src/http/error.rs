@@ -19,7 +19,9 @@ const DATABASE_RETRY_AFTER_SECS: u64 = 5;
 
 /// Every `error` code the JSON APIs answer with (docs/architecture.md lists
 /// them with their statuses).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::IntoStaticStr)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, strum::IntoStaticStr,
+)]
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
 pub enum ErrorCode {

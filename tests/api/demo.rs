@@ -1,12 +1,19 @@
-//! The demo: sign in as the Gmail-only user and click through 재인증.
+//! The demo: sign in as the Gmail-only user and click through 재인증; the
+//! "what the assistant did" panel; the address it listens on, what it says
+//! when a port is taken, and its banner.
+
+use std::process::Stdio;
+use std::time::Duration;
 
 use crate::helpers::*;
 use auth_server::demo;
 use auth_server::fake_google::{FakeConfig, FakeGoogle};
 use reqwest::StatusCode;
+use tokio::io::{AsyncBufReadExt, BufReader};
 
-#[tokio::test]
-async fn demo_journey_from_sign_in_to_calendar_granted() {
+/// A demo as `auth-server demo` builds it, in this process, seeded; its base
+/// URL, its fake Google and that fake's base URL.
+async fn start_demo() -> (String, FakeGoogle, String) {
     let database_url = fresh_database().await;
     let fake_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let fake_base = format!("http://{}", fake_listener.local_addr().unwrap());
@@ -33,7 +40,12 @@ async fn demo_journey_from_sign_in_to_calendar_granted() {
         .as_str()
         .trim_end_matches('/')
         .to_string();
+    (base, fake, fake_base)
+}
 
+#[tokio::test]
+async fn demo_journey_from_sign_in_to_calendar_granted() {
+    let (base, fake, fake_base) = start_demo().await;
     let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -105,5 +117,289 @@ async fn demo_journey_from_sign_in_to_calendar_granted() {
         query_map(&landed)["result"],
         "upgraded",
         "earlier grants kept at the fake after reset"
+    );
+}
+
+/// A client with a cookie jar that follows no redirect.
+fn cookie_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_provider(std::sync::Arc::new(reqwest::cookie::Jar::default()))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_assistant_panel_shows_scope_missing_before_reauth_and_the_checkup_after() {
+    let (base, fake, fake_base) = start_demo().await;
+    let client = cookie_client();
+    let play = async |client: &reqwest::Client| {
+        let resp = client
+            .post(format!("{base}/demo/calendar/play"))
+            .header("origin", &base)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.text().await.unwrap()
+    };
+
+    let panel = client.get(format!("{base}/demo/calendar")).send().await;
+    let panel = panel.unwrap().text().await.unwrap();
+    assert!(panel.contains("비서가 한 일"), "{panel}");
+    assert!(panel.contains("아직 없습니다"), "no event yet: {panel}");
+
+    // Another site cannot press the button.
+    let cross = client
+        .post(format!("{base}/demo/calendar/play"))
+        .header("origin", "https://elsewhere.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), StatusCode::FORBIDDEN);
+
+    // Before 재인증: the token API's precise refusal, with its 재인증 link.
+    let refused = play(&client).await;
+    assert!(refused.contains("scope_missing"), "{refused}");
+    assert!(refused.contains("calendar.events"), "names what is missing");
+    assert!(
+        refused.contains(&format!("href=\"{base}/passport/gmail/connect\"")),
+        "links 재인증: {refused}"
+    );
+    assert!(fake.calendar_events().is_empty(), "nothing was created");
+    assert_eq!(fake.calls("calendar.events.insert"), 0);
+
+    // 재인증 as 김지수, then the skill books the appointment.
+    let jisoo = demo::demo_users()[0].id.to_string();
+    let signed = client
+        .post(format!("{base}/demo/sign-in"))
+        .form(&[("user_id", jisoo.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), StatusCode::SEE_OTHER);
+    let browser = Browser {
+        client: client.clone(),
+        jar: Default::default(),
+        app: base.clone(),
+        fake: fake_base,
+    };
+    let landed = browser.reauth(None, JISOO, ALL, true).await;
+    assert_eq!(query_map(&landed)["result"], "upgraded");
+    let created = play(&client).await;
+    assert!(created.contains("검진 일정을 등록했습니다"), "{created}");
+    assert!(!created.contains("scope_missing"), "{created}");
+    let events = fake.calendar_events_of(demo::SKILL_USER_EMAIL);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["summary"], "검진");
+    assert_eq!(events[0]["start"], demo::checkup_event()["start"]);
+    let id = events[0]["id"].as_str().unwrap();
+    assert!(created.contains(id), "the panel names the event created");
+
+    let panel = client.get(format!("{base}/demo/calendar")).send().await;
+    let panel = panel.unwrap().text().await.unwrap();
+    for shown in [
+        "검진",
+        "2025-11-24 07:40–12:00 KST",
+        "인천 연수구 갯벌로156",
+        JISOO,
+    ] {
+        assert!(panel.contains(shown), "{shown} in {panel}");
+    }
+    assert!(!panel.contains("아직 없습니다"));
+}
+
+/// A local port that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `auth-server demo` (the real binary) with nothing of the environment but
+/// `PATH` and `env`, outside any directory with a `.env`.
+fn demo_command(args: &[&str], env: &[(&str, String)]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_auth-server"));
+    cmd.arg("demo")
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .current_dir(std::env::temp_dir())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Run the demo expecting it to stop at once; its stderr.
+async fn demo_fails(args: &[&str], env: &[(&str, String)]) -> String {
+    let out = tokio::time::timeout(Duration::from_secs(30), demo_command(args, env).output())
+        .await
+        .expect("the demo stops by itself")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{stderr}");
+    assert!(out.stdout.is_empty(), "no banner: {stderr}");
+    stderr
+}
+
+#[tokio::test]
+async fn a_taken_port_is_named_with_how_to_choose_another() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = held.local_addr().unwrap().to_string();
+    let free = format!("127.0.0.1:{}", free_port());
+    // Nothing listens there: the demo must stop before it needs a database.
+    let env = |bind: &str| {
+        vec![
+            ("BIND_ADDR", bind.to_string()),
+            (
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:1/none".into(),
+            ),
+        ]
+    };
+
+    // BIND_ADDR is honoured, and a taken one is named.
+    let err = demo_fails(&["--fake-bind", "127.0.0.1:0"], &env(&taken)).await;
+    for said in [
+        taken.as_str(),
+        "already in use",
+        "(address from BIND_ADDR)",
+        "--bind",
+        "BIND_ADDR=",
+    ] {
+        assert!(err.contains(said), "{said} in {err}");
+    }
+    // --bind wins over BIND_ADDR.
+    let err = demo_fails(
+        &["--bind", &taken, "--fake-bind", "127.0.0.1:0"],
+        &env(&free),
+    )
+    .await;
+    assert!(err.contains(&taken), "{err}");
+    assert!(err.contains("(address from --bind)"), "{err}");
+    // The fake Google's port.
+    let err = demo_fails(&["--fake-bind", &taken], &env(&free)).await;
+    for said in [
+        taken.as_str(),
+        "already in use",
+        "fake Google",
+        "--fake-bind",
+    ] {
+        assert!(err.contains(said), "{said} in {err}");
+    }
+    // A BIND_ADDR that is no address says so.
+    let err = demo_fails(&[], &env("localhost")).await;
+    assert!(
+        err.contains("BIND_ADDR=`localhost` is not an address"),
+        "{err}"
+    );
+    drop(held);
+}
+
+#[tokio::test]
+async fn the_demo_listens_on_bind_addr_and_prints_a_key_and_a_curl_that_work() {
+    let database_url = fresh_database().await;
+    let bind = format!("127.0.0.1:{}", free_port());
+    let mut child = demo_command(
+        &["--fake-bind", "127.0.0.1:0"],
+        &[
+            ("BIND_ADDR", bind.clone()),
+            ("DATABASE_URL", database_url),
+            ("RUST_LOG", "info".into()),
+            ("LOG_FORMAT", "json".into()),
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let stderr = child.stderr.take().unwrap();
+    let logs = tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        let mut all = Vec::new();
+        while let Ok(Some(l)) = lines.next_line().await {
+            all.push(l);
+        }
+        all
+    });
+    let mut banner = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !banner.iter().any(|l: &String| l.contains("Press Ctrl-C")) {
+        let line = tokio::time::timeout_at(deadline, stdout.next_line())
+            .await
+            .expect("the banner in time")
+            .unwrap()
+            .expect("the demo kept running");
+        banner.push(line);
+    }
+    let banner = banner.join("\n");
+    assert!(
+        banner.contains(&format!("listening on {bind} (from BIND_ADDR)")),
+        "{banner}"
+    );
+    assert!(
+        banner.contains(&format!("http://{bind}/demo/calendar")),
+        "{banner}"
+    );
+    let key = banner
+        .lines()
+        .find_map(|l| {
+            l.split("(made for this run; set INTERNAL_API_KEYS to choose it): ")
+                .nth(1)
+        })
+        .expect("the key is printed")
+        .trim()
+        .to_string();
+    assert!(
+        banner.contains(&format!("-H \"Authorization: Bearer {key}\"")),
+        "{banner}"
+    );
+    let body = banner
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("-d '"))
+        .and_then(|l| l.strip_suffix('\''))
+        .expect("the curl's body");
+    assert!(banner.contains(&format!(
+        "curl -sS -X POST http://{bind}/internal/passport/gmail/token"
+    )));
+
+    // The printed key and body, as the curl sends them.
+    let resp = reqwest::Client::new()
+        .post(format!("http://{bind}/internal/passport/gmail/token"))
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let refusal: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(refusal["error"], "scope_missing", "{refusal}");
+
+    // Ctrl-C / SIGTERM: a clean stop, logged at info only, on stderr.
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -TERM");
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("exits")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let logs = logs.await.unwrap();
+    crate::lifecycle::assert_clean_info_logs(&logs, "auth-server demo stopped");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("auth-server demo listening") && l.contains(&bind)),
+        "{logs:#?}"
+    );
+    assert!(
+        !logs.iter().any(|l| l.contains(&key)),
+        "the key is not logged"
     );
 }

@@ -199,6 +199,37 @@ async fn the_doctor_command_prints_the_cause() {
     assert_eq!(v["cause"]["code"], "scope_missing");
 }
 
+#[tokio::test]
+async fn data_goes_to_stdout_and_logs_to_stderr_even_at_debug() {
+    let app = TestApp::spawn().await;
+    let user = Uuid::new_v4();
+    app.seed_passport(user, JISOO, GMAIL_ONLY).await;
+    let debug = [("RUST_LOG", "debug")];
+    let out = run_cli_env(
+        &app,
+        &["doctor", "--user", &user.to_string(), "--json"],
+        &debug,
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // `auth-server doctor --json | jq` works: stdout is the JSON, whole.
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    assert_eq!(v["cause"]["code"], "scope_missing");
+    // The logs were written, to stderr.
+    assert!(stderr.contains("DEBUG"), "debug logs on stderr: {stderr}");
+    let csv = run_cli_env(&app, &["report", "--format", "csv"], &debug).await;
+    assert!(csv.status.success());
+    let csv = String::from_utf8(csv.stdout).unwrap();
+    assert!(!csv.contains("DEBUG") && !csv.contains("INFO"), "{csv}");
+    assert!(csv.lines().all(|l| l.contains(',')), "only CSV rows: {csv}");
+}
+
 /// Run the `auth-server` binary with the test app's settings.
 pub async fn run_cli(app: &TestApp, args: &[&str]) -> String {
     let out = run_cli_env(app, args, &[]).await;

@@ -246,3 +246,87 @@ async fn an_unregistered_redirect_uri_or_client_gets_googles_error_page() {
         assert!(resp.text().await.unwrap().contains(code));
     }
 }
+
+/// `GET` or `POST` the fake Calendar's events of `calendar` with a token.
+async fn calendar_events(
+    app: &TestApp,
+    calendar: &str,
+    token: &str,
+    insert: Option<&serde_json::Value>,
+) -> (StatusCode, serde_json::Value) {
+    let url = format!("{}/calendar/v3/calendars/{calendar}/events", app.fake_addr);
+    let client = app.client();
+    let req = match insert {
+        Some(event) => client.post(url).json(event),
+        None => client.get(url),
+    };
+    let resp = req.bearer_auth(token).send().await.unwrap();
+    (resp.status(), resp.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_fake_calendar_lists_the_events_created_in_each_account_calendar() {
+    let app = TestApp::spawn().await;
+    let (jisoo, _) = app.fake.seed_grant(JISOO, ALL).unwrap();
+    let (minho, _) = app.fake.seed_grant(MINHO, ALL).unwrap();
+    let (gmail_only, _) = app.fake.seed_grant(JISOO, GMAIL_ONLY).unwrap();
+    let (readonly, _) = app.fake.seed_grant(JISOO, &["calendar.readonly"]).unwrap();
+
+    let (status, empty) = calendar_events(&app, "primary", &jisoo, None).await;
+    assert_eq!(status, StatusCode::OK, "{empty}");
+    assert_eq!(empty["kind"], "calendar#events");
+    assert_eq!(empty["items"], serde_json::json!([]));
+
+    let checkup = serde_json::json!({
+        "summary": "검진",
+        "location": "인천 연수구 갯벌로156",
+        "start": {"dateTime": "2025-11-24T07:40:00+09:00", "timeZone": "Asia/Seoul"},
+        "end": {"dateTime": "2025-11-24T12:00:00+09:00", "timeZone": "Asia/Seoul"},
+    });
+    let (status, created) = calendar_events(&app, "primary", &jisoo, Some(&checkup)).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let mut other = checkup.clone();
+    other["summary"] = "민호의 일정".into();
+    let (status, _) = calendar_events(&app, "primary", &minho, Some(&other)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Jisoo's calendar holds her event only, by "primary" or by her address,
+    // with a read-only token too; in Google's shape.
+    for (calendar, token) in [("primary", &jisoo), (JISOO, &jisoo), ("primary", &readonly)] {
+        let (status, list) = calendar_events(&app, calendar, token, None).await;
+        assert_eq!(status, StatusCode::OK, "{calendar}: {list}");
+        assert_eq!(list["kind"], "calendar#events");
+        assert_eq!(list["summary"], JISOO);
+        assert_eq!(list["timeZone"], "Asia/Seoul");
+        let items = list["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{list}");
+        assert_eq!(items[0]["id"], created["id"]);
+        assert_eq!(items[0]["summary"], "검진");
+        assert_eq!(items[0]["location"], "인천 연수구 갯벌로156");
+        assert_eq!(items[0]["start"]["dateTime"], "2025-11-24T07:40:00+09:00");
+        assert_eq!(items[0]["end"]["dateTime"], "2025-11-24T12:00:00+09:00");
+        assert_eq!(items[0]["status"], "confirmed");
+    }
+    let (_, list) = calendar_events(&app, "primary", &minho, None).await;
+    assert_eq!(list["items"][0]["summary"], "민호의 일정");
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert_eq!(app.fake.calendar_events_of(JISOO).len(), 1);
+
+    // Google's refusals: no Calendar scope, a bad token, another's calendar,
+    // and a read-only token cannot insert.
+    let (status, body) = calendar_events(&app, "primary", &gmail_only, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        body["error"]["errors"][0]["reason"],
+        "insufficientPermissions"
+    );
+    let (status, body) = calendar_events(&app, "primary", "ya29.nonsense", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["status"], "UNAUTHENTICATED");
+    let (status, body) = calendar_events(&app, MINHO, &jisoo, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["errors"][0]["reason"], "notFound");
+    let (status, _) = calendar_events(&app, "primary", &readonly, Some(&checkup)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(app.fake.calls("calendar.events.list"), 8);
+}

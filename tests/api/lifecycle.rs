@@ -129,11 +129,11 @@ async fn a_database_that_comes_up_late_is_waited_for() {
         ("LOG_FORMAT", "pretty".to_string()),
     ];
     let mut cmd = crate::doctor::cli_command(&app, &["serve"], &env);
-    cmd.stdout(Stdio::piped())
+    cmd.stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let mut child = cmd.spawn().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
 
     // It says the database is unreachable and keeps trying.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -272,4 +272,86 @@ async fn sigterm_keeps_the_grace_period_answers_503_json_at_the_deadline_and_rec
     // What finished is recorded.
     let kinds: Vec<EventKind> = app.events(quick).await.iter().map(|e| e.kind).collect();
     assert!(kinds.contains(&EventKind::Refreshed), "{kinds:?}");
+}
+
+#[tokio::test]
+async fn a_clean_shutdown_logs_at_info_only_on_stderr() {
+    let app = TestApp::spawn().await;
+    // A fresh database: the start runs every migration (PostgreSQL answers
+    // some with notices, which are not news at INFO).
+    let database_url = fresh_database().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let env = vec![
+        ("DATABASE_URL", database_url),
+        ("BIND_ADDR", format!("127.0.0.1:{port}")),
+        ("PUBLIC_BASE_URL", format!("http://127.0.0.1:{port}")),
+        ("RUST_LOG", "info".to_string()),
+        ("LOG_FORMAT", "json".to_string()),
+    ];
+    let mut cmd = crate::doctor::cli_command(&app, &["serve"], &env);
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut stdout = child.stdout.take().unwrap();
+    let out = tokio::spawn(async move {
+        let mut s = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut s).await;
+        s
+    });
+    let mut logs = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !logs
+        .iter()
+        .any(|l: &String| l.contains("auth-server listening"))
+    {
+        let line = tokio::time::timeout_at(deadline, stderr.next_line())
+            .await
+            .expect("listening in time")
+            .unwrap()
+            .expect("still running");
+        logs.push(line);
+    }
+    let healthz = format!("http://127.0.0.1:{port}/healthz");
+    assert_eq!(
+        app.client().get(&healthz).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    sigterm(child.id().unwrap());
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("exits")
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    while let Some(line) = stderr.next_line().await.unwrap() {
+        logs.push(line);
+    }
+    assert_eq!(out.await.unwrap(), "", "nothing on stdout");
+    assert_clean_info_logs(&logs, "auth-server stopped");
+    assert!(
+        logs.iter().any(|l| l.contains("shutdown signal received")),
+        "{logs:#?}"
+    );
+}
+
+/// Every line a JSON log record at INFO (no WARN, no ERROR, no PostgreSQL
+/// notice), the last one saying `last`.
+pub fn assert_clean_info_logs(lines: &[String], last: &str) {
+    assert!(!lines.is_empty());
+    for line in lines {
+        let record: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("a log record, not {line:?}: {e}"));
+        assert_eq!(record["level"], "INFO", "{line}");
+        assert!(
+            !line.contains("skipping"),
+            "a PostgreSQL notice at INFO: {line}"
+        );
+    }
+    assert!(lines.last().unwrap().contains(last), "{lines:#?}");
 }

@@ -29,6 +29,7 @@ mod scopes_mac;
 mod secrets;
 mod security;
 mod session;
+mod shared_server;
 mod status;
 mod token;
 mod wait;

@@ -265,13 +265,14 @@ pub async fn spawn_server_logging(
     ];
     env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
     let mut cmd = crate::doctor::cli_command(app, &["serve"], &env);
-    cmd.stdout(Stdio::piped())
-        .stderr(Stdio::null())
+    // Logs go to stderr; stdout is for data.
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true);
     configure(&mut cmd);
     let mut child = cmd.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut reader = BufReader::new(stdout).lines();
+    let stderr = child.stderr.take().unwrap();
+    let mut reader = BufReader::new(stderr).lines();
     let mut lines = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
