@@ -210,7 +210,8 @@ drop_ci_tags() {
         docker rmi "$DEPLOY_IMAGE" >/dev/null 2>&1 || true
     fi
     docker image ls --format '{{.Repository}}:{{.Tag}}' "${DEPLOY_IMAGE%:*}" 2>/dev/null |
-        grep ':ci-' | while read -r tag; do
+        while read -r tag; do
+            [[ "$tag" == *:ci-* ]] || continue
             if [[ "$(docker image inspect -f '{{.Created}}' "$tag" 2>/dev/null)" < "$created" ]]; then
                 docker rmi "$tag" >/dev/null 2>&1 || true
             fi
