@@ -3,6 +3,10 @@
 # version back by itself when the new one does not become ready.
 #
 #   scripts/deploy.sh             deploy the commit checked out here
+#   DEPLOY_IMAGE=auth-server:ci-<sha> scripts/deploy.sh
+#                                 the same with an image built beforehand
+#                                 (the image job of ci.yml): no build, only
+#                                 the swap and the wait for /readyz
 #   scripts/deploy.sh --restart   recreate the container from the image it runs
 #                                 (after a change of .env / AUTH_SERVER_ENV)
 #   scripts/deploy.sh --rollback  swap in the previous image (and back on failure)
@@ -19,15 +23,22 @@
 #  2. writes $DEPLOY_DIR/.env from $AUTH_SERVER_ENV when that is set (mode
 #     0600; the old one is kept as .env.previous), else uses the .env there;
 #  3. tags the image of the running container as <image>:previous;
-#  4. docker compose build auth-server (a failed build changes nothing);
+#  4. docker compose build auth-server (a failed build changes nothing), or,
+#     with $DEPLOY_IMAGE, tags that image as the service's image instead;
 #  5. docker compose up -d auth-server (serve applies the migrations at start);
 #  6. waits up to $READY_TIMEOUT seconds for $READY_URL to answer 200;
 #  7. if it does not: prints the failed container's logs, puts the previous
 #     image (and .env) back, starts it, checks it, and exits 1.
 #
+# docker-compose.override.yml in $DEPLOY_DIR (kept across deploys) is applied
+# on top of docker-compose.yml, as `docker compose` itself would.
+#
 # Environment:
 #   DEPLOY_DIR         the Compose project directory (default /srv/auth-server)
 #   AUTH_SERVER_ENV    content for .env; unset or empty: keep the existing .env
+#   DEPLOY_IMAGE       an image already built from this commit (deploy only);
+#                      unset: build it here. Its tag is removed once it
+#                      serves, with the ci-* tags of older images.
 #   READY_URL          readiness URL (default http://127.0.0.1:51123/readyz)
 #   READY_TIMEOUT      seconds to wait for it (default 60)
 #
@@ -82,7 +93,13 @@ else
     echo "warning: flock is missing; deploys are not serialized" >&2
 fi
 
-compose() { docker compose --project-directory "$DEPLOY_DIR" -f "$DEPLOY_DIR/docker-compose.yml" "$@"; }
+compose() {
+    local files=(-f "$DEPLOY_DIR/docker-compose.yml")
+    if [ -f "$DEPLOY_DIR/docker-compose.override.yml" ]; then
+        files+=(-f "$DEPLOY_DIR/docker-compose.override.yml")
+    fi
+    docker compose --project-directory "$DEPLOY_DIR" "${files[@]}" "$@"
+}
 
 # Copy the checked-out commit into $DEPLOY_DIR (not when running from there).
 sync_tree() {
@@ -172,7 +189,7 @@ wait_ready() {
             echo "not ready after ${READY_TIMEOUT}s (last answer: ${code:-none})"
             return 1
         fi
-        sleep 2
+        sleep 1
     done
 }
 
@@ -180,6 +197,25 @@ wait_ready() {
 # or its settings changed, or always with --force-recreate) and check it.
 start_and_check() {
     compose up -d --no-build "$@" "$SERVICE" && wait_ready
+}
+
+# After a deploy of $DEPLOY_IMAGE: remove its tag (the image stays as $image)
+# and the ci-* tags of images older than it (runs that failed or were
+# superseded), so that they can be pruned.
+drop_ci_tags() {
+    [ -n "${DEPLOY_IMAGE:-}" ] || return 0
+    local created tag
+    created="$(docker image inspect -f '{{.Created}}' "$image" 2>/dev/null)" || return 0
+    if [ "$DEPLOY_IMAGE" != "$image" ] && [ "$DEPLOY_IMAGE" != "$previous" ]; then
+        docker rmi "$DEPLOY_IMAGE" >/dev/null 2>&1 || true
+    fi
+    docker image ls --format '{{.Repository}}:{{.Tag}}' "${DEPLOY_IMAGE%:*}" 2>/dev/null |
+        while read -r tag; do
+            [[ "$tag" == *:ci-* ]] || continue
+            if [[ "$(docker image inspect -f '{{.Created}}' "$tag" 2>/dev/null)" < "$created" ]]; then
+                docker rmi "$tag" >/dev/null 2>&1 || true
+            fi
+        done
 }
 
 show_logs() {
@@ -207,14 +243,25 @@ deploy)
         echo "first deploy: there is no previous image to fall back to"
     fi
 
-    say "building $image"
-    if ! compose build "$SERVICE"; then
-        restore_env
-        fail "the image did not build; nothing was changed"
+    if [ -n "${DEPLOY_IMAGE:-}" ]; then
+        new_id="$(image_id "$DEPLOY_IMAGE")"
+        if [ -z "$new_id" ]; then
+            restore_env
+            fail "there is no image $DEPLOY_IMAGE to deploy; nothing was changed"
+        fi
+        docker tag "$new_id" "$image"
+        echo "deploying the image built beforehand, $DEPLOY_IMAGE (${new_id:7:12}), as $image"
+    else
+        say "building $image"
+        if ! compose build "$SERVICE"; then
+            restore_env
+            fail "the image did not build; nothing was changed"
+        fi
     fi
 
     say "starting $image ($(image_id "$image" | cut -c8-19))"
     if start_and_check; then
+        drop_ci_tags
         docker image prune -f --filter "label=org.opencontainers.image.title=auth-server" >/dev/null 2>&1 || true
         say "deployed $(cat "$DEPLOY_DIR/REVISION" 2>/dev/null || echo 'the tree in '"$DEPLOY_DIR")"
         compose ps

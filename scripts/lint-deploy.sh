@@ -4,7 +4,8 @@
 #   actionlint   .gitea/workflows/*.yml (settings: .gitea/actionlint.yaml),
 #                with ShellCheck over their `run:` scripts
 #   hadolint     Dockerfile
-#   ShellCheck   scripts/deploy.sh, scripts/lint-deploy.sh
+#   ShellCheck   scripts/deploy.sh, scripts/lint-deploy.sh, scripts/image-check.sh,
+#                .ci/run
 #   compose      `docker compose config -q` on docker-compose.yml; where the
 #                Compose plugin is missing, a check against the Compose
 #                specification's JSON schema instead (says so)
@@ -118,10 +119,15 @@ check() {
 check "actionlint ($(actionlint -version 2>/dev/null | head -n 1))" \
     actionlint -config-file .gitea/actionlint.yaml -shellcheck "$(command -v shellcheck)" .gitea/workflows/*.yml
 check "hadolint ($(hadolint --version 2>/dev/null | head -n 1))" hadolint Dockerfile
-check "shellcheck ($(shellcheck --version | sed -n 's/^version: //p'))" shellcheck scripts/deploy.sh scripts/lint-deploy.sh
+check "shellcheck ($(shellcheck --version | sed -n 's/^version: //p'))" shellcheck scripts/deploy.sh scripts/lint-deploy.sh scripts/image-check.sh .ci/run
 
 # docker-compose.yml reads `.env` with `required: false`, so no .env is needed
-# here; an existing one is read but never printed (-q).
+# here; an existing one is read but never printed (-q). Without a Compose
+# plugin of its own, the one scripts/image-check.sh unpacked is used.
+image_check_config="${IMAGE_CHECK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/auth-server-image}/docker-config"
+if ! docker compose version >/dev/null 2>&1 && [ -x "$image_check_config/cli-plugins/docker-compose" ]; then
+    export DOCKER_CONFIG="$image_check_config"
+fi
 if docker compose version >/dev/null 2>&1; then
     check "docker compose config ($(docker compose version --short 2>/dev/null))" docker compose config -q
 else
