@@ -41,7 +41,9 @@
 # could be used (says why, and that the image was NOT checked).
 #
 # Environment:
-#   IMAGE_CHECK_PG_URL   PostgreSQL server (default postgres://postgres@127.0.0.1:5432)
+#   IMAGE_CHECK_PG_URL   PostgreSQL server (default: the one scripts/db.sh finds
+#                        or starts, as for the tests; usually
+#                        postgres://postgres@127.0.0.1:5432)
 #   IMAGE_CHECK_CACHE    cache for the base root file system and Compose
 #                        (default ~/.cache/auth-server-image)
 #   IMAGE_CHECK_IMAGE    tag of the image built (default auth-server:imagecheck)
@@ -52,7 +54,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$(pwd)"
 
-PG_URL="${IMAGE_CHECK_PG_URL:-postgres://postgres@127.0.0.1:5432}"
+PG_URL="${IMAGE_CHECK_PG_URL:-}"
+# Only the local engine: a DOCKER_HOST or context elsewhere is not used.
+unset DOCKER_HOST DOCKER_CONTEXT
 CACHE="${IMAGE_CHECK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/auth-server-image}"
 IMAGE="${IMAGE_CHECK_IMAGE:-auth-server:imagecheck}"
 # Bump when the way the bases are made changes: they are made again.
@@ -73,7 +77,9 @@ fail() {
     printf '\nimage-check: FAILED: %s\n' "$*" >&2
     exit 1
 }
+engine_unavailable=""
 not_checked() {
+    engine_unavailable=1
     printf '\nimage-check: %s\n' "$*" >&2
     printf 'image-check: no Docker engine: the image was NOT checked\n' >&2
     exit 3
@@ -89,6 +95,8 @@ deploy_dir=""
 cleanup() {
     local rc=$? c
     set +e
+    # Exit status 3 means only "no engine"; any other failure is 1.
+    if [ "$rc" = 3 ] && [ -z "$engine_unavailable" ]; then rc=1; fi
     for c in "${containers[@]}"; do docker rm -f "$c" >/dev/null 2>&1; done
     if [ -n "$deploy_dir" ] && [ -f "$deploy_dir/docker-compose.yml" ]; then
         compose_in "$deploy_dir" down --volumes --remove-orphans --timeout 5 >/dev/null 2>&1
@@ -102,6 +110,7 @@ cleanup() {
         for _ in $(seq 1 30); do kill -0 "$started_engine" 2>/dev/null || break; sleep 1; done
         kill -9 "$started_engine" 2>/dev/null
     fi
+    if declare -F stop_throwaway >/dev/null; then stop_throwaway; fi
     rm -rf "$work"
     exit "$rc"
 }
@@ -616,10 +625,16 @@ INVENTORY_URL=http://127.0.0.1:$port/passport/gmail"
 
 # --- main ---------------------------------------------------------------------
 
-for tool in curl openssl jq; do
+engine
+for tool in curl openssl jq psql; do
     command -v "$tool" >/dev/null 2>&1 || fail "'$tool' is needed"
 done
-engine
+if [ -z "$PG_URL" ]; then
+    # shellcheck source=scripts/db.sh
+    . scripts/db.sh
+    ensure_database_server || fail "no PostgreSQL server (see scripts/db.sh)"
+    PG_URL="${ADMIN_DATABASE_URL%/*}"
+fi
 builder
 bases
 build

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Sourced by test.sh: the test databases of runs that share one PostgreSQL
-# server. Each run of test.sh has an id `r<digits>` (TEST_RUN_ID) and names
+# server. Each run of test.sh has an id `k<digits>` (TEST_RUN_ID) and names
 # its databases authtest_<id>_<32 hex> (tests/api/helpers.rs). While it runs,
 # it holds one PostgreSQL session open whose application_name is
 # `authtest_run:<id>` (start_run_keeper): that is how any machine sharing the
@@ -9,9 +9,10 @@
 #
 # drop_dead_runs drops the databases of runs whose session is gone, and only
 # those. Databases of other shapes are left alone and counted: names from an
-# older test.sh (authtest_<32 hex>, no run id) and from plain
-# `cargo test` (authtest_<TEST_RUN_ID or "adhoc">_…) have no session to show
-# whether their run is alive.
+# older test.sh (authtest_r<digits>_<32 hex>: a run id but no session, so a
+# live one cannot be told from a finished one) and from plain `cargo test`
+# (authtest_<TEST_RUN_ID or "adhoc">_…) have no session to show whether their
+# run is alive.
 #
 # Every function takes the admin URL (a database on the server, e.g.
 # postgres) as its first argument.
@@ -29,7 +30,9 @@ start_run_keeper() {
     exec {RUN_KEEPER_FD}> >(PGAPPNAME="$name" exec psql "$url" -Xq >/dev/null 2>&1)
     local _
     for _ in $(seq 1 100); do
-        if [ "$(psql "$url" -XAtqc "select count(*) from pg_stat_activity where application_name = '$name'")" != 0 ]; then
+        local seen
+        seen="$(psql "$url" -XAtqc "select count(*) from pg_stat_activity where application_name = '$name'" 2>/dev/null)"
+        if [[ "$seen" =~ ^[1-9][0-9]*$ ]]; then
             return 0
         fi
         sleep 0.1
@@ -46,12 +49,14 @@ stop_run_keeper() {
     fi
 }
 
-# drop_dead_runs URL: drop every authtest_r<digits>_<32 hex> database whose
+# drop_dead_runs URL: drop every authtest_k<digits>_<32 hex> database whose
 # run has no live session. Prints one line: dropped, kept (live runs) and
-# other shapes left alone.
+# other shapes left alone. The databases are listed before the sessions, so a
+# run that starts in between is not in the list.
 drop_dead_runs() {
-    local url="$1" live db id dropped=0 kept=0 other
-    live="$(psql "$url" -XAtqc "select substr(application_name, 14) from pg_stat_activity where application_name like 'authtest\_run:%'")"
+    local url="$1" live dbs db id dropped=0 kept=0 other
+    dbs="$(psql "$url" -XAtqc "select datname from pg_database where datname ~ '^authtest_k[0-9]+_[0-9a-f]{32}\$' order by 1")" || return 1
+    live="$(psql "$url" -XAtqc "select substr(application_name, 14) from pg_stat_activity where application_name like 'authtest\_run:%'")" || return 1
     while read -r db; do
         [ -n "$db" ] || continue
         id="${db#authtest_}"
@@ -61,8 +66,8 @@ drop_dead_runs() {
         elif psql "$url" -Xqc "drop database if exists \"$db\" with (force)" >/dev/null 2>&1; then
             dropped=$((dropped + 1))
         fi
-    done < <(psql "$url" -XAtqc "select datname from pg_database where datname ~ '^authtest_r[0-9]+_[0-9a-f]{32}\$' order by 1")
-    other="$(psql "$url" -XAtqc "select count(*) from pg_database where datname like 'authtest\_%' and datname !~ '^authtest_r[0-9]+_[0-9a-f]{32}\$'")"
+    done <<<"$dbs"
+    other="$(psql "$url" -XAtqc "select count(*) from pg_database where datname like 'authtest\_%' and datname !~ '^authtest_k[0-9]+_[0-9a-f]{32}\$'")"
     echo "test databases of finished runs: $dropped dropped; $kept of live runs kept; ${other:-0} of other shapes (no run session) left alone"
 }
 

@@ -13,7 +13,7 @@ ensure_database_server
 # are over, never those of a run in progress.
 # shellcheck source=scripts/test-dbs.sh
 . scripts/test-dbs.sh
-TEST_RUN_ID="r$(date +%s)$$"
+TEST_RUN_ID="k$(date +%s)$$"
 export TEST_RUN_ID
 have_psql=""
 if command -v psql >/dev/null 2>&1; then
@@ -25,6 +25,7 @@ else
 fi
 # shellcheck disable=SC2329  # reached through the EXIT trap
 finish() {
+    set +e
     if [ -n "$have_psql" ]; then
         left="$(drop_run_databases "$ADMIN_DATABASE_URL" "$TEST_RUN_ID")"
         [ "$left" = 0 ] || echo "test.sh: $left databases of this run could not be dropped" >&2

@@ -39,10 +39,10 @@ const NOTICE_TARGET: &str = "sqlx::postgres::notice";
 fn filter(rust_log: Option<&str>) -> EnvFilter {
     let spec = rust_log.filter(|s| !s.trim().is_empty()).unwrap_or("info");
     let filter = EnvFilter::try_new(spec).unwrap_or_else(|_| EnvFilter::new("info"));
-    let debug = filter
-        .max_level_hint()
-        .is_some_and(|l| l >= tracing::level_filters::LevelFilter::DEBUG);
-    if debug || spec.contains(NOTICE_TARGET) {
+    // Only where INFO is the most verbose level asked for: at DEBUG the
+    // notices are wanted, at WARN or ERROR the filter drops them already.
+    let info = filter.max_level_hint() == Some(tracing::level_filters::LevelFilter::INFO);
+    if !info || spec.contains(NOTICE_TARGET) {
         filter
     } else {
         filter.add_directive(

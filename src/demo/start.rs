@@ -19,6 +19,10 @@ pub const DEFAULT_BIND: &str = "127.0.0.1:51123";
 pub enum BindSource {
     Flag,
     Env,
+    /// `BIND_ADDR` named an address beyond this machine (`.env.example` says
+    /// 0.0.0.0 for `serve`): the demo, which signs anyone in, keeps its port
+    /// but listens on 127.0.0.1; only `--bind` opens it wider.
+    EnvPortOnLoopback,
     Default,
 }
 
@@ -27,13 +31,16 @@ impl fmt::Display for BindSource {
         f.write_str(match self {
             Self::Flag => "--bind",
             Self::Env => "BIND_ADDR",
+            Self::EnvPortOnLoopback => {
+                "BIND_ADDR's port, on 127.0.0.1 (the demo signs anyone in: only --bind makes it listen beyond this machine)"
+            }
             Self::Default => "the demo's default",
         })
     }
 }
 
-/// The address to listen on: the flag, else `BIND_ADDR` (which must parse),
-/// else [`DEFAULT_BIND`].
+/// The address to listen on: the flag, else `BIND_ADDR` (which must parse;
+/// a non-loopback one keeps only its port), else [`DEFAULT_BIND`].
 pub(crate) fn resolve_bind(
     flag: Option<SocketAddr>,
     env: Option<&str>,
@@ -42,7 +49,7 @@ pub(crate) fn resolve_bind(
         return Ok((addr, BindSource::Flag));
     }
     match env.map(str::trim).filter(|v| !v.is_empty()) {
-        Some(v) => v.parse().map(|a| (a, BindSource::Env)).map_err(|_| {
+        Some(v) => v.parse().map(env_on_loopback).map_err(|_| {
             anyhow::anyhow!(
                 "BIND_ADDR=`{}` is not an address like 127.0.0.1:51123; fix it, or override it with `--bind`",
                 v.escape_debug()
@@ -52,6 +59,15 @@ pub(crate) fn resolve_bind(
             DEFAULT_BIND.parse().expect("the default parses"),
             BindSource::Default,
         )),
+    }
+}
+
+fn env_on_loopback(addr: SocketAddr) -> (SocketAddr, BindSource) {
+    if addr.ip().is_loopback() {
+        (addr, BindSource::Env)
+    } else {
+        let local = SocketAddr::from(([127, 0, 0, 1], addr.port()));
+        (local, BindSource::EnvPortOnLoopback)
     }
 }
 
@@ -187,5 +203,26 @@ impl Banner {
             fake = self.fake_base,
             db = self.database,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_addr_beyond_this_machine_keeps_only_its_port() {
+        let (addr, source) = resolve_bind(None, Some("0.0.0.0:51200")).unwrap();
+        assert_eq!(addr, "127.0.0.1:51200".parse().unwrap());
+        assert_eq!(source, BindSource::EnvPortOnLoopback);
+        let (addr, source) = resolve_bind(None, Some("127.0.0.1:51201")).unwrap();
+        assert_eq!(addr, "127.0.0.1:51201".parse().unwrap());
+        assert_eq!(source, BindSource::Env);
+        let wide: SocketAddr = "0.0.0.0:51202".parse().unwrap();
+        assert_eq!(
+            resolve_bind(Some(wide), Some("127.0.0.1:1")).unwrap(),
+            (wide, BindSource::Flag)
+        );
+        assert_eq!(resolve_bind(None, None).unwrap().1, BindSource::Default);
     }
 }

@@ -53,9 +53,9 @@ async fn sessions_named(db: &mut PgConnection, name: &str) -> i64 {
         .unwrap()
 }
 
-/// A run id of test.sh's shape (`r` and digits) that no real run has.
+/// A run id of test.sh's shape (`k` and digits) that no real run has.
 fn fake_run_id() -> String {
-    format!("r9{}", Uuid::new_v4().as_u128() % 10u128.pow(15))
+    format!("k9{}", Uuid::new_v4().as_u128() % 10u128.pow(15))
 }
 
 #[tokio::test]
@@ -66,8 +66,13 @@ async fn only_the_databases_of_finished_runs_are_dropped() {
     let name = |run: &str| format!("authtest_{run}_{}", Uuid::new_v4().simple());
     let dead_dbs = [name(&dead), name(&dead)];
     let live_db = name(&live);
-    // An older test.sh named its databases without a run id.
-    let old_shape = format!("authtest_{}", Uuid::new_v4().simple());
+    // An older test.sh named its databases authtest_r<digits>_<hex> and held
+    // no session: a live run of it cannot be told from a finished one.
+    let old_shape = format!(
+        "authtest_r9{}_{}",
+        Uuid::new_v4().as_u128() % 10u128.pow(15),
+        Uuid::new_v4().simple()
+    );
     for d in dead_dbs.iter().chain([&live_db, &old_shape]) {
         db.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {d}")))
             .await
@@ -84,7 +89,13 @@ async fn only_the_databases_of_finished_runs_are_dropped() {
         .unwrap();
 
     let said = test_dbs(r#"drop_dead_runs "$1""#, &[]).await;
-    assert!(said.contains("dropped"), "{said}");
+    let dropped: u32 = said
+        .split("finished runs: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of dropped databases in {said:?}"));
+    assert!(dropped >= 2, "both databases of the finished run: {said}");
     for d in &dead_dbs {
         assert!(
             !exists(&mut db, d).await,
