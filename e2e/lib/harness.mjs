@@ -98,13 +98,27 @@ export async function openPage(browser, { allowStatus = () => false, javaScriptE
   };
 }
 
+/**
+ * Reset the demo with its own button, and wait until the sign-in page it
+ * redirects to has loaded. (Waiting for the URL is not enough: the page is
+ * already at /demo before the click, so that wait would end at once and the
+ * next navigation would abort the one the reset started.)
+ */
+export async function resetDemo(page) {
+  await page.goto(`${env.baseUrl}/demo`);
+  const back = page.waitForResponse((r) => {
+    const req = r.request();
+    return req.method() === 'GET' && new URL(r.url()).pathname === '/demo' && req.redirectedFrom()?.method() === 'POST';
+  });
+  const loaded = page.waitForEvent('load');
+  await page.getByRole('button', { name: /처음 상태로/ }).click();
+  await back;
+  await loaded;
+}
+
 /** Reset the demo with its own button, then sign in as 김지수 through the form. */
 export async function resetAndSignIn(page, { who = '김지수', shot = null } = {}) {
-  await page.goto(`${env.baseUrl}/demo`);
-  await Promise.all([
-    page.waitForURL(`${env.baseUrl}/demo`, { waitUntil: 'load' }),
-    page.getByRole('button', { name: /처음 상태로/ }).click(),
-  ]);
+  await resetDemo(page);
   if (shot) await screenshot(page, shot, { desktop: false });
   await page.getByRole('radio', { name: new RegExp(who) }).check();
   await Promise.all([

@@ -14,6 +14,7 @@ import {
   openPage,
   PHONE,
   resetAndSignIn,
+  resetDemo,
   SCOPE,
   screenshot,
   storedScopes,
@@ -146,11 +147,7 @@ test('signed out: the 401 page leads to the demo sign-in and back to the page as
   const signedOut = (url, status) => status === 401 && url.startsWith(ITEM_URL);
   await journey({ allowStatus: signedOut }, async (page) => {
     // Reset the demo without signing in.
-    await page.goto(`${env.baseUrl}/demo`);
-    await Promise.all([
-      page.waitForURL(`${env.baseUrl}/demo`, { waitUntil: 'load' }),
-      page.getByRole('button', { name: /처음 상태로/ }).click(),
-    ]);
+    await resetDemo(page);
 
     const resp = await page.goto(CONFIRM_URL);
     assert.equal(resp.status(), 401);
