@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
+import { after, before } from 'node:test';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -96,6 +97,34 @@ export async function openPage(browser, { allowStatus = () => false, javaScriptE
       await context.close();
     },
   };
+}
+
+/**
+ * One Chromium for the test file that calls this (started before its tests,
+ * closed after them). `open(options)` is `openPage` on it; `journey(options,
+ * body)` runs `body(page, session)` in a fresh context (`options.size` sets the
+ * viewport) and fails on anything the browser reported.
+ */
+export function useBrowser() {
+  let browser;
+  before(async () => {
+    browser = await launchBrowser();
+  });
+  after(async () => {
+    await browser?.close();
+  });
+  const open = (options) => openPage(browser, options);
+  async function journey(options, body) {
+    const session = await open(options);
+    try {
+      if (options?.size) await session.page.setViewportSize(options.size);
+      await body(session.page, session);
+      session.assertClean('end of journey');
+    } finally {
+      await session.close();
+    }
+  }
+  return { open, journey };
 }
 
 /**

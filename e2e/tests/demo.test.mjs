@@ -4,21 +4,15 @@
 // appointment after it, which the panel then lists. Run through e2e/run.sh.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { env, launchBrowser, openPage, PHONE, resetAndSignIn, screenshot, tokenFor } from '../lib/harness.mjs';
+import { test } from 'node:test';
+import { env, PHONE, resetAndSignIn, screenshot, tokenFor, useBrowser } from '../lib/harness.mjs';
 
 const TIMEOUT = 90_000;
 const PANEL_URL = `${env.baseUrl}/demo/calendar`;
 const ITEM_URL = `${env.baseUrl}/passport/gmail`;
 const CONSENT_URL = `${env.fakeUrl}/o/oauth2/v2/auth`;
 
-let browser;
-before(async () => {
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-});
+const { open } = useBrowser();
 
 /** Press the skill's button; the answer's banner text. */
 async function playSkill(page) {
@@ -36,7 +30,7 @@ async function listedEvents(page) {
 }
 
 test('8. the assistant panel: scope_missing before 재인증, the 검진 event after', { timeout: TIMEOUT }, async () => {
-  const session = await openPage(browser);
+  const session = await open();
   const { page } = session;
   try {
     await resetAndSignIn(page);

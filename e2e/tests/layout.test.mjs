@@ -5,19 +5,18 @@
 // the demo's sign-in and back. Run through e2e/run.sh.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import {
   DESKTOP,
   env,
   JISOO_ID,
-  launchBrowser,
-  openPage,
   PHONE,
   resetAndSignIn,
   resetDemo,
   SCOPE,
   screenshot,
   storedScopes,
+  useBrowser,
 } from '../lib/harness.mjs';
 
 const TIMEOUT = 90_000;
@@ -25,23 +24,7 @@ const ITEM_URL = `${env.baseUrl}/passport/gmail`;
 const CONFIRM_URL = `${ITEM_URL}/disconnect`;
 const CONSENT_URL = `${env.fakeUrl}/o/oauth2/v2/auth`;
 
-let browser;
-before(async () => {
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-});
-
-async function journey(options, body) {
-  const session = await openPage(browser, options);
-  try {
-    await body(session.page, session);
-    session.assertClean('end of journey');
-  } finally {
-    await session.close();
-  }
-}
+const { journey } = useBrowser();
 
 /**
  * At phone and desktop size, from the top of the page, `locator`'s box lies

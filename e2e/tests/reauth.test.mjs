@@ -6,13 +6,11 @@
 // error, failed request or HTTP error the browser sees.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import {
   env,
   insertEvent,
   JISOO_ID,
-  launchBrowser,
-  openPage,
   permissionRows,
   resetAndSignIn,
   SCOPE,
@@ -20,6 +18,7 @@ import {
   storedRow,
   storedScopes,
   tokenFor,
+  useBrowser,
 } from '../lib/harness.mjs';
 
 const TIMEOUT = 90_000;
@@ -45,24 +44,8 @@ const CHECKUP = {
   end: { dateTime: '2025-11-24T12:00:00+09:00', timeZone: 'Asia/Seoul' },
 };
 
-let browser;
-before(async () => {
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-});
-
-/** Run one journey in a fresh context; fail on anything the browser reported. */
-async function journey(options, body) {
-  const session = await openPage(browser, options);
-  try {
-    await body(session.page, session);
-    session.assertClean('end of journey');
-  } finally {
-    await session.close();
-  }
-}
+/** One journey per fresh context; fails on anything the browser reported. */
+const { journey } = useBrowser();
 
 /** The item page right after sign-in: Gmail only, Calendar missing. */
 async function expectGmailOnly(page) {

@@ -5,18 +5,17 @@
 // changed nothing says so; the success banner names what was added.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import {
   checkPage,
   DESKTOP,
   env,
-  launchBrowser,
-  openPage,
   permissionRows,
   PHONE,
   resetAndSignIn,
   screenshot,
   storedRow,
+  useBrowser,
 } from '../lib/harness.mjs';
 
 const TIMEOUT = 90_000;
@@ -24,24 +23,8 @@ const ITEM_URL = `${env.baseUrl}/passport/gmail`;
 const CONSENT_URL = `${env.fakeUrl}/o/oauth2/v2/auth`;
 const ADDED = '캘린더 보기·관리, 캘린더 일정 보기·편집 권한이 추가되었습니다';
 
-let browser;
-before(async () => {
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-});
-
-async function journey(size, body) {
-  const session = await openPage(browser);
-  try {
-    await session.page.setViewportSize(size);
-    await body(session.page, session);
-    session.assertClean('end of journey');
-  } finally {
-    await session.close();
-  }
-}
+const browser = useBrowser();
+const journey = (size, body) => browser.journey({ size }, body);
 
 async function pressReauth(page) {
   await Promise.all([

@@ -55,14 +55,7 @@ async fn demo_journey_from_sign_in_to_calendar_granted() {
     let page = client.get(format!("{base}/demo")).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     assert!(page.text().await.unwrap().contains("김지수"));
-    let jisoo = demo::demo_users()[0].id.to_string();
-    let signed = client
-        .post(format!("{base}/demo/sign-in"))
-        .form(&[("user_id", jisoo.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signed.status(), StatusCode::SEE_OTHER);
+    sign_in_as_jisoo(&client, &base).await;
     let item = client
         .get(format!("{base}/passport/gmail"))
         .send()
@@ -170,14 +163,7 @@ async fn the_assistant_panel_shows_scope_missing_before_reauth_and_the_checkup_a
     assert_eq!(fake.calls("calendar.events.insert"), 0);
 
     // 재인증 as 김지수, then the skill books the appointment.
-    let jisoo = demo::demo_users()[0].id.to_string();
-    let signed = client
-        .post(format!("{base}/demo/sign-in"))
-        .form(&[("user_id", jisoo.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signed.status(), StatusCode::SEE_OTHER);
+    sign_in_as_jisoo(&client, &base).await;
     let browser = Browser {
         client: client.clone(),
         jar: Default::default(),
@@ -402,4 +388,17 @@ async fn the_demo_listens_on_bind_addr_and_prints_a_key_and_a_curl_that_work() {
         !logs.iter().any(|l| l.contains(&key)),
         "the key is not logged"
     );
+}
+
+/// Sign in as 김지수 through the demo's sign-in form (the session cookie goes
+/// into `client`'s jar).
+async fn sign_in_as_jisoo(client: &reqwest::Client, base: &str) {
+    let jisoo = demo::demo_users()[0].id.to_string();
+    let signed = client
+        .post(format!("{base}/demo/sign-in"))
+        .form(&[("user_id", jisoo.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), StatusCode::SEE_OTHER);
 }

@@ -301,13 +301,7 @@ async fn the_doctor_and_the_report_tell_operators() {
     add_events_by_hand(&app, edited).await;
 
     let report = run_cli(&app, &["report"]).await;
-    let count = |name: &str| {
-        report
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(name))
-            .map(|v| v.trim().to_string())
-            .unwrap_or_else(|| panic!("no {name} in {report}"))
-    };
+    let count = |name: &str| report_count(&report, name);
     assert_eq!(count("corrected"), "0", "{report}");
     assert_eq!(
         count("unverified"),
@@ -327,13 +321,7 @@ async fn the_doctor_and_the_report_tell_operators() {
     assert!(doctor.contains("scopes_edited"), "{doctor}");
 
     let report = run_cli(&app, &["report"]).await;
-    let count = |name: &str| {
-        report
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(name))
-            .map(|v| v.trim().to_string())
-            .unwrap_or_else(|| panic!("no {name} in {report}"))
-    };
+    let count = |name: &str| report_count(&report, name);
     assert_eq!(count("corrected"), "1", "{report}");
     assert_eq!(count("unverified"), "1", "{report}");
 }
@@ -403,4 +391,13 @@ async fn rotate_keys_re_macs_vouched_lists_and_leaves_edited_ones_unverified() {
     let (code, body, _) = app.token(edited, &["calendar.events"]).await;
     assert_eq!(code, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(app.fake.calls("tokeninfo"), 1);
+}
+
+/// The value on the line of `auth-server report` that starts with `name`.
+fn report_count(report: &str, name: &str) -> String {
+    report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(name))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| panic!("no {name} in {report}"))
 }
