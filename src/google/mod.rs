@@ -133,6 +133,14 @@ impl GoogleError {
         matches!(self, Self::Unavailable(_) | Self::Protocol(_))
     }
 
+    /// How long Google asked us to wait (its `Retry-After` on a rate limit).
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// Google's description of a refusal, if it gave one.
     pub(crate) fn description(&self) -> Option<&str> {
         match self {
@@ -628,5 +636,102 @@ fn tokens_from(resp: &oauth2::basic::BasicTokenResponse) -> Tokens {
         token_type: "Bearer".to_string(),
         expires_at,
         scopes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(body: serde_json::Value) -> Option<Refusal> {
+        match read_refusal(body.to_string().as_bytes())? {
+            TransportError::Refused {
+                code,
+                description,
+                subtype,
+            } => Some(Refusal::of(
+                &code,
+                subtype.as_deref(),
+                description.as_deref(),
+            )),
+            TransportError::RateLimited(_) => None,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_refusal_is_read_from_googles_error_and_subtype() {
+        use serde_json::json;
+        let cases = [
+            (
+                json!({"error": "invalid_grant", "error_description": "Token has been expired or revoked."}),
+                Refusal::InvalidGrant,
+            ),
+            (
+                json!({"error": "invalid_grant", "error_description": "reauth related error (invalid_rapt)", "error_subtype": "invalid_rapt"}),
+                Refusal::InvalidRapt,
+            ),
+            // Without the subtype, Google's description still names it.
+            (
+                json!({"error": "invalid_grant", "error_description": "reauth related error (invalid_rapt)"}),
+                Refusal::InvalidRapt,
+            ),
+            (
+                json!({"error": "admin_policy_enforced"}),
+                Refusal::AdminPolicyEnforced,
+            ),
+            (
+                json!({"error": "access_denied", "error_subtype": "admin_policy_enforced"}),
+                Refusal::AdminPolicyEnforced,
+            ),
+            (json!({"error": "org_internal"}), Refusal::OrgInternal),
+            (json!({"error": "access_denied"}), Refusal::AccessDenied),
+            (json!({"error": "invalid_scope"}), Refusal::InvalidScope),
+            (json!({"error": "invalid_client"}), Refusal::ClientRefused),
+            (
+                json!({"error": "unauthorized_client"}),
+                Refusal::ClientRefused,
+            ),
+            (json!({"error": "deleted_client"}), Refusal::ClientRefused),
+            (json!({"error": "invalid_request"}), Refusal::Other),
+            // The description is read for the subtype only on invalid_grant.
+            (
+                json!({"error": "invalid_scope", "error_description": "invalid_rapt"}),
+                Refusal::InvalidScope,
+            ),
+        ];
+        for (body, want) in cases {
+            assert_eq!(refused(body.clone()), Some(want), "{body}");
+        }
+    }
+
+    #[test]
+    fn rate_limits_told_with_403_are_rate_limits() {
+        use serde_json::json;
+        for reason in ["rateLimitExceeded", "userRateLimitExceeded"] {
+            let body = json!({"error": {"code": 403, "errors": [{"reason": reason}], "status": "PERMISSION_DENIED"}});
+            assert!(matches!(
+                read_refusal(body.to_string().as_bytes()),
+                Some(TransportError::RateLimited(None))
+            ));
+        }
+        let other = json!({"error": {"code": 403, "errors": [{"reason": "forbidden"}], "status": "PERMISSION_DENIED"}});
+        assert!(read_refusal(other.to_string().as_bytes()).is_none());
+        assert!(read_refusal(b"<html>not json</html>").is_none());
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_capped() {
+        let mut h = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(reqwest::header::RETRY_AFTER, "30".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(30)));
+        h.insert(reqwest::header::RETRY_AFTER, "999999".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3600)));
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            "Wed, 21 Oct 2026 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), None);
     }
 }

@@ -120,15 +120,14 @@ impl TokenError {
 /// `None` for the refusals that are ours or passing.
 fn reauth_cause(e: &GoogleError) -> Option<ReauthCause> {
     let description = e.description().unwrap_or_default().to_string();
-    let code = match e.refusal()? {
-        Refusal::InvalidGrant => "invalid_grant",
-        Refusal::InvalidRapt => "invalid_rapt",
-        Refusal::AdminPolicyEnforced => "admin_policy_enforced",
-        Refusal::OrgInternal => "org_internal",
-        Refusal::AccessDenied => "access_denied",
+    Some(match e.refusal()? {
+        Refusal::InvalidGrant => ReauthCause::InvalidGrant { description },
+        Refusal::InvalidRapt => ReauthCause::InvalidRapt { description },
+        Refusal::AdminPolicyEnforced => ReauthCause::AdminPolicyEnforced { description },
+        Refusal::OrgInternal => ReauthCause::OrgInternal { description },
+        Refusal::AccessDenied => ReauthCause::AccessDenied { description },
         Refusal::InvalidScope | Refusal::ClientRefused | Refusal::Other => return None,
-    };
-    ReauthCause::from_google(code, description)
+    })
 }
 
 fn is_fresh(row: &TokenRow, margin: Duration) -> bool {
@@ -518,12 +517,9 @@ impl Passport {
         self.record_refresh_failure(provider, user, &source).await?;
         count_refresh("unavailable");
         // Google's own `Retry-After` is honoured; otherwise the breaker's pause.
-        let retry_after = match &source {
-            GoogleError::RateLimited {
-                retry_after: Some(wait),
-            } => *wait,
-            _ => self.settings.google_calls.breaker_open,
-        };
+        let retry_after = source
+            .retry_after()
+            .unwrap_or(self.settings.google_calls.breaker_open);
         tracing::warn!(%user, reason = %source, "refresh failed after retries");
         Ok(TokenError::Unavailable {
             source,

@@ -89,7 +89,7 @@ impl ReauthCause {
     }
 
     /// A refusal of Google's, by its code, with Google's description.
-    pub(crate) fn from_google(code: &str, description: String) -> Option<Self> {
+    fn from_code(code: &str, description: String) -> Option<Self> {
         Some(match code {
             "invalid_grant" => Self::InvalidGrant { description },
             "invalid_rapt" => Self::InvalidRapt { description },
@@ -120,7 +120,7 @@ impl ReauthCause {
         match code.trim() {
             "no_refresh_token" => Self::NoRefreshToken,
             "" => Self::Recorded("reauth_required".into()),
-            code => Self::from_google(code, detail.trim().to_string())
+            code => Self::from_code(code, detail.trim().to_string())
                 .unwrap_or_else(|| Self::Recorded(stored.to_string())),
         }
     }
