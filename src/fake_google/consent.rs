@@ -14,7 +14,7 @@ use url::Url;
 
 use super::oauth::{first, pairs, space_separated, NON_GRANULAR};
 use super::state::CodeGrant;
-use super::{FakeAccount, FakeGoogle};
+use super::{AuthorizeRefusal, FakeAccount, FakeGoogle};
 use crate::passport::random_token;
 use crate::scopes::{self, normalize};
 
@@ -34,16 +34,30 @@ const AUTH_PARAMS: [&str; 11] = [
 ];
 
 /// Google shows an error page (it does not redirect) when the client or the
-/// redirect URI is wrong.
+/// redirect URI is wrong, or a policy blocks the app (`admin_policy_enforced`,
+/// `org_internal`).
 fn error_page(status: StatusCode, code: &str) -> Response {
+    let n = status.as_u16();
     (
         status,
         Html(format!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Error 400: {code}</title></head>\
-             <body><main><h1>Access blocked: authorization error</h1><p>Error 400: {code}</p></main></body></html>"
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Error {n}: {code}</title></head>\
+             <body><main><h1>Access blocked: authorization error</h1><p>Error {n}: {code}</p></main></body></html>"
         )),
     )
         .into_response()
+}
+
+/// The page Google shows instead of the consent screen when a policy blocks
+/// the app, if that switch is on.
+fn policy_page(fake: &FakeGoogle) -> Option<Response> {
+    match fake.lock().behaviour.authorize_refusal? {
+        AuthorizeRefusal::AdminPolicyEnforced => {
+            Some(error_page(StatusCode::BAD_REQUEST, "admin_policy_enforced"))
+        }
+        AuthorizeRefusal::OrgInternal => Some(error_page(StatusCode::FORBIDDEN, "org_internal")),
+        AuthorizeRefusal::AdminPolicyRedirect => None,
+    }
 }
 
 /// The authorization request, checked as Google checks it.
@@ -145,6 +159,9 @@ pub(super) async fn authorize(State(fake): State<FakeGoogle>, RawQuery(raw): Raw
         Ok(r) => r,
         Err((status, code)) => return error_page(status, code),
     };
+    if let Some(page) = policy_page(&fake) {
+        return page;
+    }
     let selected_account = req
         .login_hint
         .as_deref()
@@ -231,6 +248,21 @@ pub(super) async fn consent(State(fake): State<FakeGoogle>, RawForm(form): RawFo
         Err((status, code)) => return error_page(status, code),
     };
     let state = req.state.clone().unwrap_or_default();
+    if let Some(page) = policy_page(&fake) {
+        return page;
+    }
+    if decision.allow
+        && fake.lock().behaviour.authorize_refusal == Some(AuthorizeRefusal::AdminPolicyRedirect)
+    {
+        return redirect_back(
+            &req.redirect_uri,
+            &[
+                ("error", "access_denied"),
+                ("error_subtype", "admin_policy_enforced"),
+                ("state", &state),
+            ],
+        );
+    }
     if !decision.allow {
         return redirect_back(
             &req.redirect_uri,

@@ -80,6 +80,52 @@ impl FakeConfig {
     }
 }
 
+/// How the token endpoint refuses a `refresh_token` grant, each answered
+/// with Google's status and body (`oauth::refusal`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefreshRefusal {
+    /// 400 `invalid_grant` "Token has been expired or revoked."
+    InvalidGrant,
+    /// 400 `invalid_grant` with `error_subtype` `invalid_rapt` and Google's
+    /// `error_uri`: a Workspace re-authentication policy.
+    InvalidRapt,
+    /// 400 `admin_policy_enforced`: the Workspace admin blocks the app or a scope.
+    AdminPolicyEnforced,
+    /// 400 `org_internal` (Google documents it at the authorization
+    /// endpoint; answered here too so that the service's handling is tested).
+    OrgInternal,
+    /// 400 `access_denied` (as for `org_internal`).
+    AccessDenied,
+    /// 400 `invalid_scope`.
+    InvalidScope,
+    /// 400 `unauthorized_client`.
+    UnauthorizedClient,
+    /// 401 `deleted_client`.
+    DeletedClient,
+    /// 429 `RESOURCE_EXHAUSTED` with `Retry-After: 30`.
+    RateLimited,
+    /// 403 with a Google API error body whose reason is `rateLimitExceeded`.
+    RateLimitExceeded,
+    /// 403 with a Google API error body whose reason is `userRateLimitExceeded`.
+    UserRateLimitExceeded,
+}
+
+/// How the authorization endpoint refuses a consent. Google shows its own
+/// error page for most policy refusals and does not come back; it comes back
+/// only with `error=access_denied` (here with `error_subtype`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthorizeRefusal {
+    /// Google's page "Error 400: admin_policy_enforced"; no redirect.
+    AdminPolicyEnforced,
+    /// Google's page "Error 403: org_internal"; no redirect.
+    OrgInternal,
+    /// After 계속 on the consent screen, back to the redirect URI with
+    /// `error=access_denied&error_subtype=admin_policy_enforced`.
+    AdminPolicyRedirect,
+}
+
 /// Switches for answers Google gives only sometimes, and for outages.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
@@ -111,6 +157,10 @@ pub struct Behaviour {
     /// The Calendar API is not enabled in the Cloud project: every Calendar
     /// call answers 403 `accessNotConfigured`.
     pub calendar_api_disabled: bool,
+    /// `/token` refuses `refresh_token` grants so (after checking the client).
+    pub refresh_refusal: Option<RefreshRefusal>,
+    /// The authorization endpoint refuses so.
+    pub authorize_refusal: Option<AuthorizeRefusal>,
 }
 
 /// A running (or runnable) fake Google. Cheap to clone; all clones share state.

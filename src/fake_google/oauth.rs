@@ -15,7 +15,7 @@ use oauth2::{PkceCodeChallenge, PkceCodeVerifier};
 use serde_json::json;
 
 use super::state::{AccessGrant, CodeGrant, FakeState};
-use super::{Behaviour, FakeConfig, FakeGoogle, ACCESS_TOKEN_SECS};
+use super::{Behaviour, FakeConfig, FakeGoogle, RefreshRefusal, ACCESS_TOKEN_SECS};
 
 /// Scopes Google shares without a checkbox on the granular consent screen.
 pub(super) const NON_GRANULAR: [&str; 3] = [
@@ -101,6 +101,10 @@ pub(super) async fn token(
     };
     match first(&form, "grant_type") {
         Some("authorization_code") => exchange_code(&mut s, &form, &client_id),
+        Some("refresh_token") if behaviour.refresh_refusal.is_some() => {
+            s.count("token.refresh_token.refused");
+            behaviour.refresh_refusal.map(refusal).unwrap_or_default()
+        }
         Some("refresh_token") => refresh_access(&mut s, &form),
         _ => oauth_error(
             StatusCode::BAD_REQUEST,
@@ -108,6 +112,71 @@ pub(super) async fn token(
             "Invalid grant_type.",
         ),
     }
+}
+
+/// Google's answer to a refused refresh.
+fn refusal(r: RefreshRefusal) -> Response {
+    use RefreshRefusal as R;
+    let bad = StatusCode::BAD_REQUEST;
+    match r {
+        R::InvalidGrant => oauth_error(bad, "invalid_grant", "Token has been expired or revoked."),
+        R::InvalidRapt => (
+            bad,
+            Json(json!({
+                "error": "invalid_grant",
+                "error_description": "reauth related error (invalid_rapt)",
+                "error_uri": "https://support.google.com/a/answer/9368756",
+                "error_subtype": "invalid_rapt",
+            })),
+        )
+            .into_response(),
+        R::AdminPolicyEnforced => oauth_error(
+            bad,
+            "admin_policy_enforced",
+            "Access to this account's data is restricted by the policies of its organization.",
+        ),
+        R::OrgInternal => oauth_error(
+            bad,
+            "org_internal",
+            "This client is restricted to users within its organization.",
+        ),
+        R::AccessDenied => oauth_error(bad, "access_denied", "Access denied."),
+        R::InvalidScope => oauth_error(bad, "invalid_scope", "Some requested scopes were invalid."),
+        R::UnauthorizedClient => oauth_error(bad, "unauthorized_client", "Unauthorized"),
+        R::DeletedClient => oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "deleted_client",
+            "The OAuth client was deleted.",
+        ),
+        R::RateLimited => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(axum::http::header::RETRY_AFTER, "30")],
+            Json(json!({"error": {
+                "code": 429,
+                "message": "Resource has been exhausted (e.g. check quota).",
+                "status": "RESOURCE_EXHAUSTED",
+            }})),
+        )
+            .into_response(),
+        R::RateLimitExceeded => api_rate_limit("rateLimitExceeded", "Rate Limit Exceeded"),
+        R::UserRateLimitExceeded => {
+            api_rate_limit("userRateLimitExceeded", "User Rate Limit Exceeded")
+        }
+    }
+}
+
+/// A Google API rate-limit refusal, told with 403.
+fn api_rate_limit(reason: &str, message: &str) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Json(json!({"error": {
+            "code": 403,
+            "message": message,
+            "errors": [{"message": message, "domain": "usageLimits", "reason": reason}],
+            "status": "PERMISSION_DENIED",
+        }})),
+    )
+        .into_response()
 }
 
 /// Count a `/token` call (and a refresh attempt, before any check) and read

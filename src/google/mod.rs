@@ -41,25 +41,83 @@ pub(crate) enum GoogleError {
     Rejected {
         code: String,
         description: Option<String>,
+        /// Google's `error_subtype` (`invalid_rapt`, …), when it sent one.
+        subtype: Option<String>,
     },
-    /// Google could not be reached, timed out, or answered 5xx / 429.
+    /// Google could not be reached, timed out, or answered 5xx.
     #[error("google unavailable: {0}")]
     Unavailable(String),
+    /// Google limits our calls (429, or 403 `rateLimitExceeded` /
+    /// `userRateLimitExceeded`), with its `Retry-After` when it sent one.
+    #[error("google rate limit")]
+    RateLimited { retry_after: Option<Duration> },
     /// Google answered something we could not understand.
     #[error("unexpected answer from google: {0}")]
     Protocol(String),
 }
 
-impl GoogleError {
-    pub(crate) fn is_invalid_grant(&self) -> bool {
-        matches!(self, Self::Rejected { code, .. } if code == "invalid_grant")
-    }
+/// What a refusal of Google's means, from its `error` and `error_subtype`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// `invalid_grant`: revoked, expired, password change, token limit,
+    /// Testing-mode expiry.
+    InvalidGrant,
+    /// `invalid_grant` with `error_subtype` `invalid_rapt`: a Workspace
+    /// re-authentication policy.
+    InvalidRapt,
+    /// `admin_policy_enforced` (as `error` or `error_subtype`).
+    AdminPolicyEnforced,
+    /// `org_internal`: the app is limited to its organisation's users.
+    OrgInternal,
+    /// `access_denied`.
+    AccessDenied,
+    /// `invalid_scope`: a scope we ask for is not valid (ours to fix).
+    InvalidScope,
+    /// `invalid_client`, `unauthorized_client`, `deleted_client`: our client.
+    ClientRefused,
+    /// Any other refusal.
+    Other,
+}
 
-    /// Google refuses our OAuth client itself: a configuration problem of
-    /// ours, not the user's grant.
-    pub(crate) fn is_client_rejected(&self) -> bool {
-        matches!(self, Self::Rejected { code, .. }
-            if matches!(code.as_str(), "invalid_client" | "unauthorized_client" | "deleted_client"))
+impl Refusal {
+    fn of(code: &str, subtype: Option<&str>, description: Option<&str>) -> Self {
+        let named = |c: &str| {
+            subtype == Some(c)
+                || (code == "invalid_grant" && description.is_some_and(|d| d.contains(c)))
+        };
+        if named("invalid_rapt") {
+            return Self::InvalidRapt;
+        }
+        if named("admin_policy_enforced") {
+            return Self::AdminPolicyEnforced;
+        }
+        match code {
+            "invalid_grant" => Self::InvalidGrant,
+            "admin_policy_enforced" => Self::AdminPolicyEnforced,
+            "org_internal" => Self::OrgInternal,
+            "access_denied" => Self::AccessDenied,
+            "invalid_scope" => Self::InvalidScope,
+            "invalid_client" | "unauthorized_client" | "deleted_client" => Self::ClientRefused,
+            _ => Self::Other,
+        }
+    }
+}
+
+impl GoogleError {
+    /// What Google's refusal means; `None` when Google did not refuse.
+    pub(crate) fn refusal(&self) -> Option<Refusal> {
+        match self {
+            Self::Rejected {
+                code,
+                description,
+                subtype,
+            } => Some(Refusal::of(
+                code,
+                subtype.as_deref(),
+                description.as_deref(),
+            )),
+            _ => None,
+        }
     }
 
     /// Google says the token is not (or no longer) valid.
@@ -68,10 +126,19 @@ impl GoogleError {
             if code == "invalid_token" || code == "invalid_grant")
     }
 
-    /// Google did not answer usefully (down, slow, 5xx/429, garbled): what
-    /// the circuit breaker counts.
+    /// Google did not answer usefully (down, slow, 5xx, garbled): what the
+    /// circuit breaker counts. A rate limit is not an outage: Google answers,
+    /// and says when to come back.
     pub(crate) fn is_outage(&self) -> bool {
         matches!(self, Self::Unavailable(_) | Self::Protocol(_))
+    }
+
+    /// How long Google asked us to wait (its `Retry-After` on a rate limit).
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after } => *retry_after,
+            _ => None,
+        }
     }
 
     /// Google's description of a refusal, if it gave one.
@@ -161,6 +228,16 @@ struct StatusAware(reqwest::Client);
 enum TransportError {
     #[error("google answered HTTP {0}")]
     Status(u16),
+    #[error("google rate limit")]
+    RateLimited(Option<Duration>),
+    /// An OAuth refusal, read here rather than by the `oauth2` crate, which
+    /// drops Google's `error_subtype`.
+    #[error("google refused: {code}")]
+    Refused {
+        code: String,
+        description: Option<String>,
+        subtype: Option<String>,
+    },
     #[error("{0}")]
     Http(HttpClientError<reqwest::Error>),
 }
@@ -175,17 +252,77 @@ impl<'c> AsyncHttpClient<'c> for StatusAware {
         Box::pin(async move {
             let resp = self.0.call(request).await.map_err(TransportError::Http)?;
             let status = resp.status().as_u16();
-            if status >= 500 || status == 429 {
+            if status == 429 {
+                return Err(TransportError::RateLimited(retry_after(resp.headers())));
+            }
+            if status >= 500 {
                 return Err(TransportError::Status(status));
+            }
+            if (400..500).contains(&status) {
+                if let Some(refusal) = read_refusal(resp.body()) {
+                    return Err(refusal);
+                }
             }
             Ok(resp)
         })
     }
 }
 
+/// Google's `Retry-After` in seconds (it does not always send one).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs.min(3600)))
+}
+
+/// The reasons of a Google API error body (`{"error": {"errors": [{"reason"}],
+/// "status"}}`), as rate limits are told on 403.
+fn api_reasons(error: &serde_json::Value) -> Vec<&str> {
+    let mut reasons: Vec<&str> = error["errors"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|e| e["reason"].as_str()).collect())
+        .unwrap_or_default();
+    reasons.extend(error["status"].as_str());
+    reasons
+}
+
+fn is_rate_limit(reason: &str) -> bool {
+    matches!(
+        reason,
+        "rateLimitExceeded" | "userRateLimitExceeded" | "RESOURCE_EXHAUSTED"
+    )
+}
+
+/// A 4xx token-endpoint body as a refusal: an OAuth error (with Google's
+/// `error_subtype`) or a rate limit told with 403. `None` for a body that
+/// is neither (the `oauth2` crate reads it then).
+fn read_refusal(body: &[u8]) -> Option<TransportError> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let error = v.get("error")?;
+    if let Some(code) = error.as_str() {
+        let text = |k: &str| v.get(k).and_then(|d| d.as_str()).map(str::to_string);
+        return Some(TransportError::Refused {
+            code: code.to_string(),
+            description: text("error_description"),
+            subtype: text("error_subtype"),
+        });
+    }
+    api_reasons(error)
+        .into_iter()
+        .any(is_rate_limit)
+        .then_some(TransportError::RateLimited(None))
+}
+
 fn describe_transport(e: &TransportError) -> String {
     match e {
         TransportError::Status(s) => format!("HTTP {s}"),
+        TransportError::RateLimited(_) => "rate limited".into(),
+        TransportError::Refused { code, .. } => format!("refused: {code}"),
         TransportError::Http(HttpClientError::Reqwest(r)) if r.is_timeout() => "timeout".into(),
         TransportError::Http(HttpClientError::Reqwest(r)) if r.is_connect() => {
             "connection failed".into()
@@ -202,7 +339,20 @@ fn map_token_error(e: TokenError) -> GoogleError {
         RequestTokenError::ServerResponse(r) => GoogleError::Rejected {
             code: r.error().as_ref().to_string(),
             description: r.error_description().cloned(),
+            subtype: None,
         },
+        RequestTokenError::Request(TransportError::Refused {
+            code,
+            description,
+            subtype,
+        }) => GoogleError::Rejected {
+            code,
+            description,
+            subtype,
+        },
+        RequestTokenError::Request(TransportError::RateLimited(retry_after)) => {
+            GoogleError::RateLimited { retry_after }
+        }
         RequestTokenError::Request(t) => GoogleError::Unavailable(describe_transport(&t)),
         // Never include the body: it may hold tokens.
         RequestTokenError::Parse(_, _) => {
@@ -233,7 +383,12 @@ struct GoogleErrorBody {
 /// Turn a non-2xx answer from a Google API into a [`GoogleError`].
 async fn error_from_response(resp: reqwest::Response) -> GoogleError {
     let status = resp.status();
-    if status.is_server_error() || status.as_u16() == 429 {
+    if status.as_u16() == 429 {
+        return GoogleError::RateLimited {
+            retry_after: retry_after(resp.headers()),
+        };
+    }
+    if status.is_server_error() {
         return GoogleError::Unavailable(format!("HTTP {}", status.as_u16()));
     }
     let body: Option<GoogleErrorBody> = resp.json().await.ok();
@@ -255,7 +410,11 @@ async fn error_from_response(resp: reqwest::Response) -> GoogleError {
         ),
         _ => (format!("http_{}", status.as_u16()), None),
     };
-    GoogleError::Rejected { code, description }
+    GoogleError::Rejected {
+        code,
+        description,
+        subtype: None,
+    }
 }
 
 impl Google {
@@ -477,5 +636,102 @@ fn tokens_from(resp: &oauth2::basic::BasicTokenResponse) -> Tokens {
         token_type: "Bearer".to_string(),
         expires_at,
         scopes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(body: serde_json::Value) -> Option<Refusal> {
+        match read_refusal(body.to_string().as_bytes())? {
+            TransportError::Refused {
+                code,
+                description,
+                subtype,
+            } => Some(Refusal::of(
+                &code,
+                subtype.as_deref(),
+                description.as_deref(),
+            )),
+            TransportError::RateLimited(_) => None,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_refusal_is_read_from_googles_error_and_subtype() {
+        use serde_json::json;
+        let cases = [
+            (
+                json!({"error": "invalid_grant", "error_description": "Token has been expired or revoked."}),
+                Refusal::InvalidGrant,
+            ),
+            (
+                json!({"error": "invalid_grant", "error_description": "reauth related error (invalid_rapt)", "error_subtype": "invalid_rapt"}),
+                Refusal::InvalidRapt,
+            ),
+            // Without the subtype, Google's description still names it.
+            (
+                json!({"error": "invalid_grant", "error_description": "reauth related error (invalid_rapt)"}),
+                Refusal::InvalidRapt,
+            ),
+            (
+                json!({"error": "admin_policy_enforced"}),
+                Refusal::AdminPolicyEnforced,
+            ),
+            (
+                json!({"error": "access_denied", "error_subtype": "admin_policy_enforced"}),
+                Refusal::AdminPolicyEnforced,
+            ),
+            (json!({"error": "org_internal"}), Refusal::OrgInternal),
+            (json!({"error": "access_denied"}), Refusal::AccessDenied),
+            (json!({"error": "invalid_scope"}), Refusal::InvalidScope),
+            (json!({"error": "invalid_client"}), Refusal::ClientRefused),
+            (
+                json!({"error": "unauthorized_client"}),
+                Refusal::ClientRefused,
+            ),
+            (json!({"error": "deleted_client"}), Refusal::ClientRefused),
+            (json!({"error": "invalid_request"}), Refusal::Other),
+            // The description is read for the subtype only on invalid_grant.
+            (
+                json!({"error": "invalid_scope", "error_description": "invalid_rapt"}),
+                Refusal::InvalidScope,
+            ),
+        ];
+        for (body, want) in cases {
+            assert_eq!(refused(body.clone()), Some(want), "{body}");
+        }
+    }
+
+    #[test]
+    fn rate_limits_told_with_403_are_rate_limits() {
+        use serde_json::json;
+        for reason in ["rateLimitExceeded", "userRateLimitExceeded"] {
+            let body = json!({"error": {"code": 403, "errors": [{"reason": reason}], "status": "PERMISSION_DENIED"}});
+            assert!(matches!(
+                read_refusal(body.to_string().as_bytes()),
+                Some(TransportError::RateLimited(None))
+            ));
+        }
+        let other = json!({"error": {"code": 403, "errors": [{"reason": "forbidden"}], "status": "PERMISSION_DENIED"}});
+        assert!(read_refusal(other.to_string().as_bytes()).is_none());
+        assert!(read_refusal(b"<html>not json</html>").is_none());
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_capped() {
+        let mut h = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(reqwest::header::RETRY_AFTER, "30".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(30)));
+        h.insert(reqwest::header::RETRY_AFTER, "999999".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3600)));
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            "Wed, 21 Oct 2026 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), None);
     }
 }

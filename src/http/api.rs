@@ -39,6 +39,10 @@ pub(crate) struct StatusBody {
     pub granted_scopes: Vec<String>,
     pub missing_scopes: Vec<String>,
     pub needs_reauth: bool,
+    /// Why the connection needs 재인증, when a stored reason says so (the
+    /// `ReauthCause` code: `invalid_grant`, `invalid_rapt`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
     pub reauth_url: String,
 }
@@ -58,6 +62,7 @@ pub(crate) async fn status(
         granted_scopes: st.granted.short_names(),
         missing_scopes: st.missing.short_names(),
         needs_reauth: st.needs_reauth(),
+        cause: st.cause.as_ref().map(|c| c.code().to_string()),
         expires_at: st.expires_at,
         reauth_url: app.passport.reauth_url(provider).to_string(),
     };

@@ -5,6 +5,8 @@
 //! The fixed parts of the pages (headings, buttons, hints) are in
 //! `templates/`; the permission labels are in [`crate::scopes`].
 
+use crate::store::gmail_token::ReauthCause;
+
 /// What an error page says: its title, what happened, and what to do.
 #[derive(Debug)]
 pub struct PageCopy {
@@ -273,6 +275,80 @@ pub const CONNECT_ERROR: BannerCopy = BannerCopy {
     lists_missing: false,
 };
 
+/// Google redirected back with `admin_policy_enforced` (as `error`, or as
+/// `error_subtype` of `access_denied`).
+pub const CONNECT_ADMIN_POLICY: BannerCopy = BannerCopy {
+    tone: "bad",
+    title_ko: "관리자가 이 앱을 막았습니다",
+    title_en: "Blocked by your admin",
+    body_ko: "회사·학교 Google Workspace 관리자가 이 앱(또는 Gmail·캘린더 권한)을 허용하지 않아 연결하지 못했습니다. 아무것도 바뀌지 않았습니다. 관리자에게 이 앱을 허용해 달라고 요청한 뒤 재인증을 눌러 주세요.",
+    body_en: "Your Google Workspace admin does not allow this app (or its Gmail and Calendar permissions), so nothing was connected. Ask your admin to allow the app, then press Re-authorize.",
+    lists_missing: false,
+};
+
+/// Google redirected back with `org_internal`.
+pub const CONNECT_ORG_INTERNAL: BannerCopy = BannerCopy {
+    tone: "bad",
+    title_ko: "이 계정으로는 쓸 수 없습니다",
+    title_en: "Not available for this account",
+    body_ko: "이 앱은 특정 조직의 Google 계정만 쓸 수 있어 연결하지 못했습니다. 아무것도 바뀌지 않았습니다. 재인증을 누르고 그 조직의 계정을 골라 주세요.",
+    body_en: "This app can only be used with accounts of its organisation, so nothing was connected. Press Re-authorize and pick an account of that organisation.",
+    lists_missing: false,
+};
+
+/// Google redirected back with `invalid_scope`: ours to fix.
+pub const CONNECT_INVALID_SCOPE: BannerCopy = BannerCopy {
+    tone: "bad",
+    title_ko: "서비스 설정 문제로 연결하지 못했습니다",
+    title_en: "Could not connect: a setting of ours",
+    body_ko: "Google이 이 서비스가 요청한 권한 이름을 받아들이지 않았습니다. 사용자의 문제가 아니며 아무것도 바뀌지 않았습니다. ro-being 고객센터에 알려 주세요.",
+    body_en: "Google did not accept a permission this service asked for. This is not your fault, and nothing changed. Please tell ro-being support.",
+    lists_missing: false,
+};
+
+/// Why a stored connection needs 재인증, on the item page, by its cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CauseCopy {
+    pub ko: &'static str,
+    pub en: &'static str,
+}
+
+/// The item page's words for a connection's [`ReauthCause`]: what happened
+/// and what helps. A cause without words of its own gets the general ones.
+pub fn reauth_cause(cause: &ReauthCause) -> CauseCopy {
+    let (ko, en) = match cause {
+        ReauthCause::InvalidGrant { .. } => (
+            "Google이 연결을 끊었습니다. Google 계정에서 접근 권한이 삭제되었거나, 비밀번호가 바뀌었거나, 오래 쓰지 않아 만료되었습니다. 재인증을 눌러 다시 연결해 주세요.",
+            "Google ended the connection: access was removed in your Google Account, the password changed, or it expired. Press Re-authorize to connect again.",
+        ),
+        ReauthCause::InvalidRapt { .. } => (
+            "회사·학교 Google Workspace 정책에 따라 다시 로그인해야 합니다. 재인증을 눌러 다시 로그인해 주세요.",
+            "Your organisation's Google Workspace policy asks you to sign in again. Press Re-authorize to sign in.",
+        ),
+        ReauthCause::AdminPolicyEnforced { .. } => (
+            "회사·학교 Google Workspace 관리자가 이 앱(또는 Gmail·캘린더 권한)을 막았습니다. 관리자에게 이 앱을 허용해 달라고 요청해 주세요. 허용되기 전에는 재인증을 눌러도 해결되지 않습니다.",
+            "Your Google Workspace admin blocks this app (or its Gmail and Calendar permissions). Ask your admin to allow it; pressing Re-authorize will not help until they do.",
+        ),
+        ReauthCause::OrgInternal { .. } => (
+            "이 앱은 특정 조직의 Google 계정만 쓸 수 있습니다. 재인증을 누르고 그 조직의 계정을 골라 주세요.",
+            "This app can only be used with accounts of its organisation. Press Re-authorize and pick an account of it.",
+        ),
+        ReauthCause::AccessDenied { .. } => (
+            "Google이 이 연결의 접근을 거부했습니다. 재인증을 눌러 다시 허용해 주세요.",
+            "Google denied access for this connection. Press Re-authorize to allow it again.",
+        ),
+        ReauthCause::NoRefreshToken => (
+            "저장된 연결 정보가 완전하지 않습니다. 재인증을 눌러 다시 연결해 주세요.",
+            "The stored connection is incomplete. Press Re-authorize to connect again.",
+        ),
+        _ => (
+            "Google 연결을 다시 확인해야 합니다. 재인증을 눌러 주세요.",
+            "The Google connection has to be confirmed again. Press Re-authorize.",
+        ),
+    };
+    CauseCopy { ko, en }
+}
+
 /// `body` with `{added}` replaced by `added` (labels of [`crate::scopes`]).
 pub fn fill_added(body: &str, added: &str) -> String {
     body.replace("{added}", added)
@@ -337,6 +413,9 @@ mod tests {
             DISCONNECTED,
             DISCONNECTED_REVOKE_FAILED,
             CONNECT_ERROR,
+            CONNECT_ADMIN_POLICY,
+            CONNECT_ORG_INTERNAL,
+            CONNECT_INVALID_SCOPE,
         ] {
             assert!(
                 !b.body_ko.contains('{') && !b.body_en.contains('{'),

@@ -11,8 +11,9 @@ use serde::Serialize;
 
 use crate::http::copy::{self, PageCopy};
 use crate::passport::flow::FlowError;
-use crate::passport::token::TokenError;
+use crate::passport::token::{TokenError, UpstreamCause};
 use crate::store;
+use crate::store::gmail_token::ReauthCause;
 
 /// `Retry-After` when the database is unavailable, in seconds.
 const DATABASE_RETRY_AFTER_SECS: u64 = 5;
@@ -65,6 +66,11 @@ pub struct ApiError {
     pub reauth_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub missing: Option<Vec<String>>,
+    /// Why, next to `error`: a `ReauthCause` code (`invalid_grant`,
+    /// `invalid_rapt`, …) or an upstream cause (`rate_limited`,
+    /// `client_misconfigured`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<&'static str>,
     /// Seconds, sent as `Retry-After`.
     #[serde(skip)]
     pub retry_after: Option<u64>,
@@ -78,6 +84,7 @@ impl ApiError {
             message: message.into(),
             reauth_url: None,
             missing: None,
+            cause: None,
             retry_after: None,
         }
     }
@@ -170,6 +177,16 @@ impl ApiError {
 /// The token API's answers: what the skill is told, and what it does next.
 impl From<TokenError> for ApiError {
     fn from(e: TokenError) -> Self {
+        let cause = e.cause();
+        Self {
+            cause,
+            ..Self::from_token_error(e)
+        }
+    }
+}
+
+impl ApiError {
+    fn from_token_error(e: TokenError) -> Self {
         match e {
             TokenError::NotConnected => Self::new(
                 StatusCode::NOT_FOUND,
@@ -190,18 +207,39 @@ impl From<TokenError> for ApiError {
                 StatusCode::CONFLICT,
                 ErrorCode::ReauthRequired,
                 format!(
-                    "Google no longer accepts this user's refresh token ({}); the user must press 재인증",
-                    cause.code()
+                    "Google no longer accepts this user's refresh token ({}); {}",
+                    cause.code(),
+                    reauth_next_step(&cause)
                 ),
             ),
-            TokenError::Unavailable { source, retry_after } => Self {
-                retry_after: Some(retry_after.as_secs().max(1)),
-                ..Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorCode::UpstreamUnavailable,
-                    format!("{source}; nothing was changed, try again later"),
+            TokenError::Unavailable { source, retry_after } => {
+                let secs = retry_after.as_secs().max(1);
+                let message = match UpstreamCause::of(&source) {
+                    UpstreamCause::RateLimited => format!(
+                        "Google is limiting this service's calls; nothing was changed, try again in {secs} s"
+                    ),
+                    _ => format!("{source}; nothing was changed, try again later"),
+                };
+                Self {
+                    retry_after: Some(secs),
+                    ..Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        ErrorCode::UpstreamUnavailable,
+                        message,
+                    )
+                }
+            }
+            TokenError::Misconfigured { source }
+                if UpstreamCause::of(&source) == UpstreamCause::InvalidScope =>
+            {
+                Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    ErrorCode::UpstreamMisconfigured,
+                    format!(
+                        "{source}: Google refuses a scope this service asks for; retrying will not help, operators must fix GMAIL_PASSPORT_SCOPES"
+                    ),
                 )
-            },
+            }
             TokenError::Misconfigured { source } => Self::new(
                 StatusCode::BAD_GATEWAY,
                 ErrorCode::UpstreamMisconfigured,
@@ -216,6 +254,22 @@ impl From<TokenError> for ApiError {
             },
             TokenError::Database(e) => e.into(),
         }
+    }
+}
+
+/// What a skill tells its user to do about a connection that needs 재인증.
+fn reauth_next_step(cause: &ReauthCause) -> &'static str {
+    match cause {
+        ReauthCause::AdminPolicyEnforced { .. } => {
+            "the user's Google Workspace admin must allow this app and its scopes; then the user presses 재인증"
+        }
+        ReauthCause::OrgInternal { .. } => {
+            "this app is limited to its organisation's accounts; the user must press 재인증 and choose an account of it"
+        }
+        ReauthCause::InvalidRapt { .. } => {
+            "the user's Workspace asks them to sign in again; the user must press 재인증"
+        }
+        _ => "the user must press 재인증",
     }
 }
 

@@ -13,7 +13,7 @@ use crate::http::error::PageError;
 use crate::http::limits::{identified, ClientIp};
 use crate::http::{found, provider, query, AppState, PagePath};
 use crate::passport::disconnect::Revocation;
-use crate::passport::flash::{self, Flash, Shown};
+use crate::passport::flash::{self, Flash, Refused, Shown};
 use crate::passport::flow::{self, CallbackParams};
 use crate::passport::provider::Provider;
 use crate::passport::status::PassportStatus;
@@ -120,6 +120,7 @@ pub async fn callback(
         state: q.remove("state"),
         code: q.remove("code"),
         error: q.remove("error"),
+        error_subtype: q.remove("error_subtype"),
     };
     let cookie_name = params.state.as_deref().map(flow::flow_cookie_name);
     let nonce = cookie_name
@@ -171,6 +172,10 @@ struct ItemPage {
     status_en: &'static str,
     scopes: Vec<ScopeRow>,
     needs_reauth: bool,
+    /// Why the stored connection needs 재인증, when a stored reason says so.
+    cause: Option<copy::CauseCopy>,
+    /// The cause's code (a CSS hook and a test handle).
+    cause_code: &'static str,
     /// What the 재인증 / 연결하기 button says: its purpose first.
     action: ActionLabel,
     reauth_href: String,
@@ -279,7 +284,12 @@ async fn banner(
         Shown::AccountChanged => &copy::ACCOUNT_CHANGED,
         Shown::Disconnected if flash.revoke_failed => &copy::DISCONNECTED_REVOKE_FAILED,
         Shown::Disconnected => &copy::DISCONNECTED,
-        Shown::Error => &copy::CONNECT_ERROR,
+        Shown::Error => match flash.refused {
+            Some(Refused::AdminPolicyEnforced) => &copy::CONNECT_ADMIN_POLICY,
+            Some(Refused::OrgInternal) => &copy::CONNECT_ORG_INTERNAL,
+            Some(Refused::InvalidScope) => &copy::CONNECT_INVALID_SCOPE,
+            None => &copy::CONNECT_ERROR,
+        },
         Shown::AlreadyDone => &copy::ALREADY_DONE,
     };
     let (body_ko, body_en) = match flash.shown {
@@ -381,6 +391,8 @@ pub async fn item(
         status_en,
         scopes: scope_rows(provider, &st),
         needs_reauth: st.needs_reauth(),
+        cause: st.cause.as_ref().map(copy::reauth_cause),
+        cause_code: st.cause.as_ref().map_or("", |c| c.code()),
         action: action_label(&st),
         reauth_href: reauth.path().to_string() + "?" + reauth.query().unwrap_or_default(),
         disconnect_href: format!("/passport/{}/disconnect", provider.name),

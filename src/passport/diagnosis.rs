@@ -31,6 +31,8 @@ pub(crate) enum Outcome {
     Ok,
     Problem,
     Skipped,
+    /// Works, but worth knowing (the connected account changed).
+    Warning,
 }
 
 /// One check and what it found.
@@ -165,9 +167,13 @@ impl Passport {
             .tokeninfo_check(provider, access.as_ref(), &mut f)
             .await;
         self.calendar_check(access.as_ref(), &mut f).await;
-        let cause = match f.cause.take() {
-            Some(c) => c,
-            None => final_cause(&missing.union(&google_missing)),
+        let changed = self.account_check(provider, &row, &mut f).await?;
+        let all_missing = missing.union(&google_missing);
+        let cause = match (f.cause.take(), changed) {
+            (Some(c), _) => c,
+            // Instead of `works` only: a problem to fix says more.
+            (None, Some(c)) if all_missing.is_empty() => c,
+            (None, _) => final_cause(&all_missing),
         };
         let fresh = gmail_token::find(&self.db, user).await?;
         Ok(summary(provider, &row, fresh, cause, f.checks))
@@ -221,6 +227,47 @@ impl Passport {
             )),
         }
         Ok(row)
+    }
+
+    /// The `account` check, from the audit trail: the connected Google
+    /// account replaced another one (the latest `account_changed` event whose
+    /// new account is still the connected one). Returns the cause told
+    /// instead of `works`.
+    async fn account_check(
+        &self,
+        provider: &Provider,
+        row: &TokenRow,
+        f: &mut Findings,
+    ) -> Result<Option<Cause>, sqlx::Error> {
+        let events = passport_event::recent_for_user(&self.db, row.user_id, provider.name, 50);
+        let change = events
+            .await?
+            .into_iter()
+            .find(|e| e.kind == EventKind::AccountChanged)
+            .filter(|e| same_account(e.email_after.as_deref(), row.email.as_deref()));
+        let Some(e) = change else {
+            f.push(check(
+                "account",
+                Outcome::Ok,
+                "연결된 Google 계정이 바뀐 기록이 없습니다.",
+                "No change of the connected Google account is recorded.",
+            ));
+            return Ok(None);
+        };
+        let unknown = || "알 수 없음 (unknown)".to_string();
+        let before = e.email_before.clone().unwrap_or_else(unknown);
+        let now = e.email_after.clone().unwrap_or_else(unknown);
+        let when = e.created_at.format("%Y-%m-%d %H:%M UTC");
+        let ko = format!("연결된 Google 계정이 {when}에 {before}에서 {now}(으)로 바뀌었습니다.");
+        let en = format!("The connected Google account changed from {before} to {now} at {when}.");
+        f.push(check("account", Outcome::Warning, &ko, &en));
+        Ok(Some(cause(
+            "account_changed",
+            &format!("{ko} 연결은 정상이지만, 이전 계정의 메일과 캘린더는 더 이상 보이지 않습니다."),
+            &format!("{en} The connection works, but the previous account's mail and calendar are no longer seen."),
+            "의도한 변경이면 할 일이 없습니다. 아니라면 사용자가 재인증을 누르고 원래 계정을 골라야 합니다.",
+            "Nothing to do if the change was meant; otherwise the user presses 재인증 and picks the original account.",
+        )))
     }
 
     /// The `status` and `live_refresh` checks; returns the access token to
@@ -497,7 +544,7 @@ fn marked_broken_checks(row: &TokenRow, f: &mut Findings) {
             "리프레시 토큰이 저장되어 있지 않습니다(이전 서비스에서 옮겨온 행이거나 Google이 주지 않음).",
             "No refresh token is stored (a row carried over from the old service, or Google sent none).",
         ),
-        other => invalid_grant_cause(&other.to_string(), row.consented_at, row.updated_at),
+        other => refusal_cause(&other, row.consented_at, row.updated_at),
     });
 }
 
@@ -513,11 +560,93 @@ fn refused_refresh(why: &ReauthCause, row: &TokenRow, f: &mut Findings) {
             "리프레시 토큰이 저장되어 있지 않습니다.",
             "No refresh token is stored.",
         ),
-        other => invalid_grant_cause(&other.to_string(), row.consented_at, Utc::now()),
+        other => refusal_cause(other, row.consented_at, Utc::now()),
     });
 }
 
+/// Two account emails name the same account (Google's are case-insensitive).
+fn same_account(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+        _ => false,
+    }
+}
+
+/// The cause of a refusal that marked the connection: `invalid_grant` (and
+/// a note of another writer) named as far as it can be told, the others by
+/// what the user or their admin does next.
+fn refusal_cause(
+    why: &ReauthCause,
+    consented_at: Option<DateTime<Utc>>,
+    failed_at: DateTime<Utc>,
+) -> Cause {
+    match why {
+        ReauthCause::InvalidGrant { .. } | ReauthCause::Recorded(_) => {
+            invalid_grant_cause(&why.to_string(), consented_at, failed_at)
+        }
+        other => policy_cause(other),
+    }
+}
+
+/// The refusals a user or a Workspace admin acts on; any other cause (one
+/// added later included) is told by its code, with 재인증 as the fix.
+fn policy_cause(why: &ReauthCause) -> Cause {
+    let said = why.to_string();
+    match why {
+        ReauthCause::InvalidRapt { .. } => cause(
+            "invalid_rapt",
+            &format!("사용자의 Google Workspace가 일정 시간마다 다시 로그인하도록 요구합니다({said}). 토큰이 취소된 것도, 권한 문제도 아닙니다."),
+            &format!("The user's Google Workspace requires them to sign in again periodically ({said}). The grant is not revoked and no scope is missing."),
+            "사용자가 재인증을 누르면 됩니다. 자주 반복되면 Workspace 관리자가 관리 콘솔(보안 > 액세스 및 데이터 제어 > Google Cloud 세션 제어)에서 재인증 주기를 늘리거나 이 앱을 '신뢰함'으로 지정하게 하세요.",
+            "The user presses 재인증. If it keeps coming back, the Workspace admin lengthens the re-authentication interval (Admin console > Security > Access and data control > Google Cloud session control) or marks this app as Trusted.",
+        ),
+        ReauthCause::AdminPolicyEnforced { .. } => cause(
+            "admin_policy_enforced",
+            &format!("사용자의 Google Workspace 관리자가 이 앱이나 그 권한(scope)을 막았습니다({said})."),
+            &format!("The user's Google Workspace admin blocks this app or one of its scopes ({said})."),
+            "Workspace 관리자가 관리 콘솔(보안 > API 제어 > 타사 앱 액세스 관리)에서 이 앱의 클라이언트 ID를 '신뢰함'으로 지정하고 Gmail·캘린더 권한을 허용해야 합니다. 그 전에는 재인증만으로 해결되지 않습니다. 허용된 뒤 사용자가 재인증을 누르세요.",
+            "The Workspace admin marks this app's client ID as Trusted (Admin console > Security > API controls > Manage third-party app access) and allows the Gmail and Calendar scopes. 재인증 alone does not help before that; once allowed, the user presses 재인증.",
+        ),
+        ReauthCause::OrgInternal { .. } => cause(
+            "org_internal",
+            &format!("이 OAuth 앱은 '내부' 앱이라 그 조직의 계정만 쓸 수 있는데, 연결된 계정은 그 조직의 계정이 아닙니다({said})."),
+            &format!("The OAuth app is Internal (only accounts of its organisation may use it) and the connected account is not one of them ({said})."),
+            "사용자가 재인증을 누르고 조직의 계정을 고르게 하세요. 외부 계정도 받아야 한다면 운영자가 Cloud Console의 OAuth 동의 화면에서 사용자 유형을 '외부'로 바꾸세요.",
+            "The user presses 재인증 and picks an account of the organisation. If outside accounts must work, operators set the OAuth consent screen's user type to External in Cloud Console.",
+        ),
+        ReauthCause::AccessDenied { .. } => cause(
+            "access_denied",
+            &format!("Google이 이 연결의 접근을 거부했습니다({said})."),
+            &format!("Google denied access for this connection ({said})."),
+            REAUTH_FIX_KO,
+            REAUTH_FIX_EN,
+        ),
+        other => cause(
+            other.code(),
+            &format!("연결에 재인증이 필요합니다({said})."),
+            &format!("The connection needs 재인증 ({said})."),
+            REAUTH_FIX_KO,
+            REAUTH_FIX_EN,
+        ),
+    }
+}
+
 fn unreachable_google(source: &GoogleError, f: &mut Findings) {
+    if let GoogleError::RateLimited { .. } = source {
+        f.push(check(
+            "live_refresh",
+            Outcome::Problem,
+            "Google이 이 서비스의 호출 횟수를 제한하고 있습니다(rate limit).",
+            "Google is rate limiting this service's calls.",
+        ));
+        return f.suspect(cause(
+            "rate_limited",
+            "Google이 이 서비스의 호출을 잠시 제한했습니다. 연결 자체에는 문제가 없습니다.",
+            "Google is limiting this service's calls for a while; the connection itself is fine.",
+            "잠시(Retry-After) 기다린 뒤 다시 진단하세요. 계속되면 Cloud Console(API 및 서비스 > 할당량)에서 할당량을 확인하세요.",
+            "Wait (Retry-After) and run the doctor again. If it lasts, check the quotas in Cloud Console (APIs & Services > Quotas).",
+        ));
+    }
     f.push(check(
         "live_refresh",
         Outcome::Problem,
@@ -534,6 +663,21 @@ fn unreachable_google(source: &GoogleError, f: &mut Findings) {
 }
 
 fn client_refused(source: &GoogleError, f: &mut Findings) {
+    if source.refusal() == Some(crate::google::Refusal::InvalidScope) {
+        f.push(check(
+            "live_refresh",
+            Outcome::Problem,
+            format!("Google이 이 서비스가 요청하는 권한(scope)을 거부했습니다: {source}"),
+            format!("Google refused a scope this service asks for: {source}"),
+        ));
+        return f.suspect(cause(
+            "invalid_scope",
+            "Google이 우리가 요청하는 권한(scope) 하나를 유효하지 않다고 합니다. 사용자의 문제가 아닙니다.",
+            "Google says a scope this service asks for is not valid. This is not the user's fault.",
+            "GMAIL_PASSPORT_SCOPES의 값이 Google의 scope 이름과 맞는지, Cloud Console의 OAuth 동의 화면에 그 scope가 등록되어 있는지 확인하세요.",
+            "Check that GMAIL_PASSPORT_SCOPES names Google scopes correctly and that they are registered on the OAuth consent screen in Cloud Console.",
+        ));
+    }
     f.push(check(
         "live_refresh",
         Outcome::Problem,
@@ -675,6 +819,7 @@ impl Diagnosis {
                 Outcome::Ok => "ok  ",
                 Outcome::Problem => "FAIL",
                 Outcome::Skipped => "skip",
+                Outcome::Warning => "warn",
             };
             out.push_str(&format!(
                 "[{mark}] {:<14} {}\n                    {}\n",

@@ -57,6 +57,50 @@ impl Shown {
     }
 }
 
+/// A refusal Google redirected back with, that the banner names with what
+/// to do (the `reason` of `result=error`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub(crate) enum Refused {
+    /// The Workspace admin blocks the app or a scope: `error=admin_policy_enforced`,
+    /// or `error=access_denied&error_subtype=admin_policy_enforced`.
+    AdminPolicyEnforced,
+    /// The app is limited to its organisation: `error=org_internal`.
+    OrgInternal,
+    /// A scope we ask for is not valid: `error=invalid_scope` (ours).
+    InvalidScope,
+}
+
+impl Refused {
+    /// The refusal named by Google's `error` and `error_subtype`, if it is
+    /// one of these.
+    pub(crate) fn from_redirect(error: &str, subtype: Option<&str>) -> Option<Self> {
+        match (error, subtype) {
+            (_, Some("admin_policy_enforced")) | ("admin_policy_enforced", _) => {
+                Some(Self::AdminPolicyEnforced)
+            }
+            ("org_internal", _) => Some(Self::OrgInternal),
+            ("invalid_scope", _) => Some(Self::InvalidScope),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
 /// One recorded result, for one user and provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Flash {
@@ -69,6 +113,8 @@ pub(crate) struct Flash {
     pub missing: ScopeSet,
     /// A disconnect whose revocation at Google failed.
     pub revoke_failed: bool,
+    /// The refusal of a `result=error` the banner names.
+    pub refused: Option<Refused>,
 }
 
 impl Flash {
@@ -80,6 +126,7 @@ impl Flash {
             added: ScopeSet::default(),
             missing: ScopeSet::default(),
             revoke_failed: false,
+            refused: None,
         }
     }
 }
@@ -92,6 +139,8 @@ struct Payload {
     a: serde_json::Value,
     m: serde_json::Value,
     f: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    x: Option<Refused>,
     /// Expiry, Unix seconds.
     e: i64,
 }
@@ -133,6 +182,7 @@ fn encode(key: &Authenticator, flash: &Flash, now: i64) -> String {
         a: flash.added.to_json(),
         m: flash.missing.to_json(),
         f: flash.revoke_failed,
+        x: flash.refused,
         e: now + FLASH_TTL.num_seconds(),
     };
     let json = serde_json::to_vec(&payload).expect("a flash serializes");
@@ -166,6 +216,7 @@ fn decode(
         added: ScopeSet::from_json(Some(&p.a)),
         missing: ScopeSet::from_json(Some(&p.m)),
         revoke_failed: p.f,
+        refused: p.x,
     })
 }
 

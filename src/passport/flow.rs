@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::crypto::Field;
 use crate::google::{GoogleError, Tokens, UserInfo};
-use crate::passport::flash::{Flash, Shown};
+use crate::passport::flash::{Flash, Refused, Shown};
 use crate::passport::prior_grant;
 use crate::passport::provider::Provider;
 use crate::passport::return_to::{self, ReturnToError};
@@ -155,7 +155,16 @@ impl Passport {
         let return_to =
             Url::parse(&attempt.return_to).unwrap_or_else(|_| self.settings.inventory_url.clone());
         let none = ScopeSet::new;
+        let refused = params
+            .error
+            .as_deref()
+            .and_then(|e| Refused::from_redirect(e, params.error_subtype.as_deref()));
         let (outcome, added) = match (params.error, params.code) {
+            (Some(_), _) if refused.is_some() => {
+                let reason = refused.map_or("google_error", Refused::as_str);
+                tracing::info!(%user_id, reason, "google refused the consent");
+                (self.abandon(&attempt, reason).await?, none())
+            }
             (Some(e), _) if e == "access_denied" => {
                 (self.record_denied(provider, &attempt).await?, none())
             }
@@ -176,6 +185,10 @@ impl Passport {
         let flash = Flash {
             added,
             missing: outcome.missing().cloned().unwrap_or_default(),
+            refused: match &outcome {
+                Outcome::Error(reason) => reason.parse().ok(),
+                _ => None,
+            },
             ..Flash::new(user_id, provider.name, outcome.shown())
         };
         Ok(Completed {
@@ -503,6 +516,9 @@ pub(crate) struct CallbackParams {
     pub state: Option<String>,
     pub code: Option<String>,
     pub error: Option<String>,
+    /// Google's `error_subtype` (e.g. `admin_policy_enforced` with
+    /// `error=access_denied`).
+    pub error_subtype: Option<String>,
 }
 
 /// What happened, as the `result` parameter tells the front end.
@@ -693,7 +709,7 @@ fn google_reason(e: &GoogleError, rejected: &'static str) -> &'static str {
     tracing::warn!(error = %e, "google call failed during consent");
     match e {
         GoogleError::Rejected { .. } => rejected,
-        GoogleError::Unavailable(_) => "google_unavailable",
+        GoogleError::Unavailable(_) | GoogleError::RateLimited { .. } => "google_unavailable",
         GoogleError::Protocol(_) => "google_protocol",
     }
 }

@@ -153,7 +153,8 @@ impl Passport {
             Err(e) if e.is_token_invalid() => Ok(None),
             Err(e) => {
                 tracing::warn!(user = %row.user_id, error = %e, "cannot check the stored scopes with Google");
-                Err(unavailable(e, Duration::from_secs(1)))
+                let wait = e.retry_after().unwrap_or(Duration::from_secs(1));
+                Err(unavailable(e, wait))
             }
         }
     }

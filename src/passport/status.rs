@@ -7,7 +7,7 @@ use crate::passport::provider::Provider;
 use crate::passport::token::TokenError;
 use crate::passport::Passport;
 use crate::scopes::ScopeSet;
-use crate::store::gmail_token::ConnectionStatus;
+use crate::store::gmail_token::{ConnectionStatus, ReauthCause};
 use crate::store::passport_event::EventKind;
 use crate::store::{gmail_token, passport_event};
 
@@ -20,6 +20,8 @@ pub(crate) struct PassportStatus {
     pub granted: ScopeSet,
     pub missing: ScopeSet,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Why a connection that is not `active` needs 재인증 (from `last_error`).
+    pub cause: Option<ReauthCause>,
 }
 
 impl PassportStatus {
@@ -75,10 +77,13 @@ fn status_of(provider: &Provider, row: Option<gmail_token::TokenRow>) -> Passpor
             granted: ScopeSet::new(),
             missing: provider.scopes.clone(),
             expires_at: None,
+            cause: None,
         },
         Some(row) => {
             let granted = ScopeSet::from_json(row.scopes.as_ref());
+            let cause = (row.status != ConnectionStatus::Active).then(|| row.reauth_cause());
             PassportStatus {
+                cause,
                 connected: true,
                 missing: provider.scopes.missing_from(&granted),
                 granted,

@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use crate::crypto::Field;
-use crate::google::{GoogleError, Tokens};
+use crate::google::{GoogleError, Refusal, Tokens};
 use crate::passport::cache::Cached;
 use crate::passport::provider::Provider;
 use crate::passport::webhooks;
@@ -68,6 +68,66 @@ pub(crate) enum TokenError {
     Database(#[from] sqlx::Error),
     #[error("{0}")]
     Crypto(#[from] crate::crypto::CryptoError),
+}
+
+/// Why Google gave no token when the user has nothing to do: the `cause`
+/// of `upstream_unavailable` and `upstream_misconfigured`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub(crate) enum UpstreamCause {
+    /// Google refuses a scope we ask for (`invalid_scope`): ours to fix.
+    InvalidScope,
+    /// Google refuses our OAuth client (`invalid_client`,
+    /// `unauthorized_client`, `deleted_client`): ours to fix.
+    ClientMisconfigured,
+    /// Google limits our calls (429, `rateLimitExceeded`).
+    RateLimited,
+    /// Google is down, slow, or answered something else.
+    GoogleUnavailable,
+}
+
+impl UpstreamCause {
+    pub(crate) fn of(e: &GoogleError) -> Self {
+        match (e, e.refusal()) {
+            (GoogleError::RateLimited { .. }, _) => Self::RateLimited,
+            (_, Some(Refusal::InvalidScope)) => Self::InvalidScope,
+            (_, Some(Refusal::ClientRefused)) => Self::ClientMisconfigured,
+            _ => Self::GoogleUnavailable,
+        }
+    }
+
+    pub(crate) fn code(self) -> &'static str {
+        self.into()
+    }
+}
+
+impl TokenError {
+    /// The cause code answered next to the error code: the [`ReauthCause`]
+    /// of a connection that needs 재인증, the [`UpstreamCause`] of a refusal
+    /// or failure of Google's that the user cannot fix.
+    pub(crate) fn cause(&self) -> Option<&'static str> {
+        match self {
+            Self::ReauthRequired(c) => Some(c.code()),
+            Self::Unavailable { source, .. } | Self::Misconfigured { source } => {
+                Some(UpstreamCause::of(source).code())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The [`ReauthCause`] of a refusal the user (or their admin) must act on;
+/// `None` for the refusals that are ours or passing.
+fn reauth_cause(e: &GoogleError) -> Option<ReauthCause> {
+    let description = e.description().unwrap_or_default().to_string();
+    Some(match e.refusal()? {
+        Refusal::InvalidGrant => ReauthCause::InvalidGrant { description },
+        Refusal::InvalidRapt => ReauthCause::InvalidRapt { description },
+        Refusal::AdminPolicyEnforced => ReauthCause::AdminPolicyEnforced { description },
+        Refusal::OrgInternal => ReauthCause::OrgInternal { description },
+        Refusal::AccessDenied => ReauthCause::AccessDenied { description },
+        Refusal::InvalidScope | Refusal::ClientRefused | Refusal::Other => return None,
+    })
 }
 
 fn is_fresh(row: &TokenRow, margin: Duration) -> bool {
@@ -285,15 +345,13 @@ impl Passport {
                 let granted = tokens.scopes.clone().unwrap_or(granted);
                 issued_after_refresh(tokens, granted, requested, row)
             }
-            Err(e) if e.is_invalid_grant() => {
-                let description = e.description().unwrap_or_default().to_string();
-                let cause = ReauthCause::InvalidGrant { description };
-                Err(self.record_broken(provider, row, cause).await?)
-            }
-            Err(e) if e.is_client_rejected() => {
-                Err(self.record_misconfigured(provider, user, e).await?)
-            }
-            Err(e) => Err(self.record_unavailable(provider, user, e).await?),
+            Err(e) => match (reauth_cause(&e), UpstreamCause::of(&e)) {
+                (Some(cause), _) => Err(self.record_broken(provider, row, cause).await?),
+                (None, UpstreamCause::InvalidScope | UpstreamCause::ClientMisconfigured) => {
+                    Err(self.record_misconfigured(provider, user, e).await?)
+                }
+                (None, _) => Err(self.record_unavailable(provider, user, e).await?),
+            },
         }
     }
 
@@ -425,10 +483,7 @@ impl Passport {
             // The grant was replaced meanwhile: the refusal was about the old one.
             return Ok(changed_meanwhile());
         }
-        let detail = match &cause {
-            ReauthCause::InvalidGrant { description } => Some(description.as_str()),
-            _ => None,
-        };
+        let detail = cause.detail();
         let event = NewEvent {
             error_code: Some(cause.code()),
             detail,
@@ -439,12 +494,14 @@ impl Passport {
         let facts = webhooks::Facts {
             email: row.email.as_deref(),
             cause: Some(&why),
+            cause_code: Some(cause.code()),
             ..Default::default()
         };
         let kind = webhooks::Kind::ReauthRequired;
         webhooks::enqueue(&mut tx, self, provider, kind, user, facts).await?;
         self.commit_for(user, tx).await?;
         count_refresh("reauth_required");
+        count_refusal(cause.code());
         tracing::info!(%user, cause = cause.code(), "refresh refused; connection needs 재인증");
         Ok(TokenError::ReauthRequired(cause))
     }
@@ -459,10 +516,14 @@ impl Passport {
     ) -> Result<TokenError, sqlx::Error> {
         self.record_refresh_failure(provider, user, &source).await?;
         count_refresh("unavailable");
+        // Google's own `Retry-After` is honoured; otherwise the breaker's pause.
+        let retry_after = source
+            .retry_after()
+            .unwrap_or(self.settings.google_calls.breaker_open);
         tracing::warn!(%user, reason = %source, "refresh failed after retries");
         Ok(TokenError::Unavailable {
             source,
-            retry_after: self.settings.google_calls.breaker_open,
+            retry_after,
         })
     }
 
@@ -477,9 +538,19 @@ impl Passport {
     ) -> Result<TokenError, sqlx::Error> {
         self.record_refresh_failure(provider, user, &source).await?;
         count_refresh("misconfigured");
-        metrics::counter!("passport_google_client_refused_total").increment(1);
+        let cause = UpstreamCause::of(&source);
+        if cause == UpstreamCause::ClientMisconfigured {
+            metrics::counter!("passport_google_client_refused_total").increment(1);
+        }
         if self.misconfigured_log.ready(MISCONFIGURED_LOG_EVERY) {
-            tracing::error!(error = %source, "Google refuses our OAuth client: check GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET (auth-server doctor --user <id> says more)");
+            match cause {
+                UpstreamCause::InvalidScope => {
+                    tracing::error!(error = %source, "Google refuses a scope this service asks for: check GMAIL_PASSPORT_SCOPES")
+                }
+                _ => {
+                    tracing::error!(error = %source, "Google refuses our OAuth client: check GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET (auth-server doctor --user <id> says more)")
+                }
+            }
         }
         Ok(TokenError::Misconfigured { source })
     }
@@ -492,9 +563,14 @@ impl Passport {
         source: &GoogleError,
     ) -> Result<(), sqlx::Error> {
         gmail_token::release_refresh(&self.db, user).await?;
-        let detail = source.to_string();
+        let detail = match source.description() {
+            Some(d) => format!("{source}: {d}"),
+            None => source.to_string(),
+        };
+        let cause = UpstreamCause::of(source).code();
+        count_refusal(cause);
         let event = NewEvent {
-            error_code: Some("refresh_failed"),
+            error_code: Some(cause),
             detail: Some(&detail),
             ..NewEvent::new(user, provider.name, EventKind::RefreshFailed)
         };
@@ -563,4 +639,10 @@ fn backoff(attempt: u32) -> Duration {
 
 fn count_refresh(outcome: &'static str) {
     metrics::counter!("passport_refresh_total", "outcome" => outcome).increment(1);
+}
+
+/// A refresh Google refused or failed, by cause (a bounded set: the
+/// [`ReauthCause`] and [`UpstreamCause`] codes).
+fn count_refusal(cause: &'static str) {
+    metrics::counter!("passport_refresh_refusals_total", "cause" => cause).increment(1);
 }

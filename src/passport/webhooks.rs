@@ -83,9 +83,12 @@ pub(crate) struct Facts<'a> {
         serialize_with = "short_names"
     )]
     pub missing: Option<&'a ScopeSet>,
-    /// Why the connection broke (`reauth_required`).
+    /// Why the connection broke (`reauth_required`): `"<code>: <detail>"`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cause: Option<&'a str>,
+    /// The code alone (`invalid_grant`, `invalid_rapt`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause_code: Option<&'a str>,
     /// How the grant ended at Google (`disconnected`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revocation: Option<&'a str>,

@@ -49,6 +49,17 @@ pub(crate) enum ReauthCause {
     InvalidGrant { description: String },
     /// Marked by another writer (the old service, an operator), with its note.
     Recorded(String),
+    /// Google answered `invalid_grant` with `error_subtype` `invalid_rapt`: a
+    /// Workspace re-authentication policy asks the user to sign in again.
+    InvalidRapt { description: String },
+    /// Google answered `admin_policy_enforced`: the Workspace admin blocks
+    /// the app or one of its scopes; 재인증 helps only once the admin allows it.
+    AdminPolicyEnforced { description: String },
+    /// Google answered `org_internal`: the app is limited to the users of
+    /// its Cloud organisation, and this account is not one of them.
+    OrgInternal { description: String },
+    /// Google answered `access_denied` to a refresh.
+    AccessDenied { description: String },
 }
 
 impl ReauthCause {
@@ -58,18 +69,46 @@ impl ReauthCause {
             Self::NoRefreshToken => "no_refresh_token",
             Self::InvalidGrant { .. } => "invalid_grant",
             Self::Recorded(_) => "reauth_required",
+            Self::InvalidRapt { .. } => "invalid_rapt",
+            Self::AdminPolicyEnforced { .. } => "admin_policy_enforced",
+            Self::OrgInternal { .. } => "org_internal",
+            Self::AccessDenied { .. } => "access_denied",
         }
+    }
+
+    /// Google's description of the refusal, when the cause is Google's.
+    pub(crate) fn detail(&self) -> Option<&str> {
+        match self {
+            Self::InvalidGrant { description }
+            | Self::InvalidRapt { description }
+            | Self::AdminPolicyEnforced { description }
+            | Self::OrgInternal { description }
+            | Self::AccessDenied { description } => Some(description),
+            Self::NoRefreshToken | Self::Recorded(_) => None,
+        }
+    }
+
+    /// A refusal of Google's, by its code, with Google's description.
+    fn from_code(code: &str, description: String) -> Option<Self> {
+        Some(match code {
+            "invalid_grant" => Self::InvalidGrant { description },
+            "invalid_rapt" => Self::InvalidRapt { description },
+            "admin_policy_enforced" => Self::AdminPolicyEnforced { description },
+            "org_internal" => Self::OrgInternal { description },
+            "access_denied" => Self::AccessDenied { description },
+            _ => return None,
+        })
     }
 
     /// The text stored in `last_error`.
     pub(crate) fn to_last_error(&self) -> String {
-        match self {
-            Self::NoRefreshToken => {
+        match (self, self.detail()) {
+            (Self::NoRefreshToken, _) => {
                 "no_refresh_token: no refresh token is stored; press 재인증".into()
             }
-            Self::InvalidGrant { description } if description.is_empty() => "invalid_grant".into(),
-            Self::InvalidGrant { description } => format!("invalid_grant: {description}"),
-            Self::Recorded(note) => note.clone(),
+            (Self::Recorded(note), _) => note.clone(),
+            (_, Some(d)) if !d.is_empty() => format!("{}: {d}", self.code()),
+            _ => self.code().into(),
         }
     }
 
@@ -80,11 +119,9 @@ impl ReauthCause {
         let (code, detail) = stored.split_once(':').unwrap_or((stored, ""));
         match code.trim() {
             "no_refresh_token" => Self::NoRefreshToken,
-            "invalid_grant" => Self::InvalidGrant {
-                description: detail.trim().to_string(),
-            },
             "" => Self::Recorded("reauth_required".into()),
-            _ => Self::Recorded(stored.to_string()),
+            code => Self::from_code(code, detail.trim().to_string())
+                .unwrap_or_else(|| Self::Recorded(stored.to_string())),
         }
     }
 }
@@ -628,6 +665,18 @@ mod tests {
                 description: String::new(),
             },
             ReauthCause::Recorded("revoked by the old service".into()),
+            ReauthCause::InvalidRapt {
+                description: "reauth related error (invalid_rapt)".into(),
+            },
+            ReauthCause::AdminPolicyEnforced {
+                description: String::new(),
+            },
+            ReauthCause::OrgInternal {
+                description: "Only users in the organization".into(),
+            },
+            ReauthCause::AccessDenied {
+                description: String::new(),
+            },
         ];
         for c in causes {
             assert_eq!(ReauthCause::from_last_error(Some(&c.to_last_error())), c);

@@ -23,6 +23,7 @@ mod lifecycle;
 mod ops;
 mod pages;
 mod rate_limits;
+mod refusals;
 mod report;
 mod retention;
 mod scopes_mac;

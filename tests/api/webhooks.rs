@@ -30,7 +30,7 @@ enum Mode {
 }
 
 #[derive(Debug, Clone)]
-struct Hit {
+pub(crate) struct Hit {
     event_id: String,
     timestamp: String,
     signature: String,
@@ -41,7 +41,7 @@ struct Hit {
 
 /// A small HTTP receiver whose answers the test scripts.
 #[derive(Clone)]
-struct Receiver {
+pub(crate) struct Receiver {
     url: String,
     hits: Arc<Mutex<Vec<Hit>>>,
     script: Arc<Mutex<VecDeque<Mode>>>,
@@ -69,7 +69,7 @@ impl Drop for InFlight {
 }
 
 impl Receiver {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hooks/passport", listener.local_addr().unwrap());
         let r = Receiver {
@@ -202,7 +202,7 @@ impl Receiver {
     }
 
     /// Wait until `pred` holds for the hits so far.
-    async fn wait_for(&self, what: &str, pred: impl Fn(&[Hit]) -> bool) -> Vec<Hit> {
+    pub(crate) async fn wait_for(&self, what: &str, pred: impl Fn(&[Hit]) -> bool) -> Vec<Hit> {
         wait_for(what, Duration::from_secs(20), async || {
             let hits = self.hits();
             if pred(&hits) {
@@ -227,7 +227,7 @@ fn hook_settings(receiver: &Receiver) -> Vec<(&'static str, String)> {
     ]
 }
 
-async fn spawn_with_hooks(receiver: &Receiver, extra: &[(&str, &str)]) -> TestApp {
+pub(crate) async fn spawn_with_hooks(receiver: &Receiver, extra: &[(&str, &str)]) -> TestApp {
     let s = hook_settings(receiver);
     let mut all: Vec<(&str, &str)> = s.iter().map(|(k, v)| (*k, v.as_str())).collect();
     all.extend_from_slice(extra);
@@ -251,7 +251,7 @@ fn signature_verifies(hit: &Hit, event_id: &str) -> bool {
 }
 
 /// Verify a delivery as the receiving team would, and check what it carries.
-fn verify(hit: &Hit) -> serde_json::Value {
+pub(crate) fn verify(hit: &Hit) -> serde_json::Value {
     assert!(
         signature_verifies(hit, &hit.event_id),
         "signature verifies: {}",
