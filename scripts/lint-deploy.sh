@@ -119,7 +119,7 @@ check() {
 check "actionlint ($(actionlint -version 2>/dev/null | head -n 1))" \
     actionlint -config-file .gitea/actionlint.yaml -shellcheck "$(command -v shellcheck)" .gitea/workflows/*.yml
 check "hadolint ($(hadolint --version 2>/dev/null | head -n 1))" hadolint Dockerfile
-check "shellcheck ($(shellcheck --version | sed -n 's/^version: //p'))" shellcheck -x scripts/deploy.sh scripts/lint-deploy.sh scripts/image-check.sh scripts/test.sh scripts/test-dbs.sh .ci/run
+check "shellcheck ($(shellcheck --version | sed -n 's/^version: //p'))" shellcheck -x scripts/deploy.sh scripts/lint-deploy.sh scripts/image-check.sh scripts/test.sh scripts/test-dbs.sh .ci/run bench/run.sh bench/smoke.sh bench/lib.sh bench/cost.sh
 
 # docker-compose.yml reads `.env` with `required: false`, so no .env is needed
 # here; an existing one is read but never printed (-q). Without a Compose
