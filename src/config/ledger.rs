@@ -24,6 +24,6 @@ pub struct LedgerSettings {
 pub(super) fn check(c: &mut Checker) -> LedgerSettings {
     LedgerSettings {
         flush_every: c.seconds(LEDGER_FLUSH_SECS, 5, 1..=300),
-        max_keys: c.number(LEDGER_MAX_KEYS, 10_000, 100..=1_000_000, "entries") as usize,
+        max_keys: c.number(LEDGER_MAX_KEYS, 20_000, 100..=1_000_000, "entries") as usize,
     }
 }

@@ -539,3 +539,22 @@ fn a_named_weak_key_is_refused_like_a_plain_one() {
         "{err}"
     );
 }
+
+#[test]
+fn the_ledger_is_kept_as_long_as_the_audit_trail_unless_told_otherwise() {
+    let day = Duration::from_secs(86_400);
+    let mut p = good();
+    p.push(("EVENT_RETENTION_DAYS", "90".into()));
+    let s = Settings::from_pairs(p.clone()).unwrap();
+    assert_eq!(s.retention.ledger, Some(day * 90));
+    assert_eq!(s.ledger.flush_every, Duration::from_secs(5));
+    p.push(("LEDGER_RETENTION_DAYS", "0".into()));
+    p.push(("LEDGER_FLUSH_SECS", "0".into()));
+    let err = Settings::from_pairs(p.clone()).unwrap_err();
+    assert_eq!(
+        err.problems,
+        ["LEDGER_FLUSH_SECS must be a whole number of seconds from 1 to 300"]
+    );
+    p.retain(|(k, _)| *k != "LEDGER_FLUSH_SECS");
+    assert_eq!(Settings::from_pairs(p).unwrap().retention.ledger, None);
+}

@@ -9,7 +9,7 @@
 //! write is asked for at once, and new counts past the cap are dropped, each
 //! counted in `passport_ledger_dropped_total` and reported in a warn line.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -31,14 +31,61 @@ struct Key {
     provider: &'static str,
     /// Minutes since the Unix epoch (UTC).
     minute: i64,
-    scopes: ScopeSet,
+    scopes: Interned,
+}
+
+/// A scope set kept once per distinct set (many counts share a few sets),
+/// compared and hashed by address: cheap, and equal to comparing the sets
+/// within one [`Counts`].
+#[derive(Debug, Clone)]
+struct Interned(Arc<ScopeSet>);
+
+impl PartialEq for Interned {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Interned {}
+
+impl std::hash::Hash for Interned {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::ptr::hash(Arc::as_ptr(&self.0), state)
+    }
 }
 
 #[derive(Debug, Default)]
 struct Counts {
     tokens: HashMap<Key, i64>,
+    /// The distinct scope sets of `tokens`.
+    scope_sets: HashSet<Arc<ScopeSet>>,
     /// Counts dropped at the cap since the last write.
     dropped: u64,
+}
+
+impl Counts {
+    fn intern(&mut self, scopes: ScopeSet) -> Interned {
+        if let Some(s) = self.scope_sets.get(&scopes) {
+            return Interned(s.clone());
+        }
+        let s = Arc::new(scopes);
+        self.scope_sets.insert(s.clone());
+        Interned(s)
+    }
+
+    /// Count `n` more under `key` (scopes interned here); false when `key`
+    /// is new and `max_keys` are already counted.
+    fn add(&mut self, key: Key, n: i64, max_keys: usize) -> bool {
+        if let Some(c) = self.tokens.get_mut(&key) {
+            *c += n;
+            return true;
+        }
+        if self.tokens.len() >= max_keys {
+            return false;
+        }
+        self.tokens.insert(key, n);
+        true
+    }
 }
 
 /// This instance's counts not yet written.
@@ -72,26 +119,35 @@ impl FetchLedger {
         scopes: ScopeSet,
         at: DateTime<Utc>,
     ) {
-        let key = Key {
-            caller,
-            user,
-            provider,
-            minute: at.timestamp().div_euclid(60),
-            scopes,
-        };
+        let minute = at.timestamp().div_euclid(60);
         let mut c = self.lock();
-        let len = c.tokens.len();
-        if let Some(n) = c.tokens.get_mut(&key) {
-            *n += 1;
-        } else if len < self.max_keys {
-            c.tokens.insert(key, 1);
-            if len + 1 == self.max_keys {
-                self.full.notify_one();
-            }
+        let known = c.scope_sets.get(&scopes).cloned();
+        // A set not seen yet makes a new count: none past the cap.
+        let counted = if known.is_none() && c.tokens.len() >= self.max_keys {
+            false
         } else {
+            let scopes = match known {
+                Some(s) => Interned(s),
+                None => c.intern(scopes),
+            };
+            let key = Key {
+                caller,
+                user,
+                provider,
+                minute,
+                scopes,
+            };
+            c.add(key, 1, self.max_keys)
+        };
+        let full = c.tokens.len() >= self.max_keys;
+        if !counted {
             c.dropped += 1;
-            drop(c);
+        }
+        drop(c);
+        if !counted {
             metrics::counter!("passport_ledger_dropped_total").increment(1);
+        }
+        if full {
             self.full.notify_one();
         }
     }
@@ -99,15 +155,18 @@ impl FetchLedger {
     /// Take every count (and the dropped tally) out.
     fn take(&self) -> (HashMap<Key, i64>, u64) {
         let mut c = self.lock();
+        c.scope_sets.clear();
         let dropped = std::mem::take(&mut c.dropped);
         (std::mem::take(&mut c.tokens), dropped)
     }
 
-    /// Put counts back after a failed write (added to those counted since).
+    /// Put counts back after a failed write (added to those counted since;
+    /// the cap does not apply: these were counted already).
     fn restore(&self, counts: HashMap<Key, i64>) {
         let mut c = self.lock();
-        for (k, n) in counts {
-            *c.tokens.entry(k).or_insert(0) += n;
+        for (mut k, n) in counts {
+            k.scopes = c.intern(ScopeSet::clone(&k.scopes.0));
+            c.add(k, n, usize::MAX);
         }
     }
 
@@ -125,7 +184,8 @@ fn to_batch(counts: &HashMap<Key, i64>) -> Batch {
         b.users.push(k.user);
         b.providers.push(k.provider.to_string());
         b.minutes.push(minute_start(k.minute));
-        b.scopes.push(k.scopes.iter().collect::<Vec<_>>().join(" "));
+        b.scopes
+            .push(k.scopes.0.iter().collect::<Vec<_>>().join(" "));
         b.tokens.push(*n);
     }
     b
@@ -345,6 +405,11 @@ mod tests {
         // The cap (3 distinct counts): a fourth is dropped, known ones still count.
         l.record(b.clone(), "gmail", u, scopes(&["gmail.send"]), t0);
         l.record(b.clone(), "gmail", u, cal.clone(), t0);
+        assert_eq!(
+            l.lock().scope_sets.len(),
+            1,
+            "a dropped count keeps nothing"
+        );
         let (counts, dropped) = l.take();
         assert_eq!(dropped, 1);
         let mut seen: Vec<(String, i64, i64)> = counts
