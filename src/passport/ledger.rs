@@ -364,6 +364,11 @@ pub(crate) async fn run_flusher(app: Arc<Passport>, stop: CancellationToken) {
         };
         match app.flush_ledger().await {
             Ok(_) => {}
+            Err(e) if stopping => tracing::warn!(
+                error = %e,
+                lost = app.fetch_ledger.pending(),
+                "could not write the fetch ledger at shutdown; these counts are lost"
+            ),
             Err(e) => tracing::warn!(
                 error = %e,
                 pending = app.fetch_ledger.pending(),
