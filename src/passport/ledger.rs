@@ -59,6 +59,9 @@ struct Counts {
     tokens: HashMap<Key, i64>,
     /// The distinct scope sets of `tokens`.
     scope_sets: HashSet<Arc<ScopeSet>>,
+    /// Counts taken out by a write still under way (they count against
+    /// the cap: a failed write puts them back).
+    in_flight: usize,
     /// Counts dropped at the cap since the last write.
     dropped: u64,
 }
@@ -73,14 +76,19 @@ impl Counts {
         Interned(s)
     }
 
+    /// Counts held in memory, those of a write under way included.
+    fn held(&self) -> usize {
+        self.tokens.len() + self.in_flight
+    }
+
     /// Count `n` more under `key` (scopes interned here); false when `key`
-    /// is new and `max_keys` are already counted.
+    /// is new and `max_keys` are already held.
     fn add(&mut self, key: Key, n: i64, max_keys: usize) -> bool {
         if let Some(c) = self.tokens.get_mut(&key) {
             *c += n;
             return true;
         }
-        if self.tokens.len() >= max_keys {
+        if self.held() >= max_keys {
             return false;
         }
         self.tokens.insert(key, n);
@@ -123,7 +131,7 @@ impl FetchLedger {
         let mut c = self.lock();
         let known = c.scope_sets.get(&scopes).cloned();
         // A set not seen yet makes a new count: none past the cap.
-        let counted = if known.is_none() && c.tokens.len() >= self.max_keys {
+        let counted = if known.is_none() && c.held() >= self.max_keys {
             false
         } else {
             let scopes = match known {
@@ -139,7 +147,7 @@ impl FetchLedger {
             };
             c.add(key, 1, self.max_keys)
         };
-        let full = c.tokens.len() >= self.max_keys;
+        let full = c.held() >= self.max_keys;
         if !counted {
             c.dropped += 1;
         }
@@ -152,18 +160,28 @@ impl FetchLedger {
         }
     }
 
-    /// Take every count (and the dropped tally) out.
+    /// Take every count (and the dropped tally) out for a write; they still
+    /// count against the cap until [`Self::written`] or [`Self::restore`].
     fn take(&self) -> (HashMap<Key, i64>, u64) {
         let mut c = self.lock();
         c.scope_sets.clear();
         let dropped = std::mem::take(&mut c.dropped);
-        (std::mem::take(&mut c.tokens), dropped)
+        let counts = std::mem::take(&mut c.tokens);
+        c.in_flight += counts.len();
+        (counts, dropped)
+    }
+
+    /// The `n` counts taken out are in the database.
+    fn written(&self, n: usize) {
+        let mut c = self.lock();
+        c.in_flight = c.in_flight.saturating_sub(n);
     }
 
     /// Put counts back after a failed write (added to those counted since;
-    /// the cap does not apply: these were counted already).
+    /// together they stay within the cap, which counted both).
     fn restore(&self, counts: HashMap<Key, i64>) {
         let mut c = self.lock();
+        c.in_flight = c.in_flight.saturating_sub(counts.len());
         for (mut k, n) in counts {
             k.scopes = c.intern(ScopeSet::clone(&k.scopes.0));
             c.add(k, n, usize::MAX);
@@ -172,21 +190,31 @@ impl FetchLedger {
 
     /// Distinct counts waiting to be written.
     pub(crate) fn pending(&self) -> usize {
-        self.lock().tokens.len()
+        self.lock().held()
     }
 }
 
-/// The counts as the columns of one statement.
+/// The counts as the columns of one statement, in primary-key order: two
+/// writes (two instances, or a read's write beside the task's) that share
+/// rows lock them in the same order, so they wait for each other instead of
+/// deadlocking.
 fn to_batch(counts: &HashMap<Key, i64>) -> Batch {
+    let mut rows: Vec<(Uuid, &str, i64, &str, String, i64)> = counts
+        .iter()
+        .map(|(k, n)| {
+            let scopes = k.scopes.0.iter().collect::<Vec<_>>().join(" ");
+            (k.user, k.provider, k.minute, &*k.caller, scopes, *n)
+        })
+        .collect();
+    rows.sort_unstable();
     let mut b = Batch::default();
-    for (k, n) in counts {
-        b.callers.push(k.caller.to_string());
-        b.users.push(k.user);
-        b.providers.push(k.provider.to_string());
-        b.minutes.push(minute_start(k.minute));
-        b.scopes
-            .push(k.scopes.0.iter().collect::<Vec<_>>().join(" "));
-        b.tokens.push(*n);
+    for (user, provider, minute, caller, scopes, n) in rows {
+        b.callers.push(caller.to_string());
+        b.users.push(user);
+        b.providers.push(provider.to_string());
+        b.minutes.push(minute_start(minute));
+        b.scopes.push(scopes);
+        b.tokens.push(n);
     }
     b
 }
@@ -226,7 +254,10 @@ impl Passport {
         }
         let batch = to_batch(&counts);
         match token_fetch_ledger::add(&self.db, &batch).await {
-            Ok(()) => Ok(batch.len()),
+            Ok(()) => {
+                self.fetch_ledger.written(counts.len());
+                Ok(batch.len())
+            }
             Err(e) => {
                 self.fetch_ledger.restore(counts);
                 Err(e)
@@ -353,28 +384,37 @@ impl LedgerView {
 }
 
 /// Write the counts every `LEDGER_FLUSH_SECS`, or at once when the cap is
-/// reached, until `stop` is cancelled; then once more.
+/// reached (but never sooner than `LEDGER_FLUSH_SECS` after a failed write),
+/// until `stop` is cancelled; then once more.
 pub(crate) async fn run_flusher(app: Arc<Passport>, stop: CancellationToken) {
     let every = app.settings.ledger.flush_every;
+    let mut failed = false;
     loop {
+        let full = async {
+            if failed {
+                std::future::pending::<()>().await
+            } else {
+                app.fetch_ledger.full.notified().await
+            }
+        };
         let stopping = tokio::select! {
             () = stop.cancelled() => true,
             () = tokio::time::sleep(every) => false,
-            () = app.fetch_ledger.full.notified() => false,
+            () = full => false,
         };
-        match app.flush_ledger().await {
-            Ok(_) => {}
-            Err(e) if stopping => tracing::warn!(
-                error = %e,
-                lost = app.fetch_ledger.pending(),
-                "could not write the fetch ledger at shutdown; these counts are lost"
-            ),
-            Err(e) => tracing::warn!(
-                error = %e,
-                pending = app.fetch_ledger.pending(),
-                "could not write the fetch ledger; the counts are kept and written later"
-            ),
-        }
+        failed = match app.flush_ledger().await {
+            Ok(_) => false,
+            Err(e) => {
+                metrics::counter!("passport_ledger_write_failures_total").increment(1);
+                let pending = app.fetch_ledger.pending();
+                if stopping {
+                    tracing::warn!(error = %e, lost = pending, "could not write the fetch ledger at shutdown; these counts are lost");
+                } else {
+                    tracing::warn!(error = %e, pending, "could not write the fetch ledger; the counts are kept and written later");
+                }
+                true
+            }
+        };
         if stopping {
             return;
         }
@@ -426,11 +466,17 @@ mod tests {
             seen,
             [("a".into(), 0, 2), ("a".into(), 1, 1), ("b".into(), 0, 2)]
         );
-        assert_eq!(l.pending(), 0);
+        // Counts being written still hold their place under the cap.
+        assert_eq!(l.pending(), 3);
         l.record(a.clone(), "gmail", u, cal.clone(), t0);
         l.restore(counts);
-        let (again, _) = l.take();
-        assert_eq!(again.values().sum::<i64>(), 6, "restored counts add up");
+        let (again, dropped) = l.take();
+        assert_eq!(dropped, 1, "no room while the write was under way");
+        assert_eq!(again.values().sum::<i64>(), 5, "restored counts add up");
+        l.written(again.len());
+        assert_eq!(l.pending(), 0);
+        l.record(a.clone(), "gmail", u, cal.clone(), t0);
+        assert_eq!(l.pending(), 1);
     }
 
     #[test]
