@@ -9,6 +9,7 @@ use crate::helpers::*;
 use crate::wait::wait_for;
 use reqwest::StatusCode;
 use serde_json::Value;
+use sqlx::{Connection, Executor};
 use uuid::Uuid;
 
 /// Random, as `auth-server init` makes them.
@@ -371,6 +372,83 @@ async fn old_ledger_rows_are_pruned_and_recent_ones_kept() {
                 Ok(())
             } else {
                 Err(ages)
+            }
+        },
+    )
+    .await;
+}
+
+/// The value of an unlabelled counter in the Prometheus text (0 when absent).
+fn counter(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_ledger_the_database_cannot_take_keeps_its_counts_and_drops_only_past_its_cap() {
+    let app = TestApp::spawn_with(&[
+        ("INTERNAL_API_KEYS", &named_keys()),
+        ("LEDGER_FLUSH_SECS", "1"),
+        ("LEDGER_MAX_KEYS", "100"),
+        ("DB_LOCK_TIMEOUT_MS", "100"),
+    ])
+    .await;
+    let user = Uuid::new_v4();
+    app.seed_passport(user, JISOO, ALL).await;
+    let before = app.metrics().await;
+    let (failures, dropped) = (
+        counter(&before, "passport_ledger_write_failures_total"),
+        counter(&before, "passport_ledger_dropped_total"),
+    );
+    // Another session holds the table: every write waits, then fails.
+    let mut locker = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .unwrap();
+    locker.execute("BEGIN").await.unwrap();
+    locker
+        .execute("LOCK TABLE token_fetch_ledger IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    // 128 distinct scope sets (every subset of seven scopes): 128 counts,
+    // more than the 100 the ledger keeps while it cannot write.
+    for mask in 0u32..128 {
+        let scopes: Vec<&str> = (0..7)
+            .filter(|i| mask & (1 << i) != 0)
+            .map(|i| ALL[i])
+            .collect();
+        assert_eq!(
+            fetch(&app, CALENDAR_KEY, user, &scopes).await,
+            StatusCode::OK
+        );
+    }
+    wait_for("a failed write", Duration::from_secs(15), async || {
+        let seen = counter(&app.metrics().await, "passport_ledger_write_failures_total");
+        if seen > failures {
+            Ok(())
+        } else {
+            Err(seen)
+        }
+    })
+    .await;
+    let lost = counter(&app.metrics().await, "passport_ledger_dropped_total") - dropped;
+    // The first 100 distinct counts are kept (a write under way holds
+    // their place), the other 28 dropped.
+    assert_eq!(lost, 28, "counts past the cap are dropped");
+    locker.execute("ROLLBACK").await.unwrap();
+
+    // Once the table is free, every count kept is written: with those
+    // dropped, exactly the tokens handed out.
+    wait_for(
+        "the kept counts written",
+        Duration::from_secs(15),
+        async || {
+            let written: i64 = stored(&app.db).await.values().sum();
+            if written as u64 + lost == 128 {
+                Ok(())
+            } else {
+                Err(written)
             }
         },
     )
