@@ -454,3 +454,64 @@ async fn a_ledger_the_database_cannot_take_keeps_its_counts_and_drops_only_past_
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_request_log_names_the_caller_and_never_the_key() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let app = TestApp::spawn().await;
+    let user = Uuid::new_v4();
+    app.seed_passport(user, JISOO, ALL).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let env = vec![
+        ("BIND_ADDR", format!("127.0.0.1:{port}")),
+        ("PUBLIC_BASE_URL", format!("http://127.0.0.1:{port}")),
+        ("INTERNAL_API_KEYS", named_keys()),
+        ("RUST_LOG", "info,tower_http=debug".to_string()),
+        ("LOG_FORMAT", "json".to_string()),
+    ];
+    let mut cmd = crate::doctor::cli_command(&app, &["serve"], &env);
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut logs: Vec<String> = Vec::new();
+    let mut next = async || {
+        let line = tokio::time::timeout_at(deadline, stderr.next_line())
+            .await
+            .expect("a log line in time")
+            .unwrap()
+            .expect("still running");
+        assert!(!line.contains(CALENDAR_KEY), "the key is logged: {line}");
+        line
+    };
+    while !logs.iter().any(|l| l.contains("auth-server listening")) {
+        logs.push(next().await);
+    }
+    let status = app
+        .client()
+        .post(format!(
+            "http://127.0.0.1:{port}/internal/passport/gmail/token"
+        ))
+        .bearer_auth(CALENDAR_KEY)
+        .json(&serde_json::json!({"user_id": user, "scopes": ["calendar.events"]}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::OK);
+    let line = loop {
+        let line = next().await;
+        if line.contains("finished processing request") && line.contains("/token") {
+            break line;
+        }
+    };
+    let record: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(record["span"]["caller"], "skill-calendar", "{line}");
+    let _ = child.kill().await;
+}
