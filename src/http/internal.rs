@@ -146,9 +146,9 @@ pub(crate) async fn token(
     body: axum::body::Bytes,
 ) -> Response {
     // Labels only from the configured names (bounded); "-" without a valid key.
-    let who: Arc<str> = match &caller {
-        Ok(c) => c.name.clone(),
-        Err(_) => Arc::from("-"),
+    let who: metrics::SharedString = match &caller {
+        Ok(c) => c.name.clone().into(),
+        Err(_) => "-".into(),
     };
     let result = token_for(&app, &name, caller, ip, &body).await;
     let code = match &result {
