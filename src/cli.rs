@@ -1,5 +1,6 @@
 //! The command line: `serve` (default), `init`, `check-settings`, `migrate`,
-//! `demo`, `doctor`, `report`, `rotate-keys`, `webhooks retry`, `fake-google`.
+//! `demo`, `doctor`, `report`, `ledger`, `rotate-keys`, `webhooks retry`,
+//! `fake-google`.
 
 mod init;
 
@@ -85,6 +86,22 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
         format: ReportFormat,
     },
+    /// The fetch ledger of one user: which caller (internal API key, by
+    /// name) was handed how many tokens for which scopes, minute by minute.
+    Ledger {
+        /// The ro-being user id.
+        #[arg(long)]
+        user: uuid::Uuid,
+        /// From this time (RFC 3339) [default: the last 24 hours].
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only this caller (a name of INTERNAL_API_KEYS).
+        #[arg(long)]
+        caller: Option<String>,
+        /// Print JSON (the same as GET /internal/passport/gmail/users/{id}/ledger).
+        #[arg(long)]
+        json: bool,
+    },
     /// Re-encrypt every stored token under the active key of
     /// TOKEN_ENCRYPTION_KEYS (the first), in batches, while serving goes on.
     RotateKeys {
@@ -153,6 +170,12 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Demo { bind, fake_bind } => crate::demo::run(bind, fake_bind).await,
             Command::Doctor { user, json } => doctor(user, json).await,
             Command::Report { missing, format } => report(missing, format).await,
+            Command::Ledger {
+                user,
+                since,
+                caller,
+                json,
+            } => ledger(user, since, caller, json).await,
             Command::RotateKeys { batch } => rotate_keys(batch).await,
             Command::Webhooks {
                 action: WebhooksAction::Retry { dead },
@@ -225,6 +248,31 @@ async fn doctor(user: uuid::Uuid, json: bool) -> anyhow::Result<()> {
     } else {
         print!("{}", d.to_text());
     }
+    Ok(())
+}
+
+async fn ledger(
+    user: uuid::Uuid,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    caller: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    if caller
+        .as_deref()
+        .is_some_and(|c| !crate::config::is_key_name(c))
+    {
+        anyhow::bail!("--caller: not a key name (lowercase letters, digits, `_` and `-`)");
+    }
+    let passport = operator_passport().await?;
+    let view = passport
+        .ledger(passport.gmail(), user, since, caller.as_deref())
+        .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+    } else {
+        print!("{}", view.to_text());
+    }
+    passport.db().close().await;
     Ok(())
 }
 

@@ -140,7 +140,7 @@ fn is_valid_short_name(s: &str) -> bool {
 }
 
 /// A set of normalised scope URLs, always sorted and unique.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct ScopeSet(BTreeSet<String>);
 
 impl ScopeSet {

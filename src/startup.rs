@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
 use crate::http::AppState;
-use crate::passport::{retention, sweep, webhooks, Passport};
+use crate::passport::{ledger, retention, sweep, webhooks, Passport};
 use crate::store::legacy::AdoptError;
 use crate::{http, store, telemetry};
 
@@ -165,6 +165,7 @@ fn start_background(state: &AppState, stop: &CancellationToken) -> TaskTracker {
     ));
     tasks.spawn(sweep::run_sweeper(state.passport.clone(), stop.clone()));
     tasks.spawn(retention::run_pruner(state.passport.clone(), stop.clone()));
+    tasks.spawn(ledger::run_flusher(state.passport.clone(), stop.clone()));
     let (metrics, token) = (state.metrics.clone(), stop.clone());
     tasks.spawn(async move {
         let mut tick = tokio::time::interval(METRICS_UPKEEP_EVERY);

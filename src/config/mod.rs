@@ -35,6 +35,7 @@ mod database;
 mod google;
 mod google_calls;
 mod http;
+mod ledger;
 mod limits;
 mod login;
 mod origins;
@@ -54,10 +55,12 @@ pub use database::PoolSettings;
 pub(crate) use google::GoogleEndpoints;
 pub(crate) use google_calls::GoogleCalls;
 pub(crate) use http::HttpSettings;
+pub(crate) use ledger::LedgerSettings;
 pub(crate) use limits::RateLimits;
 pub use login::LoginSettings;
 pub use proxies::TrustedProxies;
 pub(crate) use retention::RetentionSettings;
+pub(crate) use security::is_key_name;
 pub(crate) use server::LogFormat;
 pub use session::SessionPolicy;
 pub(crate) use sweep::SweepSettings;
@@ -66,7 +69,7 @@ pub(crate) use webhooks::WebhookSettings;
 use check::Checker;
 
 /// Every environment variable the service reads, section by section.
-const SECTIONS: [&[&str]; 14] = [
+const SECTIONS: [&[&str]; 15] = [
     server::KEYS,
     origins::KEYS,
     login::KEYS,
@@ -79,6 +82,7 @@ const SECTIONS: [&[&str]; 14] = [
     webhooks::KEYS,
     sweep::KEYS,
     retention::KEYS,
+    ledger::KEYS,
     database::KEYS,
     http::KEYS,
 ];
@@ -113,6 +117,10 @@ pub struct Settings {
     /// What a session must claim besides its signature (`aud`, `iss`, lifetime).
     pub session_policy: SessionPolicy,
     pub internal_api_keys: Vec<SecretString>,
+    /// The name of each of `internal_api_keys`, in the same order (from
+    /// `name:key`, or `key-<fingerprint>`): the caller in logs, metrics and
+    /// the fetch ledger.
+    pub internal_key_names: Vec<std::sync::Arc<str>>,
     pub log_format: LogFormat,
     /// A token expiring sooner than this is refreshed before it is handed out.
     pub refresh_margin: Duration,
@@ -131,6 +139,8 @@ pub struct Settings {
     pub webhooks: Option<WebhookSettings>,
     pub sweep: SweepSettings,
     pub retention: RetentionSettings,
+    /// The fetch ledger's flush interval and memory cap.
+    pub ledger: LedgerSettings,
     /// The database pool: connections, acquire, statement and lock timeouts.
     pub database: PoolSettings,
     /// Header-read timeout, request timeout, connection cap.
@@ -159,6 +169,7 @@ impl fmt::Debug for Settings {
                 "internal_api_keys",
                 &format!("[{} redacted]", self.internal_api_keys.len()),
             )
+            .field("internal_key_names", &self.internal_key_names)
             .field("log_format", &self.log_format)
             .field("refresh_margin", &self.refresh_margin)
             .field("google_calls", &self.google_calls)
@@ -169,6 +180,7 @@ impl fmt::Debug for Settings {
             .field("webhooks", &self.webhooks)
             .field("sweep", &self.sweep)
             .field("retention", &self.retention)
+            .field("ledger", &self.ledger)
             .field("database", &self.database)
             .field("http", &self.http)
             .field("trusted_proxies", &self.trusted_proxies)
@@ -283,6 +295,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
     let webhooks = webhooks::check(&mut c);
     let sweep = sweep::check(&mut c);
     let retention = retention::check(&mut c);
+    let ledger = ledger::check(&mut c);
     let database = database::check(&mut c);
     let http = http::check(&mut c);
     c.finish()?;
@@ -308,6 +321,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         session_cookie_name: security.session_cookie_name,
         session_policy,
         internal_api_keys: security.internal_api_keys,
+        internal_key_names: security.internal_key_names,
         log_format: server.log_format,
         refresh_margin: tokens.refresh_margin,
         google_calls,
@@ -318,6 +332,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         webhooks,
         sweep,
         retention,
+        ledger,
         database,
         http,
         trusted_proxies: security.trusted_proxies,

@@ -1,4 +1,5 @@
-//! Retention: how long the audit trail and delivered webhooks are kept.
+//! Retention: how long the audit trail, the fetch ledger and delivered
+//! webhooks are kept.
 
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use super::Checker;
 keys! {
     EVENT_RETENTION_DAYS,
     WEBHOOK_RETENTION_DAYS,
+    LEDGER_RETENTION_DAYS,
     RETENTION_BATCH,
     RETENTION_INTERVAL_SECS,
 }
@@ -19,6 +21,9 @@ pub struct RetentionSettings {
     /// Delivered `webhook_outbox` rows older than this are deleted (pending
     /// and dead ones never are); `None`: kept forever.
     pub delivered_webhooks: Option<Duration>,
+    /// `token_fetch_ledger` rows whose minute is older than this are deleted
+    /// (default: as `EVENT_RETENTION_DAYS`); `None`: kept forever.
+    pub ledger: Option<Duration>,
     /// Rows deleted per statement (one short transaction each).
     pub batch: u32,
     /// How often pruning runs.
@@ -28,13 +33,15 @@ pub struct RetentionSettings {
 const DAY: u64 = 86_400;
 
 pub(super) fn check(c: &mut Checker) -> RetentionSettings {
-    let mut days = |key, default| {
-        let n = c.number(key, default, 0..=36_500, "days");
-        (n > 0).then(|| Duration::from_secs(n * DAY))
-    };
+    let mut number = |key, default| c.number(key, default, 0..=36_500, "days");
+    let event_days = number(EVENT_RETENTION_DAYS, 400);
+    let webhook_days = number(WEBHOOK_RETENTION_DAYS, 14);
+    let ledger_days = number(LEDGER_RETENTION_DAYS, event_days);
+    let days = |n: u64| (n > 0).then(|| Duration::from_secs(n * DAY));
     RetentionSettings {
-        events: days(EVENT_RETENTION_DAYS, 400),
-        delivered_webhooks: days(WEBHOOK_RETENTION_DAYS, 14),
+        events: days(event_days),
+        delivered_webhooks: days(webhook_days),
+        ledger: days(ledger_days),
         batch: c.number(RETENTION_BATCH, 1000, 1..=100_000, "rows") as u32,
         interval: c.seconds(RETENTION_INTERVAL_SECS, 3600, 1..=86_400),
     }

@@ -457,3 +457,104 @@ fn the_session_policy_defaults_to_ro_beings_sessions_and_reads_its_settings() {
     let text = Settings::from_pairs(pairs).unwrap_err().to_string();
     assert!(text.contains("SESSION_JWT_MAX_LIFETIME_SECS"), "{text}");
 }
+
+/// A second random key, as `auth-server init` makes them.
+const INTERNAL_2: &str = "pQ3v9Xk2LmN8rT5wYz1aB4cD7eF0gH6iJ-kL_mNoPqR";
+
+fn with_keys(keys: &str) -> Vec<(&'static str, String)> {
+    let mut p = good();
+    p.retain(|(k, _)| *k != "INTERNAL_API_KEYS");
+    p.push(("INTERNAL_API_KEYS", keys.into()));
+    p
+}
+
+#[test]
+fn internal_keys_take_names_and_plain_keys_are_named_by_their_fingerprint() {
+    let s = Settings::from_pairs(with_keys(&format!(
+        "skill-calendar:{INTERNAL}, {INTERNAL_2}"
+    )))
+    .unwrap();
+    let names: Vec<&str> = s.internal_key_names.iter().map(|n| &**n).collect();
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(INTERNAL_2.as_bytes());
+    let fingerprint = format!(
+        "key-{:02x}{:02x}{:02x}{:02x}",
+        digest[0], digest[1], digest[2], digest[3]
+    );
+    assert_eq!(names, ["skill-calendar", fingerprint.as_str()]);
+    assert_eq!(s.internal_api_keys[0].expose_secret(), INTERNAL);
+    assert_eq!(s.internal_api_keys[1].expose_secret(), INTERNAL_2);
+    // The names are shown, the keys never.
+    let debug = format!("{s:?}");
+    assert!(
+        debug.contains("skill-calendar") && debug.contains(&fingerprint),
+        "{debug}"
+    );
+    assert!(
+        !debug.contains(INTERNAL) && !debug.contains(INTERNAL_2),
+        "{debug}"
+    );
+}
+
+#[test]
+fn a_key_holding_a_colon_is_written_after_a_name() {
+    let key = format!("{INTERNAL}:{INTERNAL_2}");
+    let s = Settings::from_pairs(with_keys(&format!("skill-gmail:{key}"))).unwrap();
+    assert_eq!(&*s.internal_key_names[0], "skill-gmail");
+    assert_eq!(s.internal_api_keys[0].expose_secret(), key);
+}
+
+#[test]
+fn bad_and_duplicate_key_names_and_duplicate_keys_are_refused_by_position() {
+    let err = Settings::from_pairs(with_keys(&format!(
+        "Skill-Calendar:{INTERNAL},skill-gmail:{INTERNAL},skill-gmail:{INTERNAL_2},-x:{INTERNAL_2}"
+    )))
+    .unwrap_err();
+    let text = err.to_string();
+    for needle in [
+        "INTERNAL_API_KEYS: key 1 of 4: `Skill-Calendar` is not a key name",
+        "INTERNAL_API_KEYS: key 3 of 4: the name `skill-gmail` is used twice",
+        "INTERNAL_API_KEYS: key 4 of 4: `-x` is not a key name",
+    ] {
+        assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
+    }
+    assert_eq!(err.problems.len(), 3, "{text}");
+    let err = Settings::from_pairs(with_keys(&format!(
+        "skill-calendar:{INTERNAL},skill-gmail:{INTERNAL}"
+    )))
+    .unwrap_err();
+    assert_eq!(
+        err.problems,
+        ["INTERNAL_API_KEYS: key 2 of 2 (`skill-gmail`): the same key is listed twice; give each skill its own key"]
+    );
+    assert!(!err.to_string().contains(INTERNAL));
+}
+
+#[test]
+fn a_named_weak_key_is_refused_like_a_plain_one() {
+    let err =
+        Settings::from_pairs(with_keys("skill-calendar:change-me-skill-calendar-key")).unwrap_err();
+    assert_eq!(err.problems.len(), 1, "{err}");
+    assert!(
+        err.problems[0].starts_with("INTERNAL_API_KEYS: key 1 of 1 is a placeholder"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_ledger_is_kept_as_long_as_the_audit_trail_unless_told_otherwise() {
+    let day = Duration::from_secs(86_400);
+    let mut p = good();
+    p.push(("EVENT_RETENTION_DAYS", "90".into()));
+    let s = Settings::from_pairs(p.clone()).unwrap();
+    assert_eq!(s.retention.ledger, Some(day * 90));
+    assert_eq!(s.ledger.flush_every, Duration::from_secs(5));
+    p.push(("LEDGER_RETENTION_DAYS", "0".into()));
+    p.push(("LEDGER_FLUSH_SECS", "0".into()));
+    let err = Settings::from_pairs(p.clone()).unwrap_err();
+    assert_eq!(
+        err.problems,
+        ["LEDGER_FLUSH_SECS must be a whole number of seconds from 1 to 300"]
+    );
+    p.retain(|(k, _)| *k != "LEDGER_FLUSH_SECS");
+    assert_eq!(Settings::from_pairs(p).unwrap().retention.ledger, None);
+}

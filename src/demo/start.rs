@@ -171,7 +171,8 @@ impl Banner {
                 "  Internal API key: the first of your INTERNAL_API_KEYS (not printed; the curl reads it \
                  from the shell: export it, or `set -a; . ./.env; set +a`)"
                     .to_string(),
-                "${INTERNAL_API_KEYS%%,*}".to_string(),
+                // The first entry, without its `name:` if it has one.
+                "$(k=${INTERNAL_API_KEYS%%,*}; echo ${k#*:})".to_string(),
             ),
         };
         let exposed = if self.addr.ip().is_loopback() {

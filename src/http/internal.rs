@@ -1,5 +1,6 @@
 //! The internal API for skills (skill-calendar, skill-gmail) and operators:
-//! tokens, disconnect, diagnosis, the rollout report. Internal API keys only.
+//! tokens, disconnect, diagnosis, the fetch ledger, the rollout report.
+//! Internal API keys only.
 
 use axum::extract::{FromRequestParts, RawQuery, State};
 use axum::http::header::CONTENT_TYPE;
@@ -7,6 +8,8 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -24,19 +27,26 @@ use crate::passport::report;
 use crate::passport::token::IssuedToken;
 use crate::scopes::{ScopeError, ScopeSet};
 
-/// A caller that presented one of `INTERNAL_API_KEYS`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct InternalCaller;
+/// A caller that presented one of `INTERNAL_API_KEYS`, by the key's name.
+#[derive(Debug, Clone)]
+pub(crate) struct InternalCaller {
+    pub name: Arc<str>,
+}
 
-/// Compare a presented key with every configured key in constant time.
-pub(crate) fn key_matches(presented: &str, keys: &[secrecy::SecretString]) -> bool {
+/// Which configured key was presented: the presented key is compared with
+/// every configured key in constant time, whichever matches.
+pub(crate) fn key_index(presented: &str, keys: &[secrecy::SecretString]) -> Option<usize> {
+    use subtle::ConditionallySelectable;
     let p = Sha256::digest(presented.as_bytes());
     let mut ok = subtle::Choice::from(0u8);
-    for k in keys {
+    let mut index = 0u32;
+    for (i, k) in keys.iter().enumerate() {
         let h = Sha256::digest(k.expose_secret().as_bytes());
-        ok |= p[..].ct_eq(&h[..]);
+        let eq = p[..].ct_eq(&h[..]);
+        index.conditional_assign(&(i as u32), eq);
+        ok |= eq;
     }
-    ok.into()
+    bool::from(ok).then_some(index as usize)
 }
 
 impl FromRequestParts<AppState> for InternalCaller {
@@ -46,12 +56,18 @@ impl FromRequestParts<AppState> for InternalCaller {
         parts: &mut Parts,
         app: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        match bearer(parts) {
-            Some(k) if key_matches(k, &app.settings.internal_api_keys) => Ok(InternalCaller),
-            Some(_) => Err(ApiError::unauthorized("the internal API key is not valid")),
-            None => Err(ApiError::unauthorized(
+        let Some(k) = bearer(parts) else {
+            return Err(ApiError::unauthorized(
                 "send an internal API key as `Authorization: Bearer <key>`",
-            )),
+            ));
+        };
+        match key_index(k, &app.settings.internal_api_keys) {
+            Some(i) => {
+                let name = app.settings.internal_key_names[i].clone();
+                tracing::Span::current().record("caller", &*name);
+                Ok(InternalCaller { name })
+            }
+            None => Err(ApiError::unauthorized("the internal API key is not valid")),
         }
     }
 }
@@ -129,12 +145,18 @@ pub(crate) async fn token(
     ClientIp(ip): ClientIp,
     body: axum::body::Bytes,
 ) -> Response {
+    // Labels only from the configured names (bounded); "-" without a valid key.
+    let who: metrics::SharedString = match &caller {
+        Ok(c) => c.name.clone().into(),
+        Err(_) => "-".into(),
+    };
     let result = token_for(&app, &name, caller, ip, &body).await;
     let code = match &result {
         Ok(_) => "ok",
         Err(e) => e.error.as_str(),
     };
-    metrics::counter!("passport_token_requests_total", "code" => code).increment(1);
+    metrics::counter!("passport_token_requests_total", "code" => code, "caller" => who)
+        .increment(1);
     match result {
         Ok(t) => Json(TokenAnswer {
             access_token: t.access_token.expose_secret().to_string(),
@@ -158,14 +180,18 @@ async fn token_for(
     body: &[u8],
 ) -> Result<IssuedToken, ApiError> {
     let provider = provider::<ApiError>(app, name)?;
-    identified(caller, || app.limiters.token_ip(ip))?;
+    let caller = identified(caller, || app.limiters.token_ip(ip))?;
     let (user, scopes) = parse_token_request(body)?;
     app.limiters.token_user(user)?;
     let reauth = |e| ApiError::from(e).with_reauth_url(&app.passport.reauth_url(provider));
-    app.passport
+    let issued = app
+        .passport
         .token_for(provider, user, &scopes)
         .await
-        .map_err(reauth)
+        .map_err(reauth)?;
+    app.passport
+        .record_fetch(caller.name, provider, user, scopes);
+    Ok(issued)
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -257,4 +283,36 @@ pub(crate) async fn report(
             }
         }
     }
+}
+
+/// `GET /internal/passport/{provider}/users/{user_id}/ledger[?since=RFC3339&caller=name]`.
+pub(crate) async fn ledger(
+    State(app): State<AppState>,
+    ApiPath((name, user)): ApiPath<(String, String)>,
+    caller: Result<InternalCaller, ApiError>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let (provider, user) = user_route(&app, &name, caller, &user)?;
+    let q = query::parse(raw.as_deref())
+        .map_err(|_| ApiError::bad_request("duplicated or oversized query"))?;
+    if let Some(k) = q.keys().find(|k| !matches!(k.as_str(), "since" | "caller")) {
+        return Err(ApiError::bad_request(format!(
+            "unknown query parameter `{}`; use since and caller",
+            k.chars().take(40).collect::<String>()
+        )));
+    }
+    let since = match q.get("since") {
+        None => None,
+        Some(s) => Some(
+            DateTime::parse_from_rfc3339(s)
+                .map_err(|_| ApiError::bad_request("since must be an RFC 3339 time"))?
+                .with_timezone(&Utc),
+        ),
+    };
+    let who = q.get("caller").map(String::as_str);
+    if who.is_some_and(|w| !crate::config::is_key_name(w)) {
+        return Err(ApiError::bad_request("caller must be a key name"));
+    }
+    let view = app.passport.ledger(provider, user, since, who).await?;
+    Ok(Json(view).into_response())
 }

@@ -107,6 +107,10 @@ pub(crate) fn routes(app: &AppState) -> Router<AppState> {
             get(internal::diagnosis),
         )
         .route(
+            "/internal/passport/{provider}/users/{user_id}/ledger",
+            get(internal::ledger),
+        )
+        .route(
             "/internal/passport/{provider}/report",
             get(internal::report),
         );
@@ -159,7 +163,8 @@ pub(crate) fn with_common_layers(router: Router, deadlines: Deadlines) -> Router
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("-")
                     .to_string();
-                tracing::info_span!("http", method = %req.method(), route = %route, request_id = %request_id)
+                // `caller`: the internal API key's name, once it is known.
+                tracing::info_span!("http", method = %req.method(), route = %route, request_id = %request_id, caller = tracing::field::Empty)
             }),
         )
         .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeRequestUuid));

@@ -11,6 +11,7 @@ pub(crate) mod disconnect;
 pub(crate) mod flash;
 pub mod flow;
 pub(crate) mod keys;
+pub(crate) mod ledger;
 mod locks;
 pub(crate) mod prior_grant;
 pub(crate) mod provider;
@@ -61,6 +62,8 @@ pub struct Passport {
     pub(crate) misconfigured_log: Throttle,
     /// Signs the item page's result flash ([`flash`]).
     pub(crate) flash_key: crate::crypto::Authenticator,
+    /// Tokens handed out, counted per caller until written ([`ledger`]).
+    pub(crate) fetch_ledger: ledger::FetchLedger,
 }
 
 impl Passport {
@@ -79,6 +82,7 @@ impl Passport {
             ),
             misconfigured_log: Throttle::default(),
             flash_key: flash::key(settings.session_jwt_secret.expose_secret().as_bytes()),
+            fetch_ledger: ledger::FetchLedger::new(settings.ledger.max_keys),
             settings,
             db,
         }

@@ -1,5 +1,6 @@
 //! Retention: every `RETENTION_INTERVAL_SECS`, `passport_event` rows older
-//! than `EVENT_RETENTION_DAYS` and webhooks delivered more than
+//! than `EVENT_RETENTION_DAYS`, fetch ledger rows older than
+//! `LEDGER_RETENTION_DAYS` and webhooks delivered more than
 //! `WEBHOOK_RETENTION_DAYS` ago are deleted, `RETENTION_BATCH` rows per
 //! statement, so no transaction grows with the backlog. Pending and dead
 //! webhooks are never pruned. Every instance runs it; batches skip rows
@@ -13,16 +14,17 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::passport::Passport;
-use crate::store::{passport_event, webhook_outbox};
+use crate::store::{passport_event, token_fetch_ledger, webhook_outbox};
 
 /// Rows deleted by one pruning round.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Pruned {
     pub events: u64,
     pub webhooks: u64,
+    pub ledger: u64,
 }
 
-/// One round: both tables, batch after batch, until a batch comes back short
+/// One round: every table, batch after batch, until a batch comes back short
 /// or `stop` is cancelled (between two batches).
 async fn prune_once(app: &Passport, stop: &CancellationToken) -> Result<Pruned, sqlx::Error> {
     let r = app.settings.retention;
@@ -36,6 +38,11 @@ async fn prune_once(app: &Passport, stop: &CancellationToken) -> Result<Pruned, 
         let db = &app.db;
         let prune = || webhook_outbox::prune_delivered(db, cutoff, batch);
         pruned.webhooks = batches(batch, stop, prune).await?;
+    }
+    if let Some(cutoff) = cutoff(r.ledger) {
+        let db = &app.db;
+        let prune = || token_fetch_ledger::prune(db, cutoff, batch);
+        pruned.ledger = batches(batch, stop, prune).await?;
     }
     Ok(pruned)
 }
@@ -67,7 +74,7 @@ where
 /// Prune every `RETENTION_INTERVAL_SECS` until `stop` is cancelled.
 pub(crate) async fn run_pruner(app: Arc<Passport>, stop: CancellationToken) {
     let r = app.settings.retention;
-    if r.events.is_none() && r.delivered_webhooks.is_none() {
+    if r.events.is_none() && r.delivered_webhooks.is_none() && r.ledger.is_none() {
         return;
     }
     while !stop.is_cancelled() {
@@ -78,7 +85,14 @@ pub(crate) async fn run_pruner(app: Arc<Passport>, stop: CancellationToken) {
                     .increment(p.events);
                 metrics::counter!("passport_retention_deleted_total", "table" => "webhook_outbox")
                     .increment(p.webhooks);
-                tracing::info!(events = p.events, webhooks = p.webhooks, "old rows pruned");
+                metrics::counter!("passport_retention_deleted_total", "table" => "token_fetch_ledger")
+                    .increment(p.ledger);
+                tracing::info!(
+                    events = p.events,
+                    webhooks = p.webhooks,
+                    ledger = p.ledger,
+                    "old rows pruned"
+                );
             }
             Err(e) => tracing::warn!(error = %e, "pruning old rows failed; will try again"),
         }

@@ -18,6 +18,7 @@ mod google_faults;
 mod helpers;
 mod hostile;
 mod interrupted;
+mod ledger;
 mod legacy;
 mod lifecycle;
 mod ops;

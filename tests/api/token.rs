@@ -511,11 +511,11 @@ async fn token_answers_are_counted_in_metrics() {
     assert_eq!(app.token(refreshing, &[]).await.0, StatusCode::OK);
     let m = app.metrics().await;
     assert!(
-        m.contains("passport_token_requests_total{code=\"scope_missing\"}"),
+        m.contains("passport_token_requests_total{code=\"scope_missing\",caller="),
         "{m}"
     );
     assert!(
-        m.contains("passport_token_requests_total{code=\"ok\"}"),
+        m.contains("passport_token_requests_total{code=\"ok\",caller="),
         "{m}"
     );
     assert!(
