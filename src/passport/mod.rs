@@ -17,6 +17,8 @@ pub(crate) mod provider;
 pub(crate) mod report;
 pub(crate) mod retention;
 pub mod return_to;
+pub(crate) mod risc;
+pub(crate) mod risc_register;
 pub(crate) mod scope_truth;
 pub(crate) mod status;
 pub(crate) mod sweep;
@@ -61,6 +63,8 @@ pub struct Passport {
     pub(crate) misconfigured_log: Throttle,
     /// Signs the item page's result flash ([`flash`]).
     pub(crate) flash_key: crate::crypto::Authenticator,
+    /// Google's RISC issuer and signing keys, as last fetched ([`risc`]).
+    pub(crate) risc_keys: risc::RiscKeys,
 }
 
 impl Passport {
@@ -79,6 +83,7 @@ impl Passport {
             ),
             misconfigured_log: Throttle::default(),
             flash_key: flash::key(settings.session_jwt_secret.expose_secret().as_bytes()),
+            risc_keys: risc::RiscKeys::default(),
             settings,
             db,
         }

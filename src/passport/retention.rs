@@ -1,5 +1,5 @@
-//! Retention: every `RETENTION_INTERVAL_SECS`, `passport_event` rows older
-//! than `EVENT_RETENTION_DAYS` and webhooks delivered more than
+//! Retention: every `RETENTION_INTERVAL_SECS`, `passport_event` and
+//! `risc_event` rows older than `EVENT_RETENTION_DAYS` and webhooks delivered more than
 //! `WEBHOOK_RETENTION_DAYS` ago are deleted, `RETENTION_BATCH` rows per
 //! statement, so no transaction grows with the backlog. Pending and dead
 //! webhooks are never pruned. Every instance runs it; batches skip rows
@@ -13,13 +13,15 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::passport::Passport;
-use crate::store::{passport_event, webhook_outbox};
+use crate::store::{passport_event, risc_event, webhook_outbox};
 
 /// Rows deleted by one pruning round.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Pruned {
     pub events: u64,
     pub webhooks: u64,
+    /// `risc_event` rows (kept as long as `passport_event`).
+    pub risc_events: u64,
 }
 
 /// One round: both tables, batch after batch, until a batch comes back short
@@ -31,6 +33,8 @@ async fn prune_once(app: &Passport, stop: &CancellationToken) -> Result<Pruned, 
     if let Some(cutoff) = cutoff(r.events) {
         let db = &app.db;
         pruned.events = batches(batch, stop, || passport_event::prune(db, cutoff, batch)).await?;
+        let prune = || risc_event::prune(db, cutoff, batch);
+        pruned.risc_events = batches(batch, stop, prune).await?;
     }
     if let Some(cutoff) = cutoff(r.delivered_webhooks) {
         let db = &app.db;
@@ -78,6 +82,8 @@ pub(crate) async fn run_pruner(app: Arc<Passport>, stop: CancellationToken) {
                     .increment(p.events);
                 metrics::counter!("passport_retention_deleted_total", "table" => "webhook_outbox")
                     .increment(p.webhooks);
+                metrics::counter!("passport_retention_deleted_total", "table" => "risc_event")
+                    .increment(p.risc_events);
                 tracing::info!(events = p.events, webhooks = p.webhooks, "old rows pruned");
             }
             Err(e) => tracing::warn!(error = %e, "pruning old rows failed; will try again"),

@@ -25,6 +25,7 @@ mod pages;
 mod rate_limits;
 mod report;
 mod retention;
+mod risc;
 mod scopes_mac;
 mod secrets;
 mod security;
