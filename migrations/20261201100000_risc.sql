@@ -15,15 +15,15 @@ CREATE INDEX IF NOT EXISTS risc_event_received_at ON risc_event (received_at);
 
 -- What a `token-revoked` event names a refresh token by, never the token:
 -- `refresh_token_sha512` = base64(SHA-512(SHA-512(token))) (Google's
--- `hash_base64_sha512_sha512`), `refresh_token_prefix_mac` =
+-- `hash_base64_sha512_sha512`), `refresh_prefix_mac` =
 -- `<key id>:<base64url HMAC-SHA256 of the token's first 16 characters>`
 -- under a key derived from TOKEN_ENCRYPTION_KEYS (Google's `prefix`).
 ALTER TABLE gmail_token ADD COLUMN IF NOT EXISTS refresh_token_sha512 text;
-ALTER TABLE gmail_token ADD COLUMN IF NOT EXISTS refresh_token_prefix_mac text;
+ALTER TABLE gmail_token ADD COLUMN IF NOT EXISTS refresh_prefix_mac text;
 CREATE INDEX IF NOT EXISTS gmail_token_refresh_token_sha512
     ON gmail_token (refresh_token_sha512) WHERE refresh_token_sha512 IS NOT NULL;
-CREATE INDEX IF NOT EXISTS gmail_token_refresh_token_prefix_mac
-    ON gmail_token (refresh_token_prefix_mac) WHERE refresh_token_prefix_mac IS NOT NULL;
+CREATE INDEX IF NOT EXISTS gmail_token_refresh_prefix_mac
+    ON gmail_token (refresh_prefix_mac) WHERE refresh_prefix_mac IS NOT NULL;
 -- Subject-wide events find every connection of one Google account.
 CREATE INDEX IF NOT EXISTS gmail_token_google_sub ON gmail_token (google_sub);
 
@@ -33,7 +33,7 @@ CREATE INDEX IF NOT EXISTS gmail_token_google_sub ON gmail_token (google_sub);
 CREATE OR REPLACE FUNCTION gmail_token_refresh_ids_stale() RETURNS trigger AS $$
 BEGIN
     NEW.refresh_token_sha512 := NULL;
-    NEW.refresh_token_prefix_mac := NULL;
+    NEW.refresh_prefix_mac := NULL;
     RETURN NEW;
 END
 $$ LANGUAGE plpgsql;

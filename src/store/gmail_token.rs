@@ -587,33 +587,55 @@ pub(crate) enum SignalTarget<'a> {
 
 /// Mark the active connections a signal names `reauth_required` with its
 /// cause (a refresh in flight loses its claim, so it cannot undo the mark).
-/// Connections already not active are left alone.
+/// Connections already not active are left alone. One statement per target
+/// kind, each served by its index.
 pub(crate) async fn mark_signalled(
     db: impl PgExecutor<'_>,
     target: SignalTarget<'_>,
     cause: &ReauthCause,
 ) -> Result<Vec<Signalled>, sqlx::Error> {
-    let (sub, sha, macs) = match target {
-        SignalTarget::Subject(s) => (Some(s), None, None),
-        SignalTarget::Sha512(h) => (None, Some(h), None),
-        SignalTarget::PrefixMac(m) => (None, None, Some(m)),
-    };
-    sqlx::query_as!(
-        Signalled,
-        r#"UPDATE gmail_token SET status = 'reauth_required', last_error = $4,
-               refresh_claimed_until = NULL, updated_at = now()
-           WHERE status = 'active'
-             AND (($1::text IS NOT NULL AND google_sub = $1)
-               OR ($2::text IS NOT NULL AND refresh_token_sha512 = $2)
-               OR ($3::text[] IS NOT NULL AND refresh_token_prefix_mac = ANY($3)))
-           RETURNING user_id, email"#,
-        sub,
-        sha,
-        macs,
-        cause.to_last_error(),
-    )
-    .fetch_all(db)
-    .await
+    let why = cause.to_last_error();
+    match target {
+        SignalTarget::Subject(sub) => {
+            sqlx::query_as!(
+                Signalled,
+                r#"UPDATE gmail_token SET status = 'reauth_required', last_error = $2,
+                       refresh_claimed_until = NULL, updated_at = now()
+                   WHERE google_sub = $1 AND status = 'active'
+                   RETURNING user_id, email"#,
+                sub,
+                why,
+            )
+            .fetch_all(db)
+            .await
+        }
+        SignalTarget::Sha512(hash) => {
+            sqlx::query_as!(
+                Signalled,
+                r#"UPDATE gmail_token SET status = 'reauth_required', last_error = $2,
+                       refresh_claimed_until = NULL, updated_at = now()
+                   WHERE refresh_token_sha512 = $1 AND status = 'active'
+                   RETURNING user_id, email"#,
+                hash,
+                why,
+            )
+            .fetch_all(db)
+            .await
+        }
+        SignalTarget::PrefixMac(macs) => {
+            sqlx::query_as!(
+                Signalled,
+                r#"UPDATE gmail_token SET status = 'reauth_required', last_error = $2,
+                       refresh_claimed_until = NULL, updated_at = now()
+                   WHERE refresh_prefix_mac = ANY($1) AND status = 'active'
+                   RETURNING user_id, email"#,
+                macs,
+                why,
+            )
+            .fetch_all(db)
+            .await
+        }
+    }
 }
 
 /// What a `token-revoked` event can name a refresh token by.
@@ -633,10 +655,10 @@ pub(crate) async fn set_refresh_ids(
     ids: &RefreshIds<'_>,
 ) -> Result<bool, sqlx::Error> {
     let r = sqlx::query!(
-        r#"UPDATE gmail_token SET refresh_token_sha512 = $3, refresh_token_prefix_mac = $4
+        r#"UPDATE gmail_token SET refresh_token_sha512 = $3, refresh_prefix_mac = $4
            WHERE user_id = $1 AND refresh_token = $2
              AND (refresh_token_sha512 IS DISTINCT FROM $3
-               OR refresh_token_prefix_mac IS DISTINCT FROM $4)"#,
+               OR refresh_prefix_mac IS DISTINCT FROM $4)"#,
         user_id,
         sealed,
         ids.sha512,
@@ -668,8 +690,8 @@ pub(crate) async fn unidentified_page(
            WHERE ($1::uuid IS NULL OR user_id > $1)
              AND refresh_token IS NOT NULL AND refresh_token <> ''
              AND (refresh_token_sha512 IS NULL
-               OR ($3::text IS NOT NULL AND (refresh_token_prefix_mac IS NULL
-                   OR NOT starts_with(refresh_token_prefix_mac, $3 || ':'))))
+               OR ($3::text IS NOT NULL AND (refresh_prefix_mac IS NULL
+                   OR NOT starts_with(refresh_prefix_mac, $3 || ':'))))
            ORDER BY user_id LIMIT $2"#,
         after,
         limit,

@@ -295,7 +295,7 @@ async fn token_revoked_by_prefix_or_by_hash_marks_only_the_connection_holding_th
     let refresh_b = app.refresh_of(b).await.unwrap();
     assert_ne!(refresh_a, refresh_b);
     let stored: Option<String> =
-        sqlx::query_scalar("SELECT refresh_token_prefix_mac FROM gmail_token WHERE user_id = $1")
+        sqlx::query_scalar("SELECT refresh_prefix_mac FROM gmail_token WHERE user_id = $1")
             .bind(a)
             .fetch_one(&app.db)
             .await
