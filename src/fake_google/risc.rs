@@ -204,10 +204,7 @@ impl FakeGoogle {
         if let Some(s) = &p.state {
             body.insert("state".into(), json!(s));
         }
-        let jti = p
-            .jti
-            .clone()
-            .unwrap_or_else(|| crate::passport::random_token());
+        let jti = p.jti.clone().unwrap_or_else(crate::passport::random_token);
         let aud = p
             .aud
             .clone()
@@ -318,21 +315,26 @@ fn api_error(status: StatusCode, message: &str) -> Response {
 }
 
 /// The RISC API accepts only the service account's self-signed JWT.
-fn authorized(headers: &HeaderMap) -> Result<(), Response> {
-    let token = headers
+fn authorized(headers: &HeaderMap) -> bool {
+    let Some(token) = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| api_error(StatusCode::UNAUTHORIZED, "Unauthorized."))?;
-    let key = DecodingKey::from_rsa_components(modulus(&SERVICE_ACCOUNT_KEY), "AQAB")
-        .map_err(|_| api_error(StatusCode::INTERNAL_SERVER_ERROR, "bad fake key"))?;
+    else {
+        return false;
+    };
+    let Ok(key) = DecodingKey::from_rsa_components(modulus(&SERVICE_ACCOUNT_KEY), "AQAB") else {
+        return false;
+    };
     let mut v = Validation::new(Algorithm::RS256);
     v.set_audience(&[RISC_API_AUDIENCE]);
     v.set_issuer(&[SERVICE_ACCOUNT_EMAIL]);
     v.set_required_spec_claims(&["exp", "iat", "iss", "sub", "aud"]);
-    jsonwebtoken::decode::<Value>(token, &key, &v)
-        .map(|_| ())
-        .map_err(|_| api_error(StatusCode::UNAUTHORIZED, "Unauthorized."))
+    jsonwebtoken::decode::<Value>(token, &key, &v).is_ok()
+}
+
+fn unauthorized() -> Response {
+    api_error(StatusCode::UNAUTHORIZED, "Unauthorized.")
 }
 
 #[derive(Deserialize)]
@@ -353,8 +355,8 @@ pub(super) async fn stream_update(
     headers: HeaderMap,
     Json(u): Json<StreamUpdate>,
 ) -> Response {
-    if let Err(r) = authorized(&headers) {
-        return r;
+    if !authorized(&headers) {
+        return unauthorized();
     }
     if u.delivery.delivery_method != PUSH_METHOD {
         return api_error(StatusCode::BAD_REQUEST, "unsupported delivery_method");
@@ -368,8 +370,8 @@ pub(super) async fn stream_update(
 
 /// `GET /v1beta/stream`.
 pub(super) async fn stream(State(fake): State<FakeGoogle>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&headers) {
-        return r;
+    if !authorized(&headers) {
+        return unauthorized();
     }
     let (receiver, events) = fake.risc_stream();
     Json(json!({
@@ -391,8 +393,8 @@ pub(super) async fn stream_verify(
     headers: HeaderMap,
     Json(v): Json<StreamVerify>,
 ) -> Response {
-    if let Err(r) = authorized(&headers) {
-        return r;
+    if !authorized(&headers) {
+        return unauthorized();
     }
     fake.lock().count("risc.stream_verify");
     let p = Push {
