@@ -485,6 +485,27 @@ mod tests {
     const K2: &str = "k2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
 
     #[test]
+    fn refresh_token_identifiers_follow_googles_recipe() {
+        // `openssl dgst -sha512 -binary | openssl dgst -sha512 -binary | base64`
+        let token = "1//0abcdefghijklmnopqrstuvwxyz";
+        assert_eq!(
+            refresh_token_sha512(token),
+            "EOiK4/AZqIs/aeU1dL/hnZm7+cSA4HDViXLJx+aIi/Gcq+olzAApjCYGdi6LRKGAypPGxAyYda5kB10sQGJuqg=="
+        );
+        assert_eq!(refresh_token_prefix(token), "1//0abcdefghijkl");
+        assert_eq!(refresh_token_prefix("short"), "short");
+        let c = TokenCipher::new(&keys(&format!("{K1},{K2}")), false);
+        let mac = c.prefix_mac("1//0abcdefghijkl").unwrap();
+        assert!(
+            mac.starts_with("k1:") && !mac.contains("abcdefghijkl"),
+            "{mac}"
+        );
+        let candidates = c.prefix_mac_candidates("1//0abcdefghijkl");
+        assert_eq!(candidates.len(), 2);
+        assert_eq!(candidates[0], mac);
+        assert_ne!(c.prefix_mac("1//0abcdefghijkm").unwrap(), mac);
+    }
+    #[test]
     fn seals_and_opens_with_user_and_field_bound() {
         let c = TokenCipher::new(&keys(K1), false);
         let u = Uuid::new_v4();

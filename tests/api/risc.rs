@@ -457,3 +457,25 @@ async fn risc_register_configures_the_stream_and_google_sends_a_verification_eve
     assert!(stderr.contains("Google refused stream:update"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_signal_received_by_one_instance_drops_the_cached_token_of_every_instance() {
+    let app = spawn(&[]).await;
+    let other = app.sibling(&[]).await;
+    let user = Uuid::new_v4();
+    app.seed_passport(user, JISOO, ALL).await;
+    // The other instance serves the token once: its cache holds it.
+    assert_eq!(other.token(user, &["calendar"]).await.0, StatusCode::OK);
+    let refreshes = app.fake.calls("token");
+
+    let (status, _) = push(&app, json!({"event": "sessions-revoked", "email": JISOO})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    wait_until(
+        "the other instance to answer reauth_required",
+        Duration::from_secs(10),
+        async || other.token(user, &["calendar"]).await.0 == StatusCode::CONFLICT,
+    )
+    .await;
+    assert_eq!(app.fake.calls("token"), refreshes, "no call to Google");
+}
