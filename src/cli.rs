@@ -1,6 +1,6 @@
 //! The command line: `serve` (default), `init`, `check-settings`, `migrate`,
 //! `demo`, `doctor`, `report`, `ledger`, `rotate-keys`, `webhooks retry`,
-//! `fake-google`.
+//! `risc register`, `risc backfill`, `fake-google`.
 
 mod init;
 
@@ -114,6 +114,12 @@ pub enum Command {
         #[command(subcommand)]
         action: WebhooksAction,
     },
+    /// Google's revocation signals (RISC): registering the receiver, and
+    /// filling the refresh-token identifiers `token-revoked` events match.
+    Risc {
+        #[command(subcommand)]
+        action: RiscAction,
+    },
     /// Run only the fake Google (for local development against `serve`).
     FakeGoogle {
         #[arg(long, default_value = "127.0.0.1:51124")]
@@ -137,6 +143,28 @@ pub enum WebhooksAction {
         /// Re-queue every dead letter (required: says what is retried).
         #[arg(long)]
         dead: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RiscAction {
+    /// Register this service's receiver with Google's RISC API
+    /// (`stream:update` with every handled event type, then `stream:verify`).
+    Register {
+        /// The service account key file (JSON) of an account with the RISC
+        /// Configuration Admin role.
+        #[arg(long)]
+        service_account: std::path::PathBuf,
+        /// The receiver URL [default: PUBLIC_BASE_URL + /google/risc].
+        #[arg(long)]
+        receiver: Option<url::Url>,
+    },
+    /// Store the identifiers (hash, prefix MAC) of stored refresh tokens
+    /// that lack them, in batches.
+    Backfill {
+        /// Rows per batch.
+        #[arg(long, default_value_t = 500)]
+        batch: i64,
     },
 }
 
@@ -180,6 +208,16 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Webhooks {
                 action: WebhooksAction::Retry { dead },
             } => webhooks_retry(dead).await,
+            Command::Risc {
+                action:
+                    RiscAction::Register {
+                        service_account,
+                        receiver,
+                    },
+            } => risc_register(&service_account, receiver).await,
+            Command::Risc {
+                action: RiscAction::Backfill { batch },
+            } => risc_backfill(batch).await,
             Command::FakeGoogle {
                 bind,
                 client_id,
@@ -386,6 +424,40 @@ async fn rotate_keys(batch: i64) -> anyhow::Result<()> {
                 .join(", ")
         );
     }
+    Ok(())
+}
+
+async fn risc_register(file: &std::path::Path, receiver: Option<url::Url>) -> anyhow::Result<()> {
+    let json = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("--service-account {}: {e}", file.display()))?;
+    let passport = operator_passport().await?;
+    let r = passport.register_risc_stream(&json, receiver).await;
+    passport.db().close().await;
+    let r = r?;
+    println!(
+        "registered the RISC receiver {} as {} for {} event types:",
+        r.receiver,
+        r.service_account,
+        r.events.len()
+    );
+    for e in &r.events {
+        println!("  {e}");
+    }
+    println!(
+        "asked Google for a verification event (state {:?}); the receiver logs it when it arrives",
+        r.state
+    );
+    Ok(())
+}
+
+async fn risc_backfill(batch: i64) -> anyhow::Result<()> {
+    if !(1..=10_000).contains(&batch) {
+        anyhow::bail!("--batch must be between 1 and 10000");
+    }
+    let passport = operator_passport().await?;
+    let n = passport.backfill_refresh_ids(batch).await?;
+    passport.db().close().await;
+    println!("{n} refresh tokens identified for RISC token-revoked events");
     Ok(())
 }
 

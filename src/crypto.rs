@@ -243,6 +243,45 @@ fn mac_key(k: &KeySpec) -> [u8; 32] {
     out
 }
 
+/// HKDF `info` of the key that MACs refresh-token prefixes (derived from a
+/// scopes MAC key, itself derived from an encryption key).
+const PREFIX_MAC_INFO: &[u8] = b"auth-server gmail_token.refresh_token prefix mac v1";
+
+/// How many leading characters of a refresh token Google's RISC
+/// `token_identifier_alg: prefix` names it by.
+pub const REFRESH_PREFIX_LEN: usize = 16;
+
+/// Google's RISC `hash_base64_sha512_sha512` of a token: standard base64
+/// (padded) of SHA-512 over the SHA-512 digest of the token's bytes.
+pub fn refresh_token_sha512(token: &str) -> String {
+    use sha2::{Digest, Sha512};
+    let inner = Sha512::digest(token.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(Sha512::digest(inner))
+}
+
+/// The first [`REFRESH_PREFIX_LEN`] characters of a token (all of a shorter
+/// one).
+pub fn refresh_token_prefix(token: &str) -> &str {
+    match token.char_indices().nth(REFRESH_PREFIX_LEN) {
+        Some((i, _)) => &token[..i],
+        None => token,
+    }
+}
+
+fn prefix_mac_with(id: &str, scopes_key: &[u8; 32], prefix: &str) -> String {
+    let mut key = [0u8; 32];
+    hkdf::Hkdf::<Sha256>::new(None, scopes_key)
+        .expand(PREFIX_MAC_INFO, &mut key)
+        .expect("32 bytes is a valid HKDF-SHA256 length");
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("any key length");
+    mac.update(prefix.as_bytes());
+    let tag = mac.finalize().into_bytes();
+    format!(
+        "{id}:{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag)
+    )
+}
+
 fn aad(field: Field, user: Uuid) -> String {
     format!("{}:{}", field.aad_label(), user)
 }
@@ -303,6 +342,28 @@ impl TokenCipher {
             Ok(()) => MacCheck::Valid,
             Err(_) => MacCheck::Mismatch,
         }
+    }
+
+    /// `<key id>:<base64url HMAC-SHA256>` of a refresh-token prefix under the
+    /// active key: what a RISC `token-revoked` by `prefix` is matched with,
+    /// without the prefix in the clear. `None` without any key.
+    pub fn prefix_mac(&self, prefix: &str) -> Option<String> {
+        let (id, key) = self.mac_keys.first()?;
+        Some(prefix_mac_with(id, key.expose_secret(), prefix))
+    }
+
+    /// The id of the key [`prefix_mac`](Self::prefix_mac) writes under.
+    pub(crate) fn prefix_mac_key(&self) -> Option<&str> {
+        self.mac_keys.first().map(|(id, _)| id.as_str())
+    }
+
+    /// The prefix's MAC under every configured key (a row written before a
+    /// rotation still matches).
+    pub(crate) fn prefix_mac_candidates(&self, prefix: &str) -> Vec<String> {
+        self.mac_keys
+            .iter()
+            .map(|(id, key)| prefix_mac_with(id, key.expose_secret(), prefix))
+            .collect()
     }
 
     /// Is this MAC under another key than the active one (rotation re-MACs it)?
@@ -423,6 +484,27 @@ mod tests {
     const K1: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
     const K2: &str = "k2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
 
+    #[test]
+    fn refresh_token_identifiers_follow_googles_recipe() {
+        // `openssl dgst -sha512 -binary | openssl dgst -sha512 -binary | base64`
+        let token = "1//0abcdefghijklmnopqrstuvwxyz";
+        assert_eq!(
+            refresh_token_sha512(token),
+            "EOiK4/AZqIs/aeU1dL/hnZm7+cSA4HDViXLJx+aIi/Gcq+olzAApjCYGdi6LRKGAypPGxAyYda5kB10sQGJuqg=="
+        );
+        assert_eq!(refresh_token_prefix(token), "1//0abcdefghijkl");
+        assert_eq!(refresh_token_prefix("short"), "short");
+        let c = TokenCipher::new(&keys(&format!("{K1},{K2}")), false);
+        let mac = c.prefix_mac("1//0abcdefghijkl").unwrap();
+        assert!(
+            mac.starts_with("k1:") && !mac.contains("abcdefghijkl"),
+            "{mac}"
+        );
+        let candidates = c.prefix_mac_candidates("1//0abcdefghijkl");
+        assert_eq!(candidates.len(), 2);
+        assert_eq!(candidates[0], mac);
+        assert_ne!(c.prefix_mac("1//0abcdefghijkm").unwrap(), mac);
+    }
     #[test]
     fn seals_and_opens_with_user_and_field_bound() {
         let c = TokenCipher::new(&keys(K1), false);

@@ -234,6 +234,12 @@ pub fn demo_settings(
     set("GOOGLE_REVOKE_URL", format!("{fake_base}/revoke"));
     set("GOOGLE_TOKENINFO_URL", format!("{fake_base}/tokeninfo"));
     set("GOOGLE_API_BASE_URL", fake_base.to_string());
+    // The fake's RISC issuer: its pushes verify against its own keys.
+    set(
+        "GOOGLE_RISC_CONFIG_URL",
+        format!("{fake_base}/.well-known/risc-configuration"),
+    );
+    set("GOOGLE_RISC_API_URL", fake_base.to_string());
     // Scripts driving the demo (the browser tests) may fix these.
     set(
         "SESSION_JWT_SECRET",

@@ -91,7 +91,7 @@ fn endpoints(c: &mut Checker) -> Option<GoogleEndpoints> {
 
 /// The client secret and tokens travel to these: https, except to a fake
 /// Google on this machine (tests, the demo).
-fn endpoint(c: &mut Checker, key: &str, default: &str) -> Option<Url> {
+pub(super) fn endpoint(c: &mut Checker, key: &str, default: &str) -> Option<Url> {
     let url = c.url(key, Some(default));
     if let Some(u) = &url {
         if u.scheme() != "https" && !is_loopback(u) {

@@ -41,6 +41,7 @@ mod login;
 mod origins;
 mod proxies;
 mod retention;
+mod risc;
 mod secrets;
 mod security;
 mod server;
@@ -60,6 +61,7 @@ pub(crate) use limits::RateLimits;
 pub use login::LoginSettings;
 pub use proxies::TrustedProxies;
 pub(crate) use retention::RetentionSettings;
+pub use risc::RiscSettings;
 pub(crate) use security::is_key_name;
 pub(crate) use server::LogFormat;
 pub use session::SessionPolicy;
@@ -69,7 +71,7 @@ pub(crate) use webhooks::WebhookSettings;
 use check::Checker;
 
 /// Every environment variable the service reads, section by section.
-const SECTIONS: [&[&str]; 15] = [
+const SECTIONS: [&[&str]; 16] = [
     server::KEYS,
     origins::KEYS,
     login::KEYS,
@@ -85,6 +87,7 @@ const SECTIONS: [&[&str]; 15] = [
     ledger::KEYS,
     database::KEYS,
     http::KEYS,
+    risc::KEYS,
 ];
 
 /// Whether the service reads the environment variable `name`.
@@ -147,6 +150,9 @@ pub struct Settings {
     pub http: HttpSettings,
     /// Reverse proxies whose `X-Forwarded-For` names the client (rate limits).
     pub trusted_proxies: TrustedProxies,
+    /// Google's revocation signals (RISC): configuration document, API,
+    /// accepted audiences.
+    pub risc: RiscSettings,
 }
 
 impl fmt::Debug for Settings {
@@ -184,6 +190,7 @@ impl fmt::Debug for Settings {
             .field("database", &self.database)
             .field("http", &self.http)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("risc", &self.risc)
             .finish()
     }
 }
@@ -298,10 +305,11 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
     let ledger = ledger::check(&mut c);
     let database = database::check(&mut c);
     let http = http::check(&mut c);
+    let risc = risc::check(&mut c);
     c.finish()?;
 
-    let (Some(server), Some(origins), Some(google), Some(security)) =
-        (server, origins, google, security)
+    let (Some(server), Some(origins), Some(google), Some(security), Some(risc)) =
+        (server, origins, google, security, risc)
     else {
         unreachable!("a section that gave no value reported a problem")
     };
@@ -336,5 +344,6 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         database,
         http,
         trusted_proxies: security.trusted_proxies,
+        risc,
     })
 }

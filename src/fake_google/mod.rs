@@ -18,13 +18,15 @@
 //! `consent` (authorization request and consent screen), `oauth` (token,
 //! userinfo, tokeninfo, revoke), `calendar` (the Calendar API stand-in: the
 //! primary calendar, inserting and listing events) and
-//! `control` (the `/__fake/…` endpoints); the shared in-memory state in
-//! `state`.
+//! `control` (the `/__fake/…` endpoints), `risc` (the RISC issuer:
+//! configuration, JWKS, stream API, signed pushes); the shared in-memory
+//! state in `state`.
 
 mod calendar;
 mod consent;
 mod control;
 mod oauth;
+pub mod risc;
 mod state;
 
 use std::collections::BTreeSet;
@@ -317,6 +319,14 @@ impl FakeGoogle {
                 "/calendar/v3/calendars/{calendar_id}/events",
                 get(calendar::list_events).post(calendar::insert_event),
             )
+            .route("/.well-known/risc-configuration", get(risc::configuration))
+            .route("/risc/jwks", get(risc::jwks))
+            .route("/v1beta/stream:update", post(risc::stream_update))
+            .route("/v1beta/stream:verify", post(risc::stream_verify))
+            .route("/v1beta/stream", get(risc::stream))
+            .route("/__fake/risc/push", post(risc::push))
+            .route("/__fake/risc/rotate", post(risc::rotate))
+            .route("/__fake/risc/service-account", get(risc::service_account))
             .route("/__fake/calls", get(control::calls))
             .route("/__fake/behaviour", put(control::set_behaviour))
             .route("/__fake/seed-grant", post(control::seed_grant))

@@ -54,6 +54,8 @@ pub(super) struct FakeState {
     pub(super) events: Vec<(String, serde_json::Value)>,
     /// Every secret issued, for leak tests.
     pub(super) issued: Vec<String>,
+    /// The RISC issuer's keys and stream.
+    pub(super) risc: super::risc::RiscState,
 }
 
 impl FakeState {

@@ -18,6 +18,8 @@ use url::Url;
 use crate::config::{GoogleEndpoints, Settings};
 use crate::scopes::ScopeSet;
 
+mod risc;
+
 type OAuthClient =
     BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
 

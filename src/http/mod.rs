@@ -10,6 +10,7 @@ pub(crate) mod limits;
 pub(crate) mod ops;
 pub(crate) mod pages;
 pub mod query;
+pub(crate) mod risc;
 pub(crate) mod server;
 pub(crate) mod state;
 
@@ -130,6 +131,7 @@ pub(crate) fn routes(app: &AppState) -> Router<AppState> {
         .merge(page_routes)
         .merge(user_api)
         .merge(internal_api)
+        .route("/google/risc", post(risc::receive))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -347,6 +347,9 @@ impl Passport {
         let added = grant.scopes.missing_from(&before.unwrap_or_default());
         let write = self.sealed_write(user_id, prev.as_ref(), &grant, &outcome)?;
         gmail_token::upsert_consent(&mut *tx, &write.row()).await?;
+        let sealed_refresh = write.refresh_token.as_deref();
+        self.write_refresh_ids(&mut tx, user_id, sealed_refresh)
+            .await?;
         let replaced = write.replaced_grant;
         self.announce(
             &mut tx,

@@ -95,7 +95,11 @@ impl Passport {
     /// Re-seal every stored secret not under the active key, `batch` rows at
     /// a time.
     pub(crate) async fn rotate_keys(&self, batch: i64) -> Result<Rotation, sqlx::Error> {
-        rotate(&self.db, &self.cipher, batch).await
+        let rotation = rotate(&self.db, &self.cipher, batch).await?;
+        // A re-sealed refresh token lost its RISC identifiers (the trigger
+        // clears them); prefix MACs move to the active key.
+        self.backfill_refresh_ids(batch).await?;
+        Ok(rotation)
     }
 }
 

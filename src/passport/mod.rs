@@ -18,6 +18,8 @@ pub(crate) mod provider;
 pub(crate) mod report;
 pub(crate) mod retention;
 pub mod return_to;
+pub(crate) mod risc;
+pub(crate) mod risc_register;
 pub(crate) mod scope_truth;
 pub(crate) mod status;
 pub(crate) mod sweep;
@@ -64,6 +66,8 @@ pub struct Passport {
     pub(crate) flash_key: crate::crypto::Authenticator,
     /// Tokens handed out, counted per caller until written ([`ledger`]).
     pub(crate) fetch_ledger: ledger::FetchLedger,
+    /// Google's RISC issuer and signing keys, as last fetched ([`risc`]).
+    pub(crate) risc_keys: risc::RiscKeys,
 }
 
 impl Passport {
@@ -83,6 +87,7 @@ impl Passport {
             misconfigured_log: Throttle::default(),
             flash_key: flash::key(settings.session_jwt_secret.expose_secret().as_bytes()),
             fetch_ledger: ledger::FetchLedger::new(settings.ledger.max_keys),
+            risc_keys: risc::RiscKeys::default(),
             settings,
             db,
         }

@@ -1,6 +1,6 @@
-//! Retention: every `RETENTION_INTERVAL_SECS`, `passport_event` rows older
-//! than `EVENT_RETENTION_DAYS`, fetch ledger rows older than
-//! `LEDGER_RETENTION_DAYS` and webhooks delivered more than
+//! Retention: every `RETENTION_INTERVAL_SECS`, `passport_event` and
+//! `risc_event` rows older than `EVENT_RETENTION_DAYS`, fetch ledger rows
+//! older than `LEDGER_RETENTION_DAYS` and webhooks delivered more than
 //! `WEBHOOK_RETENTION_DAYS` ago are deleted, `RETENTION_BATCH` rows per
 //! statement, so no transaction grows with the backlog. Pending and dead
 //! webhooks are never pruned. Every instance runs it; batches skip rows
@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::passport::Passport;
-use crate::store::{passport_event, token_fetch_ledger, webhook_outbox};
+use crate::store::{passport_event, risc_event, token_fetch_ledger, webhook_outbox};
 
 /// Rows deleted by one pruning round.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +22,8 @@ pub(crate) struct Pruned {
     pub events: u64,
     pub webhooks: u64,
     pub ledger: u64,
+    /// `risc_event` rows (kept as long as `passport_event`).
+    pub risc_events: u64,
 }
 
 /// One round: every table, batch after batch, until a batch comes back short
@@ -33,6 +35,8 @@ async fn prune_once(app: &Passport, stop: &CancellationToken) -> Result<Pruned, 
     if let Some(cutoff) = cutoff(r.events) {
         let db = &app.db;
         pruned.events = batches(batch, stop, || passport_event::prune(db, cutoff, batch)).await?;
+        let prune = || risc_event::prune(db, cutoff, batch);
+        pruned.risc_events = batches(batch, stop, prune).await?;
     }
     if let Some(cutoff) = cutoff(r.delivered_webhooks) {
         let db = &app.db;
@@ -87,10 +91,13 @@ pub(crate) async fn run_pruner(app: Arc<Passport>, stop: CancellationToken) {
                     .increment(p.webhooks);
                 metrics::counter!("passport_retention_deleted_total", "table" => "token_fetch_ledger")
                     .increment(p.ledger);
+                metrics::counter!("passport_retention_deleted_total", "table" => "risc_event")
+                    .increment(p.risc_events);
                 tracing::info!(
                     events = p.events,
                     webhooks = p.webhooks,
                     ledger = p.ledger,
+                    risc_events = p.risc_events,
                     "old rows pruned"
                 );
             }

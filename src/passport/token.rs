@@ -430,6 +430,12 @@ impl Passport {
                 .cipher
                 .seal(user, Field::RefreshToken, refresh_token.expose_secret());
             gmail_token::set_refresh_token(&mut *tx, user, &sealed).await?;
+            self.write_refresh_ids(&mut tx, user, Some(&sealed)).await?;
+        } else {
+            // Rows stored before RISC (or by another writer) get their
+            // refresh token's identifiers on their next refresh.
+            let stored = row.refresh_token.as_deref();
+            self.write_refresh_ids(&mut tx, user, stored).await?;
         }
         let event = NewEvent {
             scopes_before: row.scopes.clone(),

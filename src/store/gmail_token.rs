@@ -60,6 +60,8 @@ pub(crate) enum ReauthCause {
     OrgInternal { description: String },
     /// Google answered `access_denied` to a refresh.
     AccessDenied { description: String },
+    /// Marked by a revocation signal Google pushed (RISC).
+    Signal(crate::store::risc_event::RevocationSignal),
 }
 
 impl ReauthCause {
@@ -73,6 +75,7 @@ impl ReauthCause {
             Self::AdminPolicyEnforced { .. } => "admin_policy_enforced",
             Self::OrgInternal { .. } => "org_internal",
             Self::AccessDenied { .. } => "access_denied",
+            Self::Signal(s) => s.kind.code(),
         }
     }
 
@@ -84,6 +87,7 @@ impl ReauthCause {
             | Self::AdminPolicyEnforced { description }
             | Self::OrgInternal { description }
             | Self::AccessDenied { description } => Some(description),
+            Self::Signal(s) => Some(&s.detail),
             Self::NoRefreshToken | Self::Recorded(_) => None,
         }
     }
@@ -121,6 +125,13 @@ impl ReauthCause {
             "no_refresh_token" => Self::NoRefreshToken,
             "" => Self::Recorded("reauth_required".into()),
             code => Self::from_code(code, detail.trim().to_string())
+                .or_else(|| {
+                    let kind = code.parse::<crate::store::risc_event::SignalKind>().ok()?;
+                    Some(Self::Signal(crate::store::risc_event::RevocationSignal {
+                        kind,
+                        detail: detail.trim().to_string(),
+                    }))
+                })
                 .unwrap_or_else(|| Self::Recorded(stored.to_string())),
         }
     }
@@ -594,6 +605,140 @@ pub(crate) async fn set_refresh_token(
     Ok(())
 }
 
+/// A connection a revocation signal marked.
+pub(crate) struct Signalled {
+    pub user_id: Uuid,
+    pub email: Option<String>,
+}
+
+/// Which connections a revocation signal names.
+pub(crate) enum SignalTarget<'a> {
+    /// Every connection of this Google account (`sub`).
+    Subject(&'a str),
+    /// The connection whose refresh token has this
+    /// `hash_base64_sha512_sha512` (canonical base64).
+    Sha512(&'a str),
+    /// The connection whose refresh token's prefix has one of these MACs
+    /// (one per configured key).
+    PrefixMac(&'a [String]),
+}
+
+/// Mark the active connections a signal names `reauth_required` with its
+/// cause (a refresh in flight loses its claim, so it cannot undo the mark).
+/// Connections already not active are left alone. One statement per target
+/// kind, each served by its index.
+pub(crate) async fn mark_signalled(
+    db: impl PgExecutor<'_>,
+    target: SignalTarget<'_>,
+    cause: &ReauthCause,
+) -> Result<Vec<Signalled>, sqlx::Error> {
+    let why = cause.to_last_error();
+    match target {
+        SignalTarget::Subject(sub) => {
+            sqlx::query_as!(
+                Signalled,
+                r#"UPDATE gmail_token SET status = 'reauth_required', last_error = $2,
+                       refresh_claimed_until = NULL, updated_at = now()
+                   WHERE google_sub = $1 AND status = 'active'
+                   RETURNING user_id, email"#,
+                sub,
+                why,
+            )
+            .fetch_all(db)
+            .await
+        }
+        SignalTarget::Sha512(hash) => {
+            sqlx::query_as!(
+                Signalled,
+                r#"UPDATE gmail_token SET status = 'reauth_required', last_error = $2,
+                       refresh_claimed_until = NULL, updated_at = now()
+                   WHERE refresh_token_sha512 = $1 AND status = 'active'
+                   RETURNING user_id, email"#,
+                hash,
+                why,
+            )
+            .fetch_all(db)
+            .await
+        }
+        SignalTarget::PrefixMac(macs) => {
+            sqlx::query_as!(
+                Signalled,
+                r#"UPDATE gmail_token SET status = 'reauth_required', last_error = $2,
+                       refresh_claimed_until = NULL, updated_at = now()
+                   WHERE refresh_prefix_mac = ANY($1) AND status = 'active'
+                   RETURNING user_id, email"#,
+                macs,
+                why,
+            )
+            .fetch_all(db)
+            .await
+        }
+    }
+}
+
+/// What a `token-revoked` event can name a refresh token by.
+pub(crate) struct RefreshIds<'a> {
+    /// base64(SHA-512(SHA-512(token))).
+    pub sha512: &'a str,
+    /// `<key id>:<MAC of the first 16 characters>`; `None` without keys.
+    pub prefix_mac: Option<&'a str>,
+}
+
+/// Store the identifiers of the refresh token the row holds, if it still
+/// holds `sealed` (the value the caller wrote or read). True when written.
+pub(crate) async fn set_refresh_ids(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    sealed: &str,
+    ids: &RefreshIds<'_>,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query!(
+        r#"UPDATE gmail_token SET refresh_token_sha512 = $3, refresh_prefix_mac = $4
+           WHERE user_id = $1 AND refresh_token = $2
+             AND (refresh_token_sha512 IS DISTINCT FROM $3
+               OR refresh_prefix_mac IS DISTINCT FROM $4)"#,
+        user_id,
+        sealed,
+        ids.sha512,
+        ids.prefix_mac,
+    )
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// A stored refresh token without identifiers, for the backfill.
+pub(crate) struct UnidentifiedRow {
+    pub user_id: Uuid,
+    pub refresh_token: String,
+}
+
+/// Rows after `after` (by user id) holding a refresh token without its
+/// identifiers, or with a prefix MAC under another key than `active_key`,
+/// `limit` at a time.
+pub(crate) async fn unidentified_page(
+    db: impl PgExecutor<'_>,
+    after: Option<Uuid>,
+    active_key: Option<&str>,
+    limit: i64,
+) -> Result<Vec<UnidentifiedRow>, sqlx::Error> {
+    sqlx::query_as!(
+        UnidentifiedRow,
+        r#"SELECT user_id, refresh_token AS "refresh_token!" FROM gmail_token
+           WHERE ($1::uuid IS NULL OR user_id > $1)
+             AND refresh_token IS NOT NULL AND refresh_token <> ''
+             AND (refresh_token_sha512 IS NULL
+               OR ($3::text IS NOT NULL AND (refresh_prefix_mac IS NULL
+                   OR NOT starts_with(refresh_prefix_mac, $3 || ':'))))
+           ORDER BY user_id LIMIT $2"#,
+        after,
+        limit,
+        active_key,
+    )
+    .fetch_all(db)
+    .await
+}
+
 /// Many connections at once (benchmark and migration tooling): parallel
 /// arrays, one row per index, all with the same scopes and expiry.
 pub struct BulkConnections {
@@ -677,6 +822,14 @@ mod tests {
             ReauthCause::AccessDenied {
                 description: String::new(),
             },
+            ReauthCause::Signal(crate::store::risc_event::RevocationSignal::new(
+                crate::store::risc_event::SignalKind::AccountDisabled,
+                Some("hijacking"),
+            )),
+            ReauthCause::Signal(crate::store::risc_event::RevocationSignal::new(
+                crate::store::risc_event::SignalKind::TokensRevoked,
+                None,
+            )),
         ];
         for c in causes {
             assert_eq!(ReauthCause::from_last_error(Some(&c.to_last_error())), c);

@@ -4,6 +4,7 @@ pub mod gmail_token;
 pub mod legacy;
 pub(crate) mod oauth_state;
 pub mod passport_event;
+pub(crate) mod risc_event;
 pub mod token_fetch_ledger;
 pub(crate) mod webhook_outbox;
 

@@ -143,6 +143,11 @@ impl TestApp {
             ("GOOGLE_REVOKE_URL", format!("{fake_addr}/revoke")),
             ("GOOGLE_TOKENINFO_URL", format!("{fake_addr}/tokeninfo")),
             ("GOOGLE_API_BASE_URL", fake_addr.clone()),
+            (
+                "GOOGLE_RISC_CONFIG_URL",
+                format!("{fake_addr}/.well-known/risc-configuration"),
+            ),
+            ("GOOGLE_RISC_API_URL", fake_addr.clone()),
             ("ALLOWED_RETURN_ORIGINS", ROBEING.into()),
             ("INVENTORY_URL", format!("{ROBEING}/settings/items")),
             ("SESSION_JWT_SECRET", JWT_SECRET.into()),

@@ -27,6 +27,7 @@ mod rate_limits;
 mod refusals;
 mod report;
 mod retention;
+mod risc;
 mod scopes_mac;
 mod secrets;
 mod security;
