@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 use uuid::Uuid;
 
+use crate::fake_google::risc::Push as RiscPush;
 use crate::fake_google::FakeGoogle;
 use crate::http::error::{ErrorCode, PageError};
 use crate::http::AppState;
@@ -62,6 +63,7 @@ pub(super) fn routes(fake: FakeGoogle) -> Router<AppState> {
     Router::new()
         .route("/demo/calendar", get(panel))
         .route("/demo/calendar/play", post(play))
+        .route("/demo/calendar/revoke", post(revoke))
         .layer(Extension(fake))
 }
 
@@ -116,6 +118,65 @@ async fn play(
         events: events(&fake),
     }
     .into_response()
+}
+
+/// `POST /demo/calendar/revoke`: Google tells the service that 김지수 removed
+/// the app's access (a RISC `tokens-revoked`, signed and pushed by the fake
+/// Google to `/google/risc`), then the skill asks for a token again.
+async fn revoke(
+    State(app): State<AppState>,
+    Extension(fake): Extension<FakeGoogle>,
+    headers: HeaderMap,
+) -> Response {
+    if !crate::http::pages::same_origin(&headers, &app) {
+        return PageError::CrossSite.into_response();
+    }
+    let played = google_revokes(&app, &fake).await;
+    PanelPage {
+        played: Some(played),
+        events: events(&fake),
+    }
+    .into_response()
+}
+
+const RISC_CALL: &str = "POST /google/risc";
+
+/// The signal, then the token API's answer to the skill.
+async fn google_revokes(app: &AppState, fake: &FakeGoogle) -> PlayView {
+    let base = app.settings.public_base_url.as_str().trim_end_matches('/');
+    let push = RiscPush {
+        event: "tokens-revoked".into(),
+        email: Some(SKILL_USER_EMAIL.into()),
+        receiver: Some(format!("{base}/google/risc")),
+        ..RiscPush::default()
+    };
+    let issuer = app.settings.risc.config_url.origin().ascii_serialization() + "/";
+    let signal = match fake.push(&push, &issuer).await {
+        Ok(answer) if answer["status"] == 202 => StepView {
+            call: RISC_CALL,
+            answer: format!("202 — tokens-revoked for {SKILL_USER_EMAIL}, from Google ({issuer})"),
+        },
+        Ok(answer) => return signal_refused(format!("{} — {}", answer["status"], answer["body"])),
+        Err(e) => return signal_refused(e),
+    };
+    let mut then = play_skill(app, fake).await;
+    then.steps.insert(0, signal);
+    then.title_ko = "Google이 김지수의 앱 접근 취소를 알렸습니다 (RISC). 토큰 API는 Google에 묻지 않고 바로 재인증이 필요하다고 답합니다.";
+    then.title_en = "Google told the service that 김지수 removed the app's access (RISC tokens-revoked): the token API answers reauth_required at once, without asking Google.";
+    then
+}
+
+fn signal_refused(answer: String) -> PlayView {
+    PlayView {
+        ok: false,
+        title_ko: "서비스가 Google의 신호를 받지 않았습니다.",
+        title_en: "The service did not take Google's signal.",
+        steps: vec![StepView {
+            call: RISC_CALL,
+            answer,
+        }],
+        reauth_url: None,
+    }
 }
 
 /// Every account's events in the fake Calendar, in the order created.

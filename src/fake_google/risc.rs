@@ -227,8 +227,9 @@ impl FakeGoogle {
         Ok((jwt, jti))
     }
 
-    /// Sign an event and push it to the receiver; its status and body.
-    async fn push(&self, p: &Push, issuer: &str) -> Result<Value, String> {
+    /// Sign the event `p` describes as `issuer` and push it to the receiver:
+    /// its status and body, `{"status", "body", "jti"}`.
+    pub async fn push(&self, p: &Push, issuer: &str) -> Result<Value, String> {
         let receiver = match &p.receiver {
             Some(r) => r.clone(),
             None => self

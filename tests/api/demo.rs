@@ -195,6 +195,63 @@ async fn the_assistant_panel_shows_scope_missing_before_reauth_and_the_checkup_a
     assert!(!panel.contains("아직 없습니다"));
 }
 
+#[tokio::test]
+async fn the_panel_shows_a_revocation_arriving_from_google_and_the_token_api_refusing_at_once() {
+    let (base, fake, fake_base) = start_demo().await;
+    let client = cookie_client();
+    let press = async |path: &str, origin: &str| {
+        client
+            .post(format!("{base}{path}"))
+            .header("origin", origin)
+            .send()
+            .await
+            .unwrap()
+    };
+    // Another site cannot press the button.
+    let cross = press("/demo/calendar/revoke", "https://elsewhere.example").await;
+    assert_eq!(cross.status(), StatusCode::FORBIDDEN);
+    assert_eq!(fake.calls("risc.push"), 0, "no signal sent");
+
+    // 김지수 gets Calendar, so the skill has a working token first.
+    sign_in_as_jisoo(&client, &base).await;
+    let browser = Browser {
+        client: client.clone(),
+        jar: Default::default(),
+        app: base.clone(),
+        fake: fake_base,
+    };
+    let landed = browser.reauth(None, JISOO, ALL, true).await;
+    assert_eq!(query_map(&landed)["result"], "upgraded");
+    let played = press("/demo/calendar/play", &base)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(played.contains("검진 일정을 등록했습니다"), "{played}");
+
+    // Google signals the revocation; the token API refuses without asking Google.
+    let token_calls = fake.calls("token");
+    let revoked = press("/demo/calendar/revoke", &base).await;
+    assert_eq!(revoked.status(), StatusCode::OK);
+    let revoked = revoked.text().await.unwrap();
+    assert_eq!(fake.calls("risc.push"), 1);
+    for shown in [
+        "POST /google/risc",
+        "202 — tokens-revoked for jisoo@example.com",
+        "앱 접근 취소를 알렸습니다",
+        "409 — reauth_required",
+        &format!("href=\"{base}/passport/gmail/connect\""),
+    ] {
+        assert!(revoked.contains(shown), "{shown} in {revoked}");
+    }
+    assert_eq!(fake.calls("token"), token_calls, "Google was not asked");
+
+    // The item page says so too.
+    let item = client.get(format!("{base}/passport/gmail")).send().await;
+    let item = item.unwrap().text().await.unwrap();
+    assert!(item.contains("tokens_revoked"), "{item}");
+}
+
 /// A local port that was free a moment ago.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
