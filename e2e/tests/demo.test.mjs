@@ -1,7 +1,8 @@
 // The demo's "what the assistant did" panel (/demo/calendar), in a real
 // browser against `auth-server demo`: the skill's button is refused with
 // scope_missing (and a 재인증 link) before 재인증, and creates the 검진
-// appointment after it, which the panel then lists. Run through e2e/run.sh.
+// appointment after it, which the panel then lists; then Google revokes the
+// grant (a RISC signal) and the token API refuses at once. Run through e2e/run.sh.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -29,7 +30,7 @@ async function listedEvents(page) {
   return page.locator('ul.events > li').allInnerTexts();
 }
 
-test('8. the assistant panel: scope_missing before 재인증, the 검진 event after', { timeout: TIMEOUT }, async () => {
+test('8. the assistant panel: scope_missing before 재인증, the 검진 event after, reauth_required once Google revokes', { timeout: TIMEOUT }, async () => {
   const session = await open();
   const { page } = session;
   try {
@@ -78,6 +79,23 @@ test('8. the assistant panel: scope_missing before 재인증, the 검진 event a
     // And the token API agrees with what the panel showed.
     const token = await tokenFor(['calendar.events']);
     assert.equal(token.status, 200, JSON.stringify(token.body));
+
+    // Google revokes the grant (RISC): the panel shows the signal arriving
+    // and the token API refusing at once, with the way forward.
+    const revoke = page.getByRole('button', { name: /Google에서 접근 취소/ });
+    await Promise.all([page.waitForURL(`${PANEL_URL}/revoke`), revoke.click()]);
+    await page.waitForLoadState('load');
+    const revoked = await page.getByRole('status').innerText();
+    assert.match(revoked, /202 — tokens-revoked for jisoo@example\.com/);
+    assert.match(revoked, /409 — reauth_required/);
+    assert.equal(
+      await page.getByRole('link', { name: /재인증하기/ }).getAttribute('href'),
+      `${env.baseUrl}/passport/gmail/connect`,
+    );
+    await screenshot(page, 'assistant-revoked');
+    const refusedNow = await tokenFor(['calendar.events']);
+    assert.equal(refusedNow.status, 409, JSON.stringify(refusedNow.body));
+    assert.equal(refusedNow.body.cause, 'tokens_revoked', JSON.stringify(refusedNow.body));
     session.assertClean('end of journey');
   } finally {
     await session.close();
