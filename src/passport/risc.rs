@@ -436,6 +436,7 @@ impl Passport {
             let facts = webhooks::Facts {
                 email: m.email.as_deref(),
                 cause: Some(&why),
+                cause_code: Some(cause.code()),
                 ..Default::default()
             };
             let kind = webhooks::Kind::ReauthRequired;

@@ -52,10 +52,11 @@ async fn risc_rows(app: &TestApp) -> Vec<(String, String, i32, Option<String>)> 
     .unwrap()
 }
 
-/// The cause in the pending `passport.reauth_required` webhook of `user`.
-async fn webhook_cause(app: &TestApp, user: Uuid) -> Option<String> {
-    sqlx::query_scalar(
-        "SELECT payload->'data'->>'cause' FROM webhook_outbox WHERE user_id = $1 AND kind = 'reauth_required'",
+/// The cause and cause code in the pending `passport.reauth_required`
+/// webhook of `user`.
+async fn webhook_cause(app: &TestApp, user: Uuid) -> Option<(String, Option<String>)> {
+    sqlx::query_as(
+        "SELECT payload->'data'->>'cause', payload->'data'->>'cause_code' FROM webhook_outbox WHERE user_id = $1 AND kind = 'reauth_required'",
     )
     .bind(user)
     .fetch_optional(&app.db)
@@ -112,8 +113,9 @@ async fn each_account_event_marks_every_connection_of_the_account_and_the_token_
                 .find(|e| e.kind == EventKind::ReauthRequired)
                 .expect("an audit event");
             assert_eq!(marked.error_code.as_deref(), Some(code));
-            let cause = webhook_cause(&app, user).await.expect("a webhook");
+            let (cause, cause_code) = webhook_cause(&app, user).await.expect("a webhook");
             assert!(cause.starts_with(code), "{cause}");
+            assert_eq!(cause_code.as_deref(), Some(code), "{event}");
         }
         assert_eq!(
             app.fake.calls("token"),
