@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::doctor::cli_command;
 use crate::helpers::*;
+use crate::refusals::{diagnose, status_api};
 use crate::wait::wait_until;
 
 const WEBHOOK_SECRET: &str = "test-webhook-secret-0123456789-abcdefgh";
@@ -136,6 +137,62 @@ async fn each_account_event_marks_every_connection_of_the_account_and_the_token_
     // The recorder is the process's: other tests count too.
     let applied = r#"passport_risc_events_total{event="tokens-revoked",outcome="applied"}"#;
     assert!(metrics.contains(applied), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_signal_that_reauth_alone_does_not_fix_says_what_the_user_does_first_everywhere() {
+    let app = spawn(&[]).await;
+    let cases = [
+        (
+            JISOO,
+            "account-disabled",
+            "account_disabled",
+            "계정을 복구해야",
+            "restore it with Google",
+            "Restore it with Google first",
+        ),
+        (
+            MINHO,
+            "account-credential-change-required",
+            "credential_change_required",
+            "비밀번호를 바꾼 뒤",
+            "change it first",
+            "Change it first",
+        ),
+    ];
+    for (email, event, code, ko, api, page_en) in cases {
+        let user = Uuid::new_v4();
+        app.seed_passport(user, email, ALL).await;
+        let (status, _) = push(&app, json!({"event": event, "email": email})).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{event}");
+
+        let (_, cause_code) = webhook_cause(&app, user).await.expect("a webhook");
+        assert_eq!(cause_code.as_deref(), Some(code));
+        let (status, body, _) = app.token(user, &["calendar"]).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(body["cause"], code, "{body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains(api), "{message}");
+        let st = status_api(&app, user).await;
+        assert_eq!(st["cause"], code, "{st}");
+        let page = app
+            .browser(Some(user))
+            .get("/passport/gmail")
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains(&format!("data-cause=\"{code}\"")), "{page}");
+        assert!(page.contains(ko) && page.contains(page_en), "{page}");
+        let d = diagnose(&app, user).await;
+        assert_eq!(d["cause"]["code"], code, "{d}");
+        assert!(d["cause"]["fix_ko"].as_str().unwrap().contains(ko), "{d}");
+        let en = d["cause"]["en"].as_str().unwrap();
+        assert!(en.contains("security event"), "{d}");
+        // Tell those apart from the generic fix: 재인증 alone does not help.
+        let fix_en = d["cause"]["fix_en"].as_str().unwrap();
+        assert!(fix_en.contains("first"), "{d}");
+    }
 }
 
 #[tokio::test]
