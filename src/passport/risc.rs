@@ -289,7 +289,8 @@ impl Passport {
     }
 
     /// The issuer and the key named `kid`: from the cache, or fetched (the
-    /// first time, or for an unknown `kid` once per `GOOGLE_RISC_KEY_REFETCH_SECS`).
+    /// first time, or for an unknown `kid` at most once per
+    /// `GOOGLE_RISC_KEY_REFETCH_SECS` after the last successful fetch).
     async fn risc_key(&self, kid: &str) -> Result<(String, DecodingKey), RiscError> {
         let mut st = self.risc_keys.state.lock().await;
         if let (Some(iss), Some(k)) = (&st.issuer, st.keys.get(kid)) {
@@ -299,10 +300,13 @@ impl Passport {
             .fetched_at
             .is_none_or(|t| t.elapsed() >= self.settings.risc.key_refetch);
         if !due {
+            // Google's keys, fetched successfully within the interval, lack it.
             return Err(RiscError::InvalidKey(format!("unknown key {kid:?}")));
         }
-        st.fetched_at = Some(Instant::now());
+        // A failed fetch answers 503 (Google delivers again) and starts no
+        // interval: only a successful fetch is recorded.
         let (issuer, keys) = self.fetch_risc_keys().await?;
+        st.fetched_at = Some(Instant::now());
         tracing::info!(keys = keys.len(), %issuer, "RISC: fetched Google's signing keys");
         st.issuer = Some(issuer);
         st.keys = keys;

@@ -3,7 +3,7 @@
 //! real HTTP; the receiver verifies them against the fake's configuration
 //! document and JWKS, and applies them.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -13,6 +13,7 @@ use crate::doctor::cli_command;
 use crate::helpers::*;
 use crate::refusals::{diagnose, status_api};
 use crate::wait::wait_until;
+use auth_server::fake_google::Behaviour;
 
 const WEBHOOK_SECRET: &str = "test-webhook-secret-0123456789-abcdefgh";
 
@@ -51,6 +52,18 @@ async fn risc_rows(app: &TestApp) -> Vec<(String, String, i32, Option<String>)> 
     .fetch_all(&app.db)
     .await
     .unwrap()
+}
+
+/// Wait until a key refetch is due again under
+/// `GOOGLE_RISC_KEY_REFETCH_SECS=1`: the keys were last fetched no later
+/// than `fetched_by`, and the receiver measures on the same monotonic clock.
+async fn wait_refetch_due(fetched_by: Instant) {
+    wait_until(
+        "the key refetch interval to pass",
+        Duration::from_secs(5),
+        async || fetched_by.elapsed() > Duration::from_secs(1),
+    )
+    .await;
 }
 
 /// The cause and cause code in the pending `passport.reauth_required`
@@ -225,7 +238,7 @@ async fn account_enabled_and_verification_are_recorded_and_change_nothing() {
 
 #[tokio::test]
 async fn tokens_that_do_not_verify_are_refused_with_rfc_8935_errors_and_nothing_changes() {
-    let app = spawn(&[("GOOGLE_RISC_KEY_REFETCH_SECS", "0")]).await;
+    let app = spawn(&[("GOOGLE_RISC_KEY_REFETCH_SECS", "1")]).await;
     let user = Uuid::new_v4();
     app.seed_passport(user, JISOO, ALL).await;
     let before = app.snapshot().await;
@@ -244,9 +257,11 @@ async fn tokens_that_do_not_verify_are_refused_with_rfc_8935_errors_and_nothing_
     let (status, body) = push(&app, revoke(json!({"aud": "someone-else"}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["err"], "invalid_audience", "{body}");
+    let fetched_by = Instant::now();
 
-    // An unknown key: the receiver fetches the keys again, still does not
-    // find it, and refuses.
+    // An unknown key, once a refetch is due: the receiver fetches the keys
+    // again, still does not find it, and refuses.
+    wait_refetch_due(fetched_by).await;
     let fetched = app.fake.calls("risc.jwks");
     let (status, body) = push(&app, revoke(json!({"signing": "unknown_key"}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -288,14 +303,16 @@ async fn tokens_that_do_not_verify_are_refused_with_rfc_8935_errors_and_nothing_
 
 #[tokio::test]
 async fn a_rotated_issuer_key_is_fetched_on_its_first_use() {
-    let app = spawn(&[("GOOGLE_RISC_KEY_REFETCH_SECS", "0")]).await;
+    let app = spawn(&[("GOOGLE_RISC_KEY_REFETCH_SECS", "1")]).await;
     let user = Uuid::new_v4();
     app.seed_passport(user, JISOO, ALL).await;
     let (status, _) = push(&app, json!({"event": "account-enabled", "email": JISOO})).await;
     assert_eq!(status, StatusCode::ACCEPTED);
+    let fetched_by = Instant::now();
     let fetched = app.fake.calls("risc.jwks");
 
     app.fake.rotate_risc_key();
+    wait_refetch_due(fetched_by).await;
     let (status, body) = push(&app, json!({"event": "tokens-revoked", "email": JISOO})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(app.fake.calls("risc.jwks"), fetched + 1);
@@ -317,6 +334,40 @@ async fn unknown_keys_refetch_at_most_once_per_interval() {
         1,
         "fetched once, not per token"
     );
+}
+
+#[tokio::test]
+async fn a_failed_key_fetch_answers_503_and_does_not_hold_back_the_next_delivery() {
+    // The default interval (10 s): a failed fetch must not start it.
+    let app = spawn(&[]).await;
+    let user = Uuid::new_v4();
+    app.seed_passport(user, JISOO, ALL).await;
+    let revoke = json!({"event": "tokens-revoked", "email": JISOO});
+    app.fake.set_behaviour(Behaviour {
+        risc_jwks_unavailable: true,
+        ..Behaviour::default()
+    });
+    let (status, body) = push(&app, revoke.clone()).await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Google delivers again: {body}"
+    );
+    assert_eq!(
+        app.row(user).await.unwrap().status,
+        ConnectionStatus::Active
+    );
+    assert!(risc_rows(&app).await.is_empty());
+
+    // Google's redelivery, right after the outage: the keys are fetched
+    // at once and the revocation applied.
+    app.fake.set_behaviour(Behaviour::default());
+    let fetched = app.fake.calls("risc.jwks");
+    let (status, body) = push(&app, revoke).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(app.fake.calls("risc.jwks"), fetched + 1);
+    let row = app.row(user).await.unwrap();
+    assert_eq!(row.status, ConnectionStatus::ReauthRequired);
 }
 
 #[tokio::test]
