@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use base64::Engine;
+use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::Value;
@@ -164,6 +165,8 @@ struct KeyState {
 #[derive(Deserialize)]
 struct SetClaims {
     jti: String,
+    /// When Google issued the event (Unix seconds; RFC 8417 requires it).
+    iat: i64,
     events: serde_json::Map<String, Value>,
 }
 
@@ -252,7 +255,13 @@ impl Passport {
             ));
         };
         let event = EventType::from_uri(uri);
-        let accepted = self.apply_event(&claims.jti, event, body).await?;
+        let Some(issued_at) = DateTime::from_timestamp(claims.iat, 0) else {
+            count(event, "invalid_request");
+            return Err(RiscError::InvalidRequest("iat out of range".into()));
+        };
+        let accepted = self
+            .apply_event(&claims.jti, issued_at, event, body)
+            .await?;
         let outcome = if accepted.replay { "replay" } else { "applied" };
         count(event, outcome);
         Ok(accepted)
@@ -344,6 +353,7 @@ impl Passport {
     async fn apply_event(
         &self,
         jti: &str,
+        issued_at: DateTime<Utc>,
         event: EventType,
         body: &Value,
     ) -> Result<Accepted, RiscError> {
@@ -373,7 +383,8 @@ impl Passport {
             (Some(kind), Some(target)) if target_fits(kind, &target) => {
                 let cause = ReauthCause::Signal(RevocationSignal::new(kind, reason));
                 let marked =
-                    gmail_token::mark_signalled(&mut *tx, target.as_store(), &cause).await?;
+                    gmail_token::mark_signalled(&mut *tx, target.as_store(issued_at), &cause)
+                        .await?;
                 self.announce_signal(&mut tx, &marked, &cause).await?;
                 marked
             }
@@ -512,9 +523,11 @@ enum Target<'a> {
 }
 
 impl<'a> Target<'a> {
-    fn as_store(&self) -> SignalTarget<'_> {
+    /// The store's target; an account's spares consents made after
+    /// `issued_at` (a late or redelivered event).
+    fn as_store(&self, issued_at: DateTime<Utc>) -> SignalTarget<'_> {
         match self {
-            Self::Subject(s) => SignalTarget::Subject(s),
+            Self::Subject(sub) => SignalTarget::Subject { sub, issued_at },
             Self::Sha512(h) => SignalTarget::Sha512(h),
             Self::PrefixMacs(m) => SignalTarget::PrefixMac(m),
         }

@@ -209,6 +209,55 @@ async fn a_signal_that_reauth_alone_does_not_fix_says_what_the_user_does_first_e
 }
 
 #[tokio::test]
+async fn a_late_account_event_spares_a_grant_made_after_google_issued_it() {
+    let app = spawn(&[]).await;
+    // Fresh consent; one of unknown time (adopted row); one from two hours ago.
+    let (fresh, unknown, older) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    for user in [fresh, unknown, older] {
+        app.seed_passport(user, JISOO, ALL).await;
+    }
+    sqlx::query("UPDATE gmail_token SET consented_at = NULL WHERE user_id = $1")
+        .bind(unknown)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE gmail_token SET consented_at = now() - interval '2 hours' WHERE user_id = $1",
+    )
+    .bind(older)
+    .execute(&app.db)
+    .await
+    .unwrap();
+
+    // Issued an hour ago, delivered only now.
+    let an_hour_ago = chrono::Utc::now().timestamp() - 3600;
+    for event in ["tokens-revoked", "account-disabled"] {
+        let late = json!({"event": event, "email": JISOO, "iat": an_hour_ago});
+        let (status, body) = push(&app, late).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    let fresh_row = app.row(fresh).await.unwrap();
+    assert_eq!(
+        fresh_row.status,
+        ConnectionStatus::Active,
+        "consented after the event"
+    );
+    assert_eq!(app.token(fresh, &["calendar"]).await.0, StatusCode::OK);
+    for user in [unknown, older] {
+        let row = app.row(user).await.unwrap();
+        assert_eq!(row.status, ConnectionStatus::ReauthRequired);
+    }
+    let marked: Vec<i32> = risc_rows(&app).await.iter().map(|r| r.2).collect();
+    assert_eq!(marked, [2, 0], "the second found the two already marked");
+
+    // The same event issued now marks the fresh grant too.
+    let (status, _) = push(&app, json!({"event": "tokens-revoked", "email": JISOO})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let fresh_row = app.row(fresh).await.unwrap();
+    assert_eq!(fresh_row.status, ConnectionStatus::ReauthRequired);
+}
+
+#[tokio::test]
 async fn account_enabled_and_verification_are_recorded_and_change_nothing() {
     let app = spawn(&[]).await;
     let user = Uuid::new_v4();
