@@ -34,7 +34,7 @@ pub(super) fn check(c: &mut Checker) -> Option<RiscSettings> {
     let config_url = super::google::endpoint(c, GOOGLE_RISC_CONFIG_URL, DEFAULT_CONFIG_URL);
     let api_url = super::google::endpoint(c, GOOGLE_RISC_API_URL, DEFAULT_API_URL);
     let extra_audiences = c.list(GOOGLE_RISC_AUDIENCES);
-    let key_refetch = c.seconds(GOOGLE_RISC_KEY_REFETCH_SECS, 10, 0..=3600);
+    let key_refetch = c.seconds(GOOGLE_RISC_KEY_REFETCH_SECS, 10, 1..=3600);
     Some(RiscSettings {
         config_url: config_url?,
         api_url: api_url?,

@@ -143,8 +143,10 @@ fn numbers_out_of_range_are_reported_with_their_unit() {
     p.push(("WEBHOOK_SECRET", WEBHOOK.into()));
     p.push(("WEBHOOK_RETRY_BASE_MS", "5".into()));
     p.push(("SWEEP_PER_MINUTE", "lots".into()));
+    p.push(("GOOGLE_RISC_KEY_REFETCH_SECS", "0".into()));
     let text = Settings::from_pairs(p).unwrap_err().to_string();
     for needle in [
+        "GOOGLE_RISC_KEY_REFETCH_SECS must be a whole number of seconds from 1 to 3600",
         "GOOGLE_HTTP_TIMEOUT_SECS must be a whole number of seconds from 1 to 120",
         "RATE_LIMIT_TOKEN_USER_PER_MIN must be a whole number of requests per minute",
         "WEBHOOK_RETRY_BASE_MS must be a whole number of milliseconds from 10 to 3600000",

@@ -152,6 +152,8 @@ pub struct Behaviour {
     pub revoke_unavailable: bool,
     /// `/tokeninfo` answers 503.
     pub tokeninfo_unavailable: bool,
+    /// The RISC JWKS (`/risc/jwks`) answers 503.
+    pub risc_jwks_unavailable: bool,
     /// `/revoke` waits this long before answering.
     pub revoke_delay_ms: u64,
     /// `/v1/userinfo` waits this long before answering.

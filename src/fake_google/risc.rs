@@ -109,6 +109,9 @@ pub(super) async fn configuration(State(fake): State<FakeGoogle>, headers: Heade
 pub(super) async fn jwks(State(fake): State<FakeGoogle>) -> Response {
     let mut s = fake.lock();
     s.count("risc.jwks");
+    if s.behaviour.risc_jwks_unavailable {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
     let keys: Vec<Value> = match s.risc.rotated {
         false => vec![jwk(&ISSUER_KEYS[0])],
         true => ISSUER_KEYS.iter().map(jwk).collect(),
@@ -152,6 +155,9 @@ pub struct Push {
     pub jti: Option<String>,
     /// Where to push; the registered receiver otherwise.
     pub receiver: Option<String>,
+    /// The `iat` claim (Unix seconds), for an event issued earlier (a late
+    /// or redelivered one); now otherwise.
+    pub iat: Option<i64>,
 }
 
 fn event_uri(name: &str) -> String {
@@ -210,7 +216,7 @@ impl FakeGoogle {
             .clone()
             .unwrap_or_else(|| self.config.client_id.clone());
         let claims = json!({
-            "iss": issuer, "aud": aud, "iat": chrono::Utc::now().timestamp(), "jti": jti,
+            "iss": issuer, "aud": aud, "iat": p.iat.unwrap_or_else(|| chrono::Utc::now().timestamp()), "jti": jti,
             "events": { event_uri(&p.event): Value::Object(body) },
         });
         let active = &ISSUER_KEYS[usize::from(self.lock().risc.rotated)];

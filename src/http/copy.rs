@@ -6,6 +6,7 @@
 //! `templates/`; the permission labels are in [`crate::scopes`].
 
 use crate::store::gmail_token::ReauthCause;
+use crate::store::risc_event::SignalKind;
 
 /// What an error page says: its title, what happened, and what to do.
 #[derive(Debug)]
@@ -341,12 +342,40 @@ pub fn reauth_cause(cause: &ReauthCause) -> CauseCopy {
             "저장된 연결 정보가 완전하지 않습니다. 재인증을 눌러 다시 연결해 주세요.",
             "The stored connection is incomplete. Press Re-authorize to connect again.",
         ),
+        ReauthCause::Signal(s) => signal_words(s.kind),
         _ => (
             "Google 연결을 다시 확인해야 합니다. 재인증을 눌러 주세요.",
             "The Google connection has to be confirmed again. Press Re-authorize.",
         ),
     };
     CauseCopy { ko, en }
+}
+
+/// The item page's words for a connection Google's revocation signal
+/// (RISC) marked: what Google said, and what the user does first.
+fn signal_words(kind: SignalKind) -> (&'static str, &'static str) {
+    match kind {
+        SignalKind::TokensRevoked => (
+            "Google 계정에서 이 서비스의 접근 권한이 해제되었습니다. 재인증을 눌러 다시 연결해 주세요.",
+            "Access for this service was removed in your Google Account. Press Re-authorize to connect again.",
+        ),
+        SignalKind::TokenRevoked => (
+            "Google이 이 연결의 토큰을 취소했습니다. 재인증을 눌러 다시 연결해 주세요.",
+            "Google revoked this connection's token. Press Re-authorize to connect again.",
+        ),
+        SignalKind::SessionsRevoked => (
+            "Google 계정의 모든 세션이 종료되었습니다(예: 비밀번호 변경). 재인증을 눌러 다시 연결해 주세요.",
+            "Every session of your Google account was ended (for example, after a password change). Press Re-authorize to connect again.",
+        ),
+        SignalKind::AccountDisabled => (
+            "Google 계정이 사용 중지되었습니다. 먼저 Google에서 계정을 복구해야 합니다(Google 계정에 로그인하면 복구 안내가 나옵니다). 복구되기 전에는 재인증을 눌러도 해결되지 않습니다.",
+            "Your Google account was disabled. Restore it with Google first (signing in to your Google account shows how); pressing Re-authorize will not help until it is restored.",
+        ),
+        SignalKind::CredentialChangeRequired => (
+            "Google이 이 계정의 비밀번호 변경을 요구합니다. 먼저 Google 계정의 비밀번호를 바꾼 뒤 재인증을 눌러 다시 연결해 주세요.",
+            "Google asks you to change your Google account's password. Change it first, then press Re-authorize to connect again.",
+        ),
+    }
 }
 
 /// `body` with `{added}` replaced by `added` (labels of [`crate::scopes`]).

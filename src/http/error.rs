@@ -14,6 +14,7 @@ use crate::passport::flow::FlowError;
 use crate::passport::token::{TokenError, UpstreamCause};
 use crate::store;
 use crate::store::gmail_token::ReauthCause;
+use crate::store::risc_event::SignalKind;
 
 /// `Retry-After` when the database is unavailable, in seconds.
 const DATABASE_RETRY_AFTER_SECS: u64 = 5;
@@ -206,11 +207,7 @@ impl ApiError {
             TokenError::ReauthRequired(cause) => Self::new(
                 StatusCode::CONFLICT,
                 ErrorCode::ReauthRequired,
-                format!(
-                    "Google no longer accepts this user's refresh token ({}); {}",
-                    cause.code(),
-                    reauth_next_step(&cause)
-                ),
+                reauth_message(&cause),
             ),
             TokenError::Unavailable { source, retry_after } => {
                 let secs = retry_after.as_secs().max(1);
@@ -257,6 +254,20 @@ impl ApiError {
     }
 }
 
+/// Why a connection needs 재인증 and what to do, for the token API.
+fn reauth_message(cause: &ReauthCause) -> String {
+    let next = reauth_next_step(cause);
+    match cause {
+        ReauthCause::Signal(s) => {
+            format!("{} ({}); {next}", s.kind.message(), cause.code())
+        }
+        _ => format!(
+            "Google no longer accepts this user's refresh token ({}); {next}",
+            cause.code()
+        ),
+    }
+}
+
 /// What a skill tells its user to do about a connection that needs 재인증.
 fn reauth_next_step(cause: &ReauthCause) -> &'static str {
     match cause {
@@ -269,7 +280,24 @@ fn reauth_next_step(cause: &ReauthCause) -> &'static str {
         ReauthCause::InvalidRapt { .. } => {
             "the user's Workspace asks them to sign in again; the user must press 재인증"
         }
+        ReauthCause::Signal(s) => signal_next_step(s.kind),
         _ => "the user must press 재인증",
+    }
+}
+
+/// What a skill tells its user about a connection Google's revocation
+/// signal (RISC) marked.
+fn signal_next_step(kind: SignalKind) -> &'static str {
+    match kind {
+        SignalKind::AccountDisabled => {
+            "Google disabled the user's Google account; the user must first restore it with Google (재인증 does not help before that), then press 재인증"
+        }
+        SignalKind::CredentialChangeRequired => {
+            "Google requires the user to change their Google account's password; the user must change it first, then press 재인증"
+        }
+        SignalKind::TokensRevoked | SignalKind::TokenRevoked | SignalKind::SessionsRevoked => {
+            "the user must press 재인증"
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use crate::passport::Passport;
 use crate::scopes::ScopeSet;
 use crate::store::gmail_token::{self, ConnectionStatus, ReauthCause, TokenRow};
 use crate::store::passport_event::{self, EventKind, EventRow};
+use crate::store::risc_event::SignalKind;
 
 /// Events that store a new grant: a correction before one is history.
 const CONSENT_KINDS: [EventKind; 4] = [
@@ -621,6 +622,7 @@ fn policy_cause(why: &ReauthCause) -> Cause {
             REAUTH_FIX_KO,
             REAUTH_FIX_EN,
         ),
+        ReauthCause::Signal(s) => signal_cause(s.kind, &said),
         other => cause(
             other.code(),
             &format!("연결에 재인증이 필요합니다({said})."),
@@ -629,6 +631,31 @@ fn policy_cause(why: &ReauthCause) -> Cause {
             REAUTH_FIX_EN,
         ),
     }
+}
+
+/// A connection Google's revocation signal (RISC) marked: what Google
+/// said, and what the user does before 재인증 can help.
+fn signal_cause(kind: SignalKind, said: &str) -> Cause {
+    let (fix_ko, fix_en) = match kind {
+        SignalKind::AccountDisabled => (
+            "사용자가 먼저 Google에서 계정을 복구해야 합니다(Google 계정에 로그인하면 복구 안내가 나옵니다). 복구되기 전에는 재인증만으로 해결되지 않습니다. 복구한 뒤 재인증을 누르세요.",
+            "The user first restores the Google account with Google (signing in to it shows how); 재인증 alone does not help before that. Once restored, the user presses 재인증.",
+        ),
+        SignalKind::CredentialChangeRequired => (
+            "사용자가 먼저 Google 계정의 비밀번호를 바꾼 뒤 재인증을 눌러야 합니다.",
+            "The user first changes the Google account's password, then presses 재인증.",
+        ),
+        SignalKind::TokensRevoked | SignalKind::TokenRevoked | SignalKind::SessionsRevoked => {
+            (REAUTH_FIX_KO, REAUTH_FIX_EN)
+        }
+    };
+    cause(
+        kind.code(),
+        &format!("Google이 보안 이벤트(RISC)를 보냈습니다: {said}"),
+        &format!("Google pushed a security event (RISC): {said}"),
+        fix_ko,
+        fix_en,
+    )
 }
 
 fn unreachable_google(source: &GoogleError, f: &mut Findings) {

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use base64::Engine;
+use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::Value;
@@ -164,6 +165,8 @@ struct KeyState {
 #[derive(Deserialize)]
 struct SetClaims {
     jti: String,
+    /// When Google issued the event (Unix seconds; RFC 8417 requires it).
+    iat: i64,
     events: serde_json::Map<String, Value>,
 }
 
@@ -252,7 +255,13 @@ impl Passport {
             ));
         };
         let event = EventType::from_uri(uri);
-        let accepted = self.apply_event(&claims.jti, event, body).await?;
+        let Some(issued_at) = DateTime::from_timestamp(claims.iat, 0) else {
+            count(event, "invalid_request");
+            return Err(RiscError::InvalidRequest("iat out of range".into()));
+        };
+        let accepted = self
+            .apply_event(&claims.jti, issued_at, event, body)
+            .await?;
         let outcome = if accepted.replay { "replay" } else { "applied" };
         count(event, outcome);
         Ok(accepted)
@@ -289,7 +298,8 @@ impl Passport {
     }
 
     /// The issuer and the key named `kid`: from the cache, or fetched (the
-    /// first time, or for an unknown `kid` once per `GOOGLE_RISC_KEY_REFETCH_SECS`).
+    /// first time, or for an unknown `kid` at most once per
+    /// `GOOGLE_RISC_KEY_REFETCH_SECS` after the last successful fetch).
     async fn risc_key(&self, kid: &str) -> Result<(String, DecodingKey), RiscError> {
         let mut st = self.risc_keys.state.lock().await;
         if let (Some(iss), Some(k)) = (&st.issuer, st.keys.get(kid)) {
@@ -299,10 +309,13 @@ impl Passport {
             .fetched_at
             .is_none_or(|t| t.elapsed() >= self.settings.risc.key_refetch);
         if !due {
+            // Google's keys, fetched successfully within the interval, lack it.
             return Err(RiscError::InvalidKey(format!("unknown key {kid:?}")));
         }
-        st.fetched_at = Some(Instant::now());
+        // A failed fetch answers 503 (Google delivers again) and starts no
+        // interval: only a successful fetch is recorded.
         let (issuer, keys) = self.fetch_risc_keys().await?;
+        st.fetched_at = Some(Instant::now());
         tracing::info!(keys = keys.len(), %issuer, "RISC: fetched Google's signing keys");
         st.issuer = Some(issuer);
         st.keys = keys;
@@ -340,6 +353,7 @@ impl Passport {
     async fn apply_event(
         &self,
         jti: &str,
+        issued_at: DateTime<Utc>,
         event: EventType,
         body: &Value,
     ) -> Result<Accepted, RiscError> {
@@ -369,7 +383,8 @@ impl Passport {
             (Some(kind), Some(target)) if target_fits(kind, &target) => {
                 let cause = ReauthCause::Signal(RevocationSignal::new(kind, reason));
                 let marked =
-                    gmail_token::mark_signalled(&mut *tx, target.as_store(), &cause).await?;
+                    gmail_token::mark_signalled(&mut *tx, target.as_store(issued_at), &cause)
+                        .await?;
                 self.announce_signal(&mut tx, &marked, &cause).await?;
                 marked
             }
@@ -436,6 +451,7 @@ impl Passport {
             let facts = webhooks::Facts {
                 email: m.email.as_deref(),
                 cause: Some(&why),
+                cause_code: Some(cause.code()),
                 ..Default::default()
             };
             let kind = webhooks::Kind::ReauthRequired;
@@ -507,9 +523,11 @@ enum Target<'a> {
 }
 
 impl<'a> Target<'a> {
-    fn as_store(&self) -> SignalTarget<'_> {
+    /// The store's target; an account's spares consents made after
+    /// `issued_at` (a late or redelivered event).
+    fn as_store(&self, issued_at: DateTime<Utc>) -> SignalTarget<'_> {
         match self {
-            Self::Subject(s) => SignalTarget::Subject(s),
+            Self::Subject(sub) => SignalTarget::Subject { sub, issued_at },
             Self::Sha512(h) => SignalTarget::Sha512(h),
             Self::PrefixMacs(m) => SignalTarget::PrefixMac(m),
         }

@@ -613,8 +613,13 @@ pub(crate) struct Signalled {
 
 /// Which connections a revocation signal names.
 pub(crate) enum SignalTarget<'a> {
-    /// Every connection of this Google account (`sub`).
-    Subject(&'a str),
+    /// Every connection of this Google account (`sub`) consented before
+    /// the event was issued (`iat`, whole seconds: a consent within that
+    /// second counts as before) or at an unknown time.
+    Subject {
+        sub: &'a str,
+        issued_at: DateTime<Utc>,
+    },
     /// The connection whose refresh token has this
     /// `hash_base64_sha512_sha512` (canonical base64).
     Sha512(&'a str),
@@ -625,7 +630,8 @@ pub(crate) enum SignalTarget<'a> {
 
 /// Mark the active connections a signal names `reauth_required` with its
 /// cause (a refresh in flight loses its claim, so it cannot undo the mark).
-/// Connections already not active are left alone. One statement per target
+/// Connections already not active, and (for an account) those consented
+/// after the event was issued, are left alone. One statement per target
 /// kind, each served by its index.
 pub(crate) async fn mark_signalled(
     db: impl PgExecutor<'_>,
@@ -634,15 +640,18 @@ pub(crate) async fn mark_signalled(
 ) -> Result<Vec<Signalled>, sqlx::Error> {
     let why = cause.to_last_error();
     match target {
-        SignalTarget::Subject(sub) => {
+        SignalTarget::Subject { sub, issued_at } => {
             sqlx::query_as!(
                 Signalled,
                 r#"UPDATE gmail_token SET status = 'reauth_required', last_error = $2,
                        refresh_claimed_until = NULL, updated_at = now()
                    WHERE google_sub = $1 AND status = 'active'
+                     AND (consented_at IS NULL
+                          OR consented_at < $3::timestamptz + interval '1 second')
                    RETURNING user_id, email"#,
                 sub,
                 why,
+                issued_at,
             )
             .fetch_all(db)
             .await

@@ -32,7 +32,7 @@ fn refusing(r: RefreshRefusal) -> Behaviour {
     }
 }
 
-async fn status_api(app: &TestApp, user: Uuid) -> serde_json::Value {
+pub(crate) async fn status_api(app: &TestApp, user: Uuid) -> serde_json::Value {
     let resp = app
         .client()
         .get(app.url("/api/passport/gmail"))
@@ -44,7 +44,7 @@ async fn status_api(app: &TestApp, user: Uuid) -> serde_json::Value {
     resp.json().await.unwrap()
 }
 
-async fn diagnose(app: &TestApp, user: Uuid) -> serde_json::Value {
+pub(crate) async fn diagnose(app: &TestApp, user: Uuid) -> serde_json::Value {
     let resp = app
         .client()
         .get(app.url(&format!("/internal/passport/gmail/users/{user}/diagnosis")))

@@ -3,7 +3,7 @@
 //! real HTTP; the receiver verifies them against the fake's configuration
 //! document and JWKS, and applies them.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -11,7 +11,9 @@ use uuid::Uuid;
 
 use crate::doctor::cli_command;
 use crate::helpers::*;
+use crate::refusals::{diagnose, status_api};
 use crate::wait::wait_until;
+use auth_server::fake_google::Behaviour;
 
 const WEBHOOK_SECRET: &str = "test-webhook-secret-0123456789-abcdefgh";
 
@@ -52,10 +54,23 @@ async fn risc_rows(app: &TestApp) -> Vec<(String, String, i32, Option<String>)> 
     .unwrap()
 }
 
-/// The cause in the pending `passport.reauth_required` webhook of `user`.
-async fn webhook_cause(app: &TestApp, user: Uuid) -> Option<String> {
-    sqlx::query_scalar(
-        "SELECT payload->'data'->>'cause' FROM webhook_outbox WHERE user_id = $1 AND kind = 'reauth_required'",
+/// Wait until a key refetch is due again under
+/// `GOOGLE_RISC_KEY_REFETCH_SECS=1`: the keys were last fetched no later
+/// than `fetched_by`, and the receiver measures on the same monotonic clock.
+async fn wait_refetch_due(fetched_by: Instant) {
+    wait_until(
+        "the key refetch interval to pass",
+        Duration::from_secs(5),
+        async || fetched_by.elapsed() > Duration::from_secs(1),
+    )
+    .await;
+}
+
+/// The cause and cause code in the pending `passport.reauth_required`
+/// webhook of `user`.
+async fn webhook_cause(app: &TestApp, user: Uuid) -> Option<(String, Option<String>)> {
+    sqlx::query_as(
+        "SELECT payload->'data'->>'cause', payload->'data'->>'cause_code' FROM webhook_outbox WHERE user_id = $1 AND kind = 'reauth_required'",
     )
     .bind(user)
     .fetch_optional(&app.db)
@@ -112,8 +127,9 @@ async fn each_account_event_marks_every_connection_of_the_account_and_the_token_
                 .find(|e| e.kind == EventKind::ReauthRequired)
                 .expect("an audit event");
             assert_eq!(marked.error_code.as_deref(), Some(code));
-            let cause = webhook_cause(&app, user).await.expect("a webhook");
+            let (cause, cause_code) = webhook_cause(&app, user).await.expect("a webhook");
             assert!(cause.starts_with(code), "{cause}");
+            assert_eq!(cause_code.as_deref(), Some(code), "{event}");
         }
         assert_eq!(
             app.fake.calls("token"),
@@ -134,6 +150,111 @@ async fn each_account_event_marks_every_connection_of_the_account_and_the_token_
     // The recorder is the process's: other tests count too.
     let applied = r#"passport_risc_events_total{event="tokens-revoked",outcome="applied"}"#;
     assert!(metrics.contains(applied), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_signal_that_reauth_alone_does_not_fix_says_what_the_user_does_first_everywhere() {
+    let app = spawn(&[]).await;
+    let cases = [
+        (
+            JISOO,
+            "account-disabled",
+            "account_disabled",
+            "계정을 복구해야",
+            "restore it with Google",
+            "Restore it with Google first",
+        ),
+        (
+            MINHO,
+            "account-credential-change-required",
+            "credential_change_required",
+            "비밀번호를 바꾼 뒤",
+            "change it first",
+            "Change it first",
+        ),
+    ];
+    for (email, event, code, ko, api, page_en) in cases {
+        let user = Uuid::new_v4();
+        app.seed_passport(user, email, ALL).await;
+        let (status, _) = push(&app, json!({"event": event, "email": email})).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{event}");
+
+        let (_, cause_code) = webhook_cause(&app, user).await.expect("a webhook");
+        assert_eq!(cause_code.as_deref(), Some(code));
+        let (status, body, _) = app.token(user, &["calendar"]).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(body["cause"], code, "{body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains(api), "{message}");
+        let st = status_api(&app, user).await;
+        assert_eq!(st["cause"], code, "{st}");
+        let page = app
+            .browser(Some(user))
+            .get("/passport/gmail")
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains(&format!("data-cause=\"{code}\"")), "{page}");
+        assert!(page.contains(ko) && page.contains(page_en), "{page}");
+        let d = diagnose(&app, user).await;
+        assert_eq!(d["cause"]["code"], code, "{d}");
+        assert!(d["cause"]["fix_ko"].as_str().unwrap().contains(ko), "{d}");
+        let en = d["cause"]["en"].as_str().unwrap();
+        assert!(en.contains("security event"), "{d}");
+        // Tell those apart from the generic fix: 재인증 alone does not help.
+        let fix_en = d["cause"]["fix_en"].as_str().unwrap();
+        assert!(fix_en.contains("first"), "{d}");
+    }
+}
+
+#[tokio::test]
+async fn a_late_account_event_spares_a_grant_made_after_google_issued_it() {
+    let app = spawn(&[]).await;
+    // Fresh consent; one of unknown time (adopted row); one from two hours ago.
+    let (fresh, unknown, older) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    for user in [fresh, unknown, older] {
+        app.seed_passport(user, JISOO, ALL).await;
+    }
+    sqlx::query("UPDATE gmail_token SET consented_at = NULL WHERE user_id = $1")
+        .bind(unknown)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE gmail_token SET consented_at = now() - interval '2 hours' WHERE user_id = $1",
+    )
+    .bind(older)
+    .execute(&app.db)
+    .await
+    .unwrap();
+
+    // Issued an hour ago, delivered only now.
+    let an_hour_ago = chrono::Utc::now().timestamp() - 3600;
+    for event in ["tokens-revoked", "account-disabled"] {
+        let late = json!({"event": event, "email": JISOO, "iat": an_hour_ago});
+        let (status, body) = push(&app, late).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    let fresh_row = app.row(fresh).await.unwrap();
+    assert_eq!(
+        fresh_row.status,
+        ConnectionStatus::Active,
+        "consented after the event"
+    );
+    assert_eq!(app.token(fresh, &["calendar"]).await.0, StatusCode::OK);
+    for user in [unknown, older] {
+        let row = app.row(user).await.unwrap();
+        assert_eq!(row.status, ConnectionStatus::ReauthRequired);
+    }
+    let marked: Vec<i32> = risc_rows(&app).await.iter().map(|r| r.2).collect();
+    assert_eq!(marked, [2, 0], "the second found the two already marked");
+
+    // The same event issued now marks the fresh grant too.
+    let (status, _) = push(&app, json!({"event": "tokens-revoked", "email": JISOO})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let fresh_row = app.row(fresh).await.unwrap();
+    assert_eq!(fresh_row.status, ConnectionStatus::ReauthRequired);
 }
 
 #[tokio::test]
@@ -166,7 +287,7 @@ async fn account_enabled_and_verification_are_recorded_and_change_nothing() {
 
 #[tokio::test]
 async fn tokens_that_do_not_verify_are_refused_with_rfc_8935_errors_and_nothing_changes() {
-    let app = spawn(&[("GOOGLE_RISC_KEY_REFETCH_SECS", "0")]).await;
+    let app = spawn(&[("GOOGLE_RISC_KEY_REFETCH_SECS", "1")]).await;
     let user = Uuid::new_v4();
     app.seed_passport(user, JISOO, ALL).await;
     let before = app.snapshot().await;
@@ -185,9 +306,11 @@ async fn tokens_that_do_not_verify_are_refused_with_rfc_8935_errors_and_nothing_
     let (status, body) = push(&app, revoke(json!({"aud": "someone-else"}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["err"], "invalid_audience", "{body}");
+    let fetched_by = Instant::now();
 
-    // An unknown key: the receiver fetches the keys again, still does not
-    // find it, and refuses.
+    // An unknown key, once a refetch is due: the receiver fetches the keys
+    // again, still does not find it, and refuses.
+    wait_refetch_due(fetched_by).await;
     let fetched = app.fake.calls("risc.jwks");
     let (status, body) = push(&app, revoke(json!({"signing": "unknown_key"}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -229,14 +352,16 @@ async fn tokens_that_do_not_verify_are_refused_with_rfc_8935_errors_and_nothing_
 
 #[tokio::test]
 async fn a_rotated_issuer_key_is_fetched_on_its_first_use() {
-    let app = spawn(&[("GOOGLE_RISC_KEY_REFETCH_SECS", "0")]).await;
+    let app = spawn(&[("GOOGLE_RISC_KEY_REFETCH_SECS", "1")]).await;
     let user = Uuid::new_v4();
     app.seed_passport(user, JISOO, ALL).await;
     let (status, _) = push(&app, json!({"event": "account-enabled", "email": JISOO})).await;
     assert_eq!(status, StatusCode::ACCEPTED);
+    let fetched_by = Instant::now();
     let fetched = app.fake.calls("risc.jwks");
 
     app.fake.rotate_risc_key();
+    wait_refetch_due(fetched_by).await;
     let (status, body) = push(&app, json!({"event": "tokens-revoked", "email": JISOO})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(app.fake.calls("risc.jwks"), fetched + 1);
@@ -258,6 +383,40 @@ async fn unknown_keys_refetch_at_most_once_per_interval() {
         1,
         "fetched once, not per token"
     );
+}
+
+#[tokio::test]
+async fn a_failed_key_fetch_answers_503_and_does_not_hold_back_the_next_delivery() {
+    // The default interval (10 s): a failed fetch must not start it.
+    let app = spawn(&[]).await;
+    let user = Uuid::new_v4();
+    app.seed_passport(user, JISOO, ALL).await;
+    let revoke = json!({"event": "tokens-revoked", "email": JISOO});
+    app.fake.set_behaviour(Behaviour {
+        risc_jwks_unavailable: true,
+        ..Behaviour::default()
+    });
+    let (status, body) = push(&app, revoke.clone()).await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Google delivers again: {body}"
+    );
+    assert_eq!(
+        app.row(user).await.unwrap().status,
+        ConnectionStatus::Active
+    );
+    assert!(risc_rows(&app).await.is_empty());
+
+    // Google's redelivery, right after the outage: the keys are fetched
+    // at once and the revocation applied.
+    app.fake.set_behaviour(Behaviour::default());
+    let fetched = app.fake.calls("risc.jwks");
+    let (status, body) = push(&app, revoke).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(app.fake.calls("risc.jwks"), fetched + 1);
+    let row = app.row(user).await.unwrap();
+    assert_eq!(row.status, ConnectionStatus::ReauthRequired);
 }
 
 #[tokio::test]
