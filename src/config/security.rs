@@ -120,11 +120,13 @@ fn named_keys(c: &mut Checker, entries: &[String]) -> (Vec<Arc<str>>, Vec<Secret
         let position = format!("INTERNAL_API_KEYS: key {} of {}", i + 1, entries.len());
         let (name, key) = match split_entry(entry) {
             Ok(split) => split,
-            Err(bad) => {
+            // Never show the part before `:`: for a key given without a
+            // name that holds a `:`, it is part of the key.
+            Err(_) => {
                 c.problem(format!(
-                    "{position}: `{}` is not a key name (lowercase letters, digits, `_` and `-`, \
-                     starting with a letter or digit, at most {MAX_KEY_NAME_LEN}); write `name:key`",
-                    bad.chars().take(40).collect::<String>().escape_debug()
+                    "{position}: the part before `:` is not a key name (lowercase letters, \
+                     digits, `_` and `-`, starting with a letter or digit, at most \
+                     {MAX_KEY_NAME_LEN}); write `name:key`"
                 ));
                 continue;
             }

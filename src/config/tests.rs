@@ -506,6 +506,24 @@ fn a_key_holding_a_colon_is_written_after_a_name() {
 }
 
 #[test]
+fn a_key_without_a_name_holding_a_colon_is_refused_without_showing_any_of_it() {
+    // Given without a name, the part before `:` is part of the secret.
+    let secret_part = "Qx7-Secret.Part/9Zk";
+    let err = Settings::from_pairs(with_keys(&format!(
+        "skill-gmail:{INTERNAL},{secret_part}:{INTERNAL_2}"
+    )))
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("INTERNAL_API_KEYS: key 2 of 2: the part before `:` is not a key name"),
+        "{text}"
+    );
+    for part in [secret_part, "Qx7", INTERNAL_2] {
+        assert!(!text.contains(part), "`{part}` shown in:\n{text}");
+    }
+}
+
+#[test]
 fn bad_and_duplicate_key_names_and_duplicate_keys_are_refused_by_position() {
     let err = Settings::from_pairs(with_keys(&format!(
         "Skill-Calendar:{INTERNAL},skill-gmail:{INTERNAL},skill-gmail:{INTERNAL_2},-x:{INTERNAL_2}"
@@ -513,9 +531,9 @@ fn bad_and_duplicate_key_names_and_duplicate_keys_are_refused_by_position() {
     .unwrap_err();
     let text = err.to_string();
     for needle in [
-        "INTERNAL_API_KEYS: key 1 of 4: `Skill-Calendar` is not a key name",
+        "INTERNAL_API_KEYS: key 1 of 4: the part before `:` is not a key name",
         "INTERNAL_API_KEYS: key 3 of 4: the name `skill-gmail` is used twice",
-        "INTERNAL_API_KEYS: key 4 of 4: `-x` is not a key name",
+        "INTERNAL_API_KEYS: key 4 of 4: the part before `:` is not a key name",
     ] {
         assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
     }

@@ -194,7 +194,34 @@ impl FetchLedger {
     }
 }
 
-/// The counts as the columns of one statement, in primary-key order: two
+/// Take the counts out and write them; put them back if the write fails.
+async fn write_ledger(ledger: Arc<FetchLedger>, db: sqlx::PgPool) -> Result<usize, sqlx::Error> {
+    let (counts, dropped) = ledger.take();
+    if dropped > 0 {
+        tracing::warn!(
+            dropped,
+            max_keys = ledger.max_keys,
+            "fetch ledger full while it could not be written: counts dropped"
+        );
+    }
+    if counts.is_empty() {
+        return Ok(0);
+    }
+    let batch = to_batch(&counts);
+    match token_fetch_ledger::add(&db, &batch).await {
+        Ok(()) => {
+            ledger.written(counts.len());
+            Ok(batch.len())
+        }
+        Err(e) => {
+            ledger.restore(counts);
+            Err(e)
+        }
+    }
+}
+
+/// The counts as the columns of one statement, sorted by user, provider,
+/// minute, caller and joined scopes (as bytes), the same in every writer: two
 /// writes (two instances, or a read's write beside the task's) that share
 /// rows lock them in the same order, so they wait for each other instead of
 /// deadlocking.
@@ -239,29 +266,16 @@ impl Passport {
     }
 
     /// Write this instance's counts; on failure they are kept for the next
-    /// write. Returns how many rows were written.
+    /// write. Returns how many rows were written. The write runs in a task
+    /// of its own: a caller dropped while it waits (a request cancelled by
+    /// its timeout, the shutdown deadline or the client) neither loses the
+    /// counts taken out nor leaves them holding places under the cap.
     pub(crate) async fn flush_ledger(&self) -> Result<usize, sqlx::Error> {
-        let (counts, dropped) = self.fetch_ledger.take();
-        if dropped > 0 {
-            tracing::warn!(
-                dropped,
-                max_keys = self.fetch_ledger.max_keys,
-                "fetch ledger full while it could not be written: counts dropped"
-            );
-        }
-        if counts.is_empty() {
-            return Ok(0);
-        }
-        let batch = to_batch(&counts);
-        match token_fetch_ledger::add(&self.db, &batch).await {
-            Ok(()) => {
-                self.fetch_ledger.written(counts.len());
-                Ok(batch.len())
-            }
-            Err(e) => {
-                self.fetch_ledger.restore(counts);
-                Err(e)
-            }
+        let write = tokio::spawn(write_ledger(self.fetch_ledger.clone(), self.db.clone()));
+        match write.await {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(sqlx::Error::PoolClosed),
         }
     }
 

@@ -65,7 +65,7 @@ pub struct Passport {
     /// Signs the item page's result flash ([`flash`]).
     pub(crate) flash_key: crate::crypto::Authenticator,
     /// Tokens handed out, counted per caller until written ([`ledger`]).
-    pub(crate) fetch_ledger: ledger::FetchLedger,
+    pub(crate) fetch_ledger: Arc<ledger::FetchLedger>,
     /// Google's RISC issuer and signing keys, as last fetched ([`risc`]).
     pub(crate) risc_keys: risc::RiscKeys,
 }
@@ -86,7 +86,7 @@ impl Passport {
             ),
             misconfigured_log: Throttle::default(),
             flash_key: flash::key(settings.session_jwt_secret.expose_secret().as_bytes()),
-            fetch_ledger: ledger::FetchLedger::new(settings.ledger.max_keys),
+            fetch_ledger: Arc::new(ledger::FetchLedger::new(settings.ledger.max_keys)),
             risc_keys: risc::RiscKeys::default(),
             settings,
             db,

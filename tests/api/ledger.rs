@@ -455,6 +455,97 @@ async fn a_ledger_the_database_cannot_take_keeps_its_counts_and_drops_only_past_
     .await;
 }
 
+/// The `n` distinct scope sets from `from` on (subsets of seven scopes).
+fn scope_sets(from: u32, n: u32) -> Vec<Vec<&'static str>> {
+    (from..from + n)
+        .map(|mask| {
+            (0..7)
+                .filter(|i| mask & (1 << i) != 0)
+                .map(|i| ALL[i])
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_ledger_read_cancelled_during_its_write_loses_no_counts() {
+    let app = TestApp::spawn_with(&[
+        ("INTERNAL_API_KEYS", &named_keys()),
+        // Only the reads (and the cap) write: no round of the flusher.
+        ("LEDGER_FLUSH_SECS", "300"),
+        ("LEDGER_MAX_KEYS", "100"),
+        ("HTTP_REQUEST_TIMEOUT_SECS", "1"),
+        ("DB_LOCK_TIMEOUT_MS", "60000"),
+        ("DB_STATEMENT_TIMEOUT_MS", "60000"),
+    ])
+    .await;
+    let user = Uuid::new_v4();
+    app.seed_passport(user, JISOO, ALL).await;
+    let dropped = counter(&app.metrics().await, "passport_ledger_dropped_total");
+    let lock = async || {
+        let mut locker = sqlx::PgConnection::connect(&app.database_url)
+            .await
+            .unwrap();
+        locker.execute("BEGIN").await.unwrap();
+        locker
+            .execute("LOCK TABLE token_fetch_ledger IN ACCESS EXCLUSIVE MODE")
+            .await
+            .unwrap();
+        locker
+    };
+
+    // 60 counts; the read's write waits for the table past the request
+    // timeout, which cancels the request.
+    let mut locker = lock().await;
+    for scopes in scope_sets(0, 60) {
+        assert_eq!(
+            fetch(&app, CALENDAR_KEY, user, &scopes).await,
+            StatusCode::OK
+        );
+    }
+    let (status, _) = ledger_json(&app, GMAIL_KEY, user, "").await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the request timed out"
+    );
+    locker.execute("ROLLBACK").await.unwrap();
+
+    // The write finishes without the request that asked for it.
+    wait_for(
+        "the cancelled read's counts written",
+        Duration::from_secs(15),
+        async || {
+            let written: i64 = stored(&app.db).await.values().sum();
+            if written == 60 {
+                Ok(())
+            } else {
+                Err(written)
+            }
+        },
+    )
+    .await;
+
+    // And they no longer hold places under the cap: 41 new counts while the
+    // table is held again are all kept (60 stranded ones would leave 40).
+    let mut locker = lock().await;
+    for scopes in scope_sets(60, 41) {
+        assert_eq!(
+            fetch(&app, CALENDAR_KEY, user, &scopes).await,
+            StatusCode::OK
+        );
+    }
+    locker.execute("ROLLBACK").await.unwrap();
+    let (status, ledger) = ledger_json(&app, GMAIL_KEY, user, "").await;
+    assert_eq!(status, StatusCode::OK, "{ledger}");
+    assert_eq!(
+        totals(&ledger),
+        BTreeMap::from([("skill-calendar".to_string(), 101)])
+    );
+    let now_dropped = counter(&app.metrics().await, "passport_ledger_dropped_total");
+    assert_eq!(now_dropped, dropped, "no count dropped");
+}
+
 #[tokio::test]
 async fn the_request_log_names_the_caller_and_never_the_key() {
     use tokio::io::{AsyncBufReadExt, BufReader};
