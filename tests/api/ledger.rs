@@ -481,7 +481,6 @@ async fn a_ledger_read_cancelled_during_its_write_loses_no_counts() {
     .await;
     let user = Uuid::new_v4();
     app.seed_passport(user, JISOO, ALL).await;
-    let dropped = counter(&app.metrics().await, "passport_ledger_dropped_total");
     let lock = async || {
         let mut locker = sqlx::PgConnection::connect(&app.database_url)
             .await
@@ -538,12 +537,13 @@ async fn a_ledger_read_cancelled_during_its_write_loses_no_counts() {
     locker.execute("ROLLBACK").await.unwrap();
     let (status, ledger) = ledger_json(&app, GMAIL_KEY, user, "").await;
     assert_eq!(status, StatusCode::OK, "{ledger}");
+    // 60 + 41: every count kept, none dropped. (The dropped counter is not
+    // read here: the metrics recorder is one per test process, shared with
+    // the test that fills the ledger past its cap.)
     assert_eq!(
         totals(&ledger),
         BTreeMap::from([("skill-calendar".to_string(), 101)])
     );
-    let now_dropped = counter(&app.metrics().await, "passport_ledger_dropped_total");
-    assert_eq!(now_dropped, dropped, "no count dropped");
 }
 
 #[tokio::test]
