@@ -16,6 +16,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::passport::provider::Provider;
@@ -103,6 +104,9 @@ pub(crate) struct FetchLedger {
     max_keys: usize,
     /// Wakes the flusher when the cap is reached.
     full: Notify,
+    /// The writes under way (a read's, or the flusher's): the last write at
+    /// shutdown waits for them.
+    writes: TaskTracker,
 }
 
 impl FetchLedger {
@@ -111,6 +115,7 @@ impl FetchLedger {
             counts: Mutex::new(Counts::default()),
             max_keys,
             full: Notify::new(),
+            writes: TaskTracker::new(),
         }
     }
 
@@ -192,6 +197,53 @@ impl FetchLedger {
     pub(crate) fn pending(&self) -> usize {
         self.lock().held()
     }
+
+    /// After the last write at shutdown: warn of the counts still held.
+    fn warn_unwritten(&self) {
+        let (lost, still_writing) = {
+            let c = self.lock();
+            (c.tokens.len(), c.in_flight)
+        };
+        if lost + still_writing > 0 {
+            tracing::warn!(
+                lost,
+                still_writing,
+                "fetch ledger not fully written at shutdown: the counts still in memory are \
+                 lost, and those of a write still under way are lost unless it ends before \
+                 the database pool closes"
+            );
+        }
+    }
+}
+
+/// Counts taken out for a write. Dropped before [`Taken::written`] (the
+/// write failed, panicked, or its task was dropped) it puts them back, so
+/// they are never lost to a broken write nor hold places under the cap for
+/// good.
+struct Taken {
+    ledger: Arc<FetchLedger>,
+    counts: Option<HashMap<Key, i64>>,
+}
+
+impl Taken {
+    fn counts(&self) -> &HashMap<Key, i64> {
+        self.counts.as_ref().expect("counts are held until written")
+    }
+
+    /// The counts are in the database.
+    fn written(mut self) {
+        if let Some(c) = self.counts.take() {
+            self.ledger.written(c.len());
+        }
+    }
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        if let Some(c) = self.counts.take() {
+            self.ledger.restore(c);
+        }
+    }
 }
 
 /// Take the counts out and write them; put them back if the write fails.
@@ -207,17 +259,15 @@ async fn write_ledger(ledger: Arc<FetchLedger>, db: sqlx::PgPool) -> Result<usiz
     if counts.is_empty() {
         return Ok(0);
     }
-    let batch = to_batch(&counts);
-    match token_fetch_ledger::add(&db, &batch).await {
-        Ok(()) => {
-            ledger.written(counts.len());
-            Ok(batch.len())
-        }
-        Err(e) => {
-            ledger.restore(counts);
-            Err(e)
-        }
-    }
+    let taken = Taken {
+        ledger,
+        counts: Some(counts),
+    };
+    let batch = to_batch(taken.counts());
+    // On failure `taken` is dropped, which puts the counts back.
+    token_fetch_ledger::add(&db, &batch).await?;
+    taken.written();
+    Ok(batch.len())
 }
 
 /// The counts as the columns of one statement, sorted by user, provider,
@@ -269,9 +319,13 @@ impl Passport {
     /// write. Returns how many rows were written. The write runs in a task
     /// of its own: a caller dropped while it waits (a request cancelled by
     /// its timeout, the shutdown deadline or the client) neither loses the
-    /// counts taken out nor leaves them holding places under the cap.
+    /// counts taken out nor leaves them holding places under the cap; the
+    /// task is tracked, and the last write at shutdown waits for it.
     pub(crate) async fn flush_ledger(&self) -> Result<usize, sqlx::Error> {
-        let write = tokio::spawn(write_ledger(self.fetch_ledger.clone(), self.db.clone()));
+        let ledger = &self.fetch_ledger;
+        let write = ledger
+            .writes
+            .spawn(write_ledger(ledger.clone(), self.db.clone()));
         match write.await {
             Ok(r) => r,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -397,9 +451,13 @@ impl LedgerView {
     }
 }
 
+/// How long the last write at shutdown waits for the writes under way (the
+/// shutdown gives background tasks 400 ms, and the last write needs some).
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Write the counts every `LEDGER_FLUSH_SECS`, or at once when the cap is
 /// reached (but never sooner than `LEDGER_FLUSH_SECS` after a failed write),
-/// until `stop` is cancelled; then once more.
+/// until `stop` is cancelled; then once more ([`final_flush`]).
 pub(crate) async fn run_flusher(app: Arc<Passport>, stop: CancellationToken) {
     let every = app.settings.ledger.flush_every;
     let mut failed = false;
@@ -416,23 +474,38 @@ pub(crate) async fn run_flusher(app: Arc<Passport>, stop: CancellationToken) {
             () = tokio::time::sleep(every) => false,
             () = full => false,
         };
+        if stopping {
+            return final_flush(&app).await;
+        }
         failed = match app.flush_ledger().await {
             Ok(_) => false,
             Err(e) => {
                 metrics::counter!("passport_ledger_write_failures_total").increment(1);
                 let pending = app.fetch_ledger.pending();
-                if stopping {
-                    tracing::warn!(error = %e, lost = pending, "could not write the fetch ledger at shutdown; these counts are lost");
-                } else {
-                    tracing::warn!(error = %e, pending, "could not write the fetch ledger; the counts are kept and written later");
-                }
+                tracing::warn!(error = %e, pending, "could not write the fetch ledger; the counts are kept and written later");
                 true
             }
         };
-        if stopping {
-            return;
-        }
     }
+}
+
+/// The last write, at shutdown: wait up to [`SETTLE`] for the writes under
+/// way (a failed one puts its counts back), write what is held, then warn
+/// of any count still held: nothing writes it any more.
+async fn final_flush(app: &Passport) {
+    let ledger = &app.fetch_ledger;
+    ledger.writes.close();
+    if tokio::time::timeout(SETTLE, ledger.writes.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("fetch ledger writes still under way at shutdown");
+    }
+    if let Err(e) = app.flush_ledger().await {
+        metrics::counter!("passport_ledger_write_failures_total").increment(1);
+        tracing::warn!(error = %e, "could not write the fetch ledger at shutdown");
+    }
+    ledger.warn_unwritten();
 }
 
 #[cfg(test)]
@@ -490,6 +563,39 @@ mod tests {
         l.written(again.len());
         assert_eq!(l.pending(), 0);
         l.record(a.clone(), "gmail", u, cal.clone(), t0);
+        assert_eq!(l.pending(), 1);
+    }
+
+    #[test]
+    fn a_write_that_ends_without_an_outcome_puts_its_counts_back() {
+        let l = Arc::new(FetchLedger::new(2));
+        let u = Uuid::new_v4();
+        let t = Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap();
+        l.record("a".into(), "gmail", u, scopes(&["gmail.send"]), t);
+        l.record("b".into(), "gmail", u, scopes(&["gmail.send"]), t);
+        let taken = Taken {
+            ledger: l.clone(),
+            counts: Some(l.take().0),
+        };
+        assert_eq!(l.lock().in_flight, 2);
+        // A write that panics midway never reaches `written`.
+        let write = std::thread::spawn(move || {
+            let _taken = taken;
+            panic!("write broke");
+        });
+        assert!(write.join().is_err());
+        let c = l.lock();
+        assert_eq!(c.in_flight, 0, "no place is held by the broken write");
+        assert_eq!(c.tokens.len(), 2, "its counts are back");
+        drop(c);
+        let (counts, _) = l.take();
+        Taken {
+            ledger: l.clone(),
+            counts: Some(counts),
+        }
+        .written();
+        assert_eq!(l.pending(), 0, "written counts free their places");
+        l.record("c".into(), "gmail", u, scopes(&["gmail.send"]), t);
         assert_eq!(l.pending(), 1);
     }
 
