@@ -9,7 +9,7 @@
 //! (see the README there): nothing but the fake signs with them.
 
 use axum::extract::State;
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, RETRY_AFTER};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -234,7 +234,8 @@ impl FakeGoogle {
     }
 
     /// Sign the event `p` describes as `issuer` and push it to the receiver:
-    /// its status and body, `{"status", "body", "jti"}`.
+    /// its status, body and `Retry-After`, `{"status", "body", "jti",
+    /// "retry_after"}`.
     pub async fn push(&self, p: &Push, issuer: &str) -> Result<Value, String> {
         let receiver = match &p.receiver {
             Some(r) => r.clone(),
@@ -255,8 +256,13 @@ impl FakeGoogle {
             .await
             .map_err(|e| format!("push to {receiver}: {e}"))?;
         let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body: Value = resp.json().await.unwrap_or(Value::Null);
-        Ok(json!({"status": status, "body": body, "jti": jti}))
+        Ok(json!({"status": status, "body": body, "jti": jti, "retry_after": retry_after}))
     }
 
     /// Publish the second issuer key and sign with it from now on.

@@ -60,6 +60,7 @@ pub(crate) async fn receive(
             );
             StatusCode::ACCEPTED.into_response()
         }
+        Err(RiscError::KeysNotDue(left)) => not_due(&app, ip, left),
         Err(e) => match e.err_code() {
             Some(code) => count_refused(&app, ip, code, &e.to_string()),
             None => unavailable(&e),
@@ -75,15 +76,35 @@ fn count_refused(
     err: &'static str,
     description: &str,
 ) -> Response {
-    if let Err(limited) = app.limiters.token_ip(ip) {
-        let secs = limited.0.as_secs_f64().ceil().max(1.0) as u64;
-        return (
+    over_limit(app, ip).unwrap_or_else(|| refused(err, description))
+}
+
+/// 429 once the client IP has sent too many tokens that were not applied.
+fn over_limit(app: &AppState, ip: Option<std::net::IpAddr>) -> Option<Response> {
+    let limited = app.limiters.token_ip(ip).err()?;
+    let secs = limited.0.as_secs_f64().ceil().max(1.0) as u64;
+    Some(
+        (
             StatusCode::TOO_MANY_REQUESTS,
             [(RETRY_AFTER, secs.to_string())],
         )
-            .into_response();
-    }
-    refused(err, description)
+            .into_response(),
+    )
+}
+
+/// An unknown key before Google's keys may be fetched again: 503 with the
+/// time left, so Google delivers again once a key it has just rotated in can
+/// be fetched; counted against the client IP like a refused token (made-up
+/// keys cost their sender).
+fn not_due(app: &AppState, ip: Option<std::net::IpAddr>, left: std::time::Duration) -> Response {
+    over_limit(app, ip).unwrap_or_else(|| {
+        let secs = left.as_secs_f64().ceil().max(1.0) as u64;
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(RETRY_AFTER, secs.to_string())],
+        )
+            .into_response()
+    })
 }
 
 /// Our failure (Google's keys out of reach, the database): no body with

@@ -14,6 +14,7 @@
 //! nothing.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use base64::Engine;
@@ -118,6 +119,10 @@ pub(crate) enum RiscError {
     /// sender's fault; it delivers again later.
     #[error("cannot fetch Google's RISC keys: {0}")]
     Unavailable(GoogleError),
+    /// An unknown `kid` before the next fetch of Google's keys is due: asked
+    /// again after this long (a key Google has just rotated in is then found).
+    #[error("unknown key; Google's keys are fetched again in {0:?}")]
+    KeysNotDue(std::time::Duration),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -132,7 +137,7 @@ impl RiscError {
             Self::InvalidIssuer => Some("invalid_issuer"),
             Self::InvalidAudience => Some("invalid_audience"),
             Self::AuthenticationFailed => Some("authentication_failed"),
-            Self::Unavailable(_) | Self::Database(_) => None,
+            Self::Unavailable(_) | Self::KeysNotDue(_) | Self::Database(_) => None,
         }
     }
 }
@@ -150,14 +155,45 @@ pub(crate) struct Accepted {
 /// The issuer and its keys by `kid`, as last fetched.
 #[derive(Default)]
 pub(crate) struct RiscKeys {
-    state: tokio::sync::Mutex<KeyState>,
+    /// Read without waiting on a fetch: a token signed with a known key is
+    /// never held up by one with an unknown key.
+    cached: std::sync::RwLock<Arc<KeySet>>,
+    /// One fetch at a time.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+impl RiscKeys {
+    fn current(&self) -> Arc<KeySet> {
+        self.cached
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn replace(&self, set: KeySet) {
+        *self
+            .cached
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(set);
+    }
 }
 
 #[derive(Default)]
-struct KeyState {
+struct KeySet {
     issuer: Option<String>,
     keys: HashMap<String, DecodingKey>,
+    /// When the set was fetched (successfully; a failed fetch changes nothing).
     fetched_at: Option<Instant>,
+}
+
+impl KeySet {
+    fn key(&self, kid: &str) -> Option<(String, DecodingKey)> {
+        Some((self.issuer.clone()?, self.keys.get(kid)?.clone()))
+    }
+}
+
+fn unknown_key(kid: &str) -> RiscError {
+    RiscError::InvalidKey(format!("unknown key {kid:?}"))
 }
 
 /// The claims of a Security Event Token this service reads (`iss` and
@@ -299,30 +335,41 @@ impl Passport {
 
     /// The issuer and the key named `kid`: from the cache, or fetched (the
     /// first time, or for an unknown `kid` at most once per
-    /// `GOOGLE_RISC_KEY_REFETCH_SECS` after the last successful fetch).
+    /// `GOOGLE_RISC_KEY_REFETCH_SECS` after the last successful fetch). An
+    /// unknown `kid` is refused (400) only when Google's keys were fetched for
+    /// this token or while it waited; before the next fetch is due it is
+    /// answered "not yet" (503 with the time left: Google delivers again).
     async fn risc_key(&self, kid: &str) -> Result<(String, DecodingKey), RiscError> {
-        let mut st = self.risc_keys.state.lock().await;
-        if let (Some(iss), Some(k)) = (&st.issuer, st.keys.get(kid)) {
-            return Ok((iss.clone(), k.clone()));
+        let seen = self.risc_keys.current();
+        if let Some(found) = seen.key(kid) {
+            return Ok(found);
         }
-        let due = st
+        let _one_fetch = self.risc_keys.fetching.lock().await;
+        let now = self.risc_keys.current();
+        if now.fetched_at != seen.fetched_at {
+            // A fetch finished while this token waited: Google's keys now.
+            return now.key(kid).ok_or_else(|| unknown_key(kid));
+        }
+        let interval = self.settings.risc.key_refetch;
+        if let Some(left) = now
             .fetched_at
-            .is_none_or(|t| t.elapsed() >= self.settings.risc.key_refetch);
-        if !due {
-            // Google's keys, fetched successfully within the interval, lack it.
-            return Err(RiscError::InvalidKey(format!("unknown key {kid:?}")));
+            .and_then(|t| interval.checked_sub(t.elapsed()))
+            .filter(|left| !left.is_zero())
+        {
+            return Err(RiscError::KeysNotDue(left));
         }
-        // A failed fetch answers 503 (Google delivers again) and starts no
-        // interval: only a successful fetch is recorded.
+        // A failed fetch answers 503 (Google delivers again) and changes
+        // nothing: only a successful fetch starts the interval.
         let (issuer, keys) = self.fetch_risc_keys().await?;
-        st.fetched_at = Some(Instant::now());
         tracing::info!(keys = keys.len(), %issuer, "RISC: fetched Google's signing keys");
-        st.issuer = Some(issuer);
-        st.keys = keys;
-        match (&st.issuer, st.keys.get(kid)) {
-            (Some(iss), Some(k)) => Ok((iss.clone(), k.clone())),
-            _ => Err(RiscError::InvalidKey(format!("unknown key {kid:?}"))),
-        }
+        let set = KeySet {
+            issuer: Some(issuer),
+            keys,
+            fetched_at: Some(Instant::now()),
+        };
+        let found = set.key(kid);
+        self.risc_keys.replace(set);
+        found.ok_or_else(|| unknown_key(kid))
     }
 
     async fn fetch_risc_keys(&self) -> Result<(String, HashMap<String, DecodingKey>), RiscError> {

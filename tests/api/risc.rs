@@ -30,7 +30,15 @@ async fn spawn(extra: &[(&str, &str)]) -> TestApp {
 
 /// Ask the fake Google to sign `event` and push it to the app's receiver;
 /// the receiver's status and body.
-async fn push(app: &TestApp, mut event: Value) -> (StatusCode, Value) {
+async fn push(app: &TestApp, event: Value) -> (StatusCode, Value) {
+    let out = push_answer(app, event).await;
+    let status = StatusCode::from_u16(out["status"].as_u64().unwrap() as u16).unwrap();
+    (status, out["body"].clone())
+}
+
+/// The fake's account of its push: the receiver's `status`, `body` and
+/// `retry_after`.
+async fn push_answer(app: &TestApp, mut event: Value) -> Value {
     event["receiver"] = json!(app.url("/google/risc"));
     let resp = app
         .client()
@@ -40,9 +48,7 @@ async fn push(app: &TestApp, mut event: Value) -> (StatusCode, Value) {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK, "the fake pushed");
-    let out: Value = resp.json().await.unwrap();
-    let status = StatusCode::from_u16(out["status"].as_u64().unwrap() as u16).unwrap();
-    (status, out["body"].clone())
+    resp.json().await.unwrap()
 }
 
 async fn risc_rows(app: &TestApp) -> Vec<(String, String, i32, Option<String>)> {
@@ -373,16 +379,26 @@ async fn a_rotated_issuer_key_is_fetched_on_its_first_use() {
 async fn unknown_keys_refetch_at_most_once_per_interval() {
     let app = spawn(&[("GOOGLE_RISC_KEY_REFETCH_SECS", "3600")]).await;
     let bogus = json!({"event": "tokens-revoked", "email": JISOO, "signing": "unknown_key"});
-    for _ in 0..3 {
-        let (status, body) = push(&app, bogus.clone()).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert_eq!(body["err"], "invalid_key");
+    // Fetched for this token, and still unknown: refused for good.
+    let (status, body) = push(&app, bogus.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["err"], "invalid_key");
+    // Before the next fetch is due: "not yet" (Google delivers again; a key
+    // it has just rotated in would then be fetched), never a lasting 400.
+    for _ in 0..2 {
+        let out = push_answer(&app, bogus.clone()).await;
+        assert_eq!(out["status"], 503, "{out}");
+        let wait: u64 = out["retry_after"].as_str().unwrap().parse().unwrap();
+        assert!((3000..=3600).contains(&wait), "the time left: {wait}");
     }
     assert_eq!(
         app.fake.calls("risc.jwks"),
         1,
         "fetched once, not per token"
     );
+    // A token signed with a key already known is not held up meanwhile.
+    let (status, body) = push(&app, json!({"event": "verification", "state": "s"})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
 }
 
 #[tokio::test]
