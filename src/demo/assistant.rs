@@ -112,10 +112,14 @@ async fn play(
     if !crate::http::pages::same_origin(&headers, &app) {
         return PageError::CrossSite.into_response();
     }
-    let played = play_skill(&app, &fake).await;
+    with_played(play_skill(&app, &fake).await, &fake)
+}
+
+/// The panel after one of its buttons: what was played, then the events.
+fn with_played(played: PlayView, fake: &FakeGoogle) -> Response {
     PanelPage {
         played: Some(played),
-        events: events(&fake),
+        events: events(fake),
     }
     .into_response()
 }
@@ -131,12 +135,7 @@ async fn revoke(
     if !crate::http::pages::same_origin(&headers, &app) {
         return PageError::CrossSite.into_response();
     }
-    let played = google_revokes(&app, &fake).await;
-    PanelPage {
-        played: Some(played),
-        events: events(&fake),
-    }
-    .into_response()
+    with_played(google_revokes(&app, &fake).await, &fake)
 }
 
 const RISC_CALL: &str = "POST /google/risc";
