@@ -10,11 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use uuid::Uuid;
@@ -239,24 +237,6 @@ impl FromRequestParts<crate::http::state::AppState> for ClientIp {
         }
         Ok(ClientIp(client_ip(parts, trusted)))
     }
-}
-
-/// Refuse requests whose headers are larger than [`MAX_HEADER_BYTES`].
-pub(crate) async fn header_limit(req: Request, next: Next) -> Response {
-    let size: usize = req
-        .headers()
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum::<usize>()
-        + req.uri().to_string().len();
-    if size > MAX_HEADER_BYTES {
-        return (
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "request headers too large",
-        )
-            .into_response();
-    }
-    next.run(req).await
 }
 
 #[cfg(test)]

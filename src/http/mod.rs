@@ -7,6 +7,7 @@ pub(crate) mod copy;
 pub(crate) mod error;
 pub(crate) mod internal;
 pub(crate) mod limits;
+pub(crate) mod middleware;
 pub(crate) mod ops;
 pub(crate) mod pages;
 pub mod query;
@@ -16,14 +17,13 @@ pub(crate) mod state;
 
 pub(crate) use state::AppState;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::header::{
     CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -34,7 +34,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::http::error::{ApiError, PageError};
+use crate::http::error::PageError;
 
 /// Largest request body accepted anywhere.
 pub(crate) const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -143,132 +143,60 @@ pub(crate) fn routes(app: &AppState) -> Router<AppState> {
 /// every answer gets them, the limits' 413 and 431 included) the security
 /// headers.
 pub(crate) fn with_common_layers(router: Router, deadlines: Deadlines) -> Router {
-    let router = router
-        .fallback(fallback)
-        .layer(middleware::from_fn_with_state(deadlines, deadline))
-        .layer(middleware::from_fn(track_metrics))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(middleware::from_fn(limits::header_limit))
-        .layer(middleware::from_fn(json_limits))
-        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                // Never the full URI: callback queries carry codes.
-                let route = req
-                    .extensions()
-                    .get::<MatchedPath>()
-                    .map(|m| m.as_str().to_string())
-                    .unwrap_or_else(|| "unmatched".into());
-                let request_id = req
-                    .headers()
-                    .get(&X_REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-")
-                    .to_string();
-                // `caller`: the internal API key's name, once it is known.
-                tracing::info_span!("http", method = %req.method(), route = %route, request_id = %request_id, caller = tracing::field::Empty)
-            }),
-        )
-        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeRequestUuid));
-    with_security_headers(router)
-}
-
-/// The security headers, on every answer the router gives.
-fn with_security_headers(router: Router) -> Router {
-    router
-        .layer(SetResponseHeaderLayer::if_not_present(
-            CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CSP),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            axum::http::header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
+    // One `ServiceBuilder` stack, applied once: each `Router::layer` call
+    // boxes the routes again, and a request clones every box on its way in.
+    // Outermost first.
+    let layers = tower::ServiceBuilder::new()
         .layer(SetResponseHeaderLayer::overriding(
-            X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
+            REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
         ))
         .layer(SetResponseHeaderLayer::overriding(
             X_FRAME_OPTIONS,
             HeaderValue::from_static("DENY"),
         ))
         .layer(SetResponseHeaderLayer::overriding(
-            REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
+            X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
         ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            axum::http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .layer(SetRequestIdLayer::new(
+            X_REQUEST_ID.clone(),
+            MakeRequestUuid,
+        ))
+        .layer(TraceLayer::new_for_http().make_span_with(span))
+        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
+        .layer(axum::middleware::from_fn(middleware::limits))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .map_request(|req: Request<_>| req.map(axum::body::Body::new))
+        .layer(axum::middleware::from_fn_with_state(
+            middleware::Measured::new(deadlines),
+            middleware::measured,
+        ));
+    router.fallback(fallback).layer(layers)
 }
 
-async fn track_metrics(req: Request, next: Next) -> Response {
-    let start = Instant::now();
+/// The request's span: method, route template (never the full URI: callback
+/// queries carry codes), request id; `caller` is the internal API key's name,
+/// once it is known.
+fn span(req: &Request) -> tracing::Span {
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    // A fixed set: made-up methods must not create new time series.
-    let method = match *req.method() {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::PATCH => "PATCH",
-        _ => "OTHER",
-    };
-    let resp = next.run(req).await;
-    let status = resp.status().as_u16().to_string();
-    metrics::counter!("http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
-        .record(start.elapsed().as_secs_f64());
-    resp
-}
-
-/// The handler's answer, unless the request timeout or the shutdown
-/// deadline comes first: then a JSON 503 `unavailable` (with `Retry-After`),
-/// and the handler's work is dropped.
-async fn deadline(State(d): State<Deadlines>, req: Request, next: Next) -> Response {
-    tokio::select! {
-        resp = next.run(req) => resp,
-        _ = tokio::time::sleep(d.request_timeout) => ApiError::unavailable(format!(
-            "the request took longer than {} s; try again",
-            d.request_timeout.as_secs()
-        ))
-        .into_response(),
-        _ = d.cut.cancelled() => {
-            ApiError::unavailable("the server is restarting; try again").into_response()
-        }
-    }
-}
-
-/// API routes answer limit violations (body too large, wrong method) in JSON too.
-async fn json_limits(req: Request, next: Next) -> Response {
-    let path = req.uri().path();
-    let api = path.starts_with("/api/") || path.starts_with("/internal/");
-    let resp = next.run(req).await;
-    if !api {
-        return resp;
-    }
-    let is_json = resp
+        .map_or("unmatched", MatchedPath::as_str);
+    let request_id = req
         .headers()
-        .get(CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    match resp.status() {
-        StatusCode::PAYLOAD_TOO_LARGE if !is_json => crate::http::error::ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            crate::http::error::ErrorCode::BadRequest,
-            format!("the body is larger than {MAX_BODY_BYTES} bytes"),
-        )
-        .into_response(),
-        StatusCode::METHOD_NOT_ALLOWED if !is_json => crate::http::error::ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            crate::http::error::ErrorCode::BadRequest,
-            "method not allowed on this route",
-        )
-        .into_response(),
-        _ => resp,
-    }
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!("http", method = %req.method(), route, request_id, caller = tracing::field::Empty)
 }
 
 async fn fallback() -> Response {

@@ -199,6 +199,20 @@ impl Passport {
         if let Some(c) = self.token_cache.get(user, margin) {
             return from_cache(c, requested);
         }
+        // The database path (and its refresh, with Google's calls) in a heap
+        // allocation of its own: otherwise every cached answer's future is as
+        // large as theirs, and is copied around as such.
+        Box::pin(self.token_from_db(provider, user, requested)).await
+    }
+
+    /// [`Self::token_for`] after a cache miss.
+    async fn token_from_db(
+        &self,
+        provider: &Provider,
+        user: Uuid,
+        requested: &ScopeSet,
+    ) -> Result<IssuedToken, TokenError> {
+        let margin = self.settings.refresh_margin;
         let generation = self.token_cache.generation();
         let row = gmail_token::find(&self.db, user)
             .await?
