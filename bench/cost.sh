@@ -20,6 +20,8 @@
 #              cache after the warm-up (the hot path)
 #   token_db   the token API over all COST_DB_USERS seeded users, nearly
 #              every answer read from the database (the database path)
+#   status     the status API with session JWTs of COST_HOT_USERS users
+#              (not run by default: COST_SCENARIOS="... status")
 #
 # Overrides: COST_DURATION=20 COST_WARMUP=5 COST_CONNECTIONS=8
 #   COST_HOT_USERS=200 COST_DB_USERS=200000 COST_SCENARIOS="healthz token_hot token_db"
@@ -80,9 +82,11 @@ measure() {
         healthz) mode=healthz users=1 ;;
         token_hot) users="$HOT_USERS" ;;
         token_db) users="$DB_USERS" ;;
+        status) mode=status users="$HOT_USERS" ;;
         *) die "unknown scenario $scenario" ;;
     esac
     local run=(env BENCH_MODE="$mode" BENCH_KEY="$INTERNAL_KEY" BENCH_USERS="$users"
+        BENCH_JWT_FILE="$RUN_DIR/jwts-$label.txt"
         wrk -t1 -c"$CONNS" --timeout 30s -s bench/wrk.lua "$BASE")
     "${run[@]}" -d"${WARMUP}s" >/dev/null 2>&1 || true
     callgrind_control -z "$SERVER_PID" >/dev/null 2>&1
@@ -111,8 +115,9 @@ for build in "${BUILDS[@]}"; do
     [ -x "$SERVER_BIN" ] || die "no executable at $SERVER_BIN ($label)"
     new_db "cost${#DATABASES[@]}" db
     log "$label: seeding $DB_USERS users"
-    env TOKEN_ENCRYPTION_KEYS="$KEYS" "$(seeder_of "$SERVER_BIN")" --database-url "$(db_url "$db")" \
-        --users "$DB_USERS" --skip-triggers >"$RUN_DIR/seed-$label.txt"
+    env TOKEN_ENCRYPTION_KEYS="$KEYS" SESSION_JWT_SECRET="$JWT_SECRET" "$(seeder_of "$SERVER_BIN")" \
+        --database-url "$(db_url "$db")" --users "$DB_USERS" --skip-triggers \
+        --jwt-file "$RUN_DIR/jwts-$label.txt" --jwt-count "$HOT_USERS" >"$RUN_DIR/seed-$label.txt"
     SERVER_WRAPPER=(valgrind --tool=callgrind --dump-instr=no --collect-jumps=no
         "--callgrind-out-file=$RUN_DIR/callgrind.out.%p")
     start_server "$db" "$label"

@@ -30,6 +30,7 @@ macro_rules! keys {
     };
 }
 
+mod caches;
 mod check;
 mod database;
 mod google;
@@ -52,6 +53,7 @@ mod tests;
 mod tokens;
 mod webhooks;
 
+pub use caches::CacheSettings;
 pub use database::PoolSettings;
 pub(crate) use google::GoogleEndpoints;
 pub(crate) use google_calls::GoogleCalls;
@@ -71,13 +73,14 @@ pub(crate) use webhooks::WebhookSettings;
 use check::Checker;
 
 /// Every environment variable the service reads, section by section.
-const SECTIONS: [&[&str]; 16] = [
+const SECTIONS: [&[&str]; 17] = [
     server::KEYS,
     origins::KEYS,
     login::KEYS,
     google::KEYS,
     google_calls::KEYS,
     tokens::KEYS,
+    caches::KEYS,
     security::KEYS,
     session::KEYS,
     limits::KEYS,
@@ -131,6 +134,8 @@ pub struct Settings {
     /// failure for this long instead of calling again.
     /// The cap on concurrent Google calls and the refresh circuit breaker.
     pub google_calls: GoogleCalls,
+    /// The bounds of the token cache and the session cache.
+    pub caches: CacheSettings,
     /// Keys for tokens at rest; the first seals new values.
     pub token_keys: Vec<crate::crypto::KeySpec>,
     /// Keep writing tokens in plaintext (cut-over while old readers remain).
@@ -179,6 +184,7 @@ impl fmt::Debug for Settings {
             .field("log_format", &self.log_format)
             .field("refresh_margin", &self.refresh_margin)
             .field("google_calls", &self.google_calls)
+            .field("caches", &self.caches)
             .field("token_keys", &self.token_keys)
             .field("allow_plaintext_tokens", &self.allow_plaintext_tokens)
             .field("rate_limits", &self.rate_limits)
@@ -296,6 +302,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
     let google = google::check(&mut c);
     let google_calls = google_calls::check(&mut c);
     let tokens = tokens::check(&mut c);
+    let caches = caches::check(&mut c);
     let security = security::check(&mut c);
     let session_policy = session::check(&mut c);
     let rate_limits = limits::check(&mut c);
@@ -333,6 +340,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         log_format: server.log_format,
         refresh_margin: tokens.refresh_margin,
         google_calls,
+        caches,
         token_keys: tokens.token_keys,
         allow_plaintext_tokens: tokens.allow_plaintext_tokens,
         rate_limits,

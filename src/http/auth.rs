@@ -9,7 +9,9 @@
 //! ahead when that is set.
 //!
 //! Both places may hold a session: one that does not verify never hides one
-//! that does, and two that verify must name the same user.
+//! that does, and two that verify must name the same user. Each is verified
+//! through the session cache ([`crate::http::sessions`]), which answers for
+//! exact bytes that verified before, until their `exp`.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -72,6 +74,15 @@ pub fn verify_session(
     secret: &[u8],
     policy: &SessionPolicy,
 ) -> Result<Uuid, SessionError> {
+    verify_session_claims(token, secret, policy).map(|(user, _)| user)
+}
+
+/// [`verify_session`], with the session's `exp` (seconds since the epoch).
+pub(crate) fn verify_session_claims(
+    token: &str,
+    secret: &[u8],
+    policy: &SessionPolicy,
+) -> Result<(Uuid, u64), SessionError> {
     let data = decode::<Claims>(
         token,
         &DecodingKey::from_secret(secret),
@@ -89,7 +100,8 @@ pub fn verify_session(
             return Err(SessionError::TooLong);
         }
     }
-    Uuid::parse_str(&claims.sub).map_err(|_| SessionError::BadSubject)
+    let user = Uuid::parse_str(&claims.sub).map_err(|_| SessionError::BadSubject)?;
+    Ok((user, claims.exp))
 }
 
 fn validation(policy: &SessionPolicy) -> Validation {
@@ -144,7 +156,7 @@ pub fn choose_session(
 fn session_user(parts: &Parts, app: &AppState) -> Result<Uuid, SessionError> {
     let secret = app.settings.session_jwt_secret.expose_secret().as_bytes();
     let policy = &app.settings.session_policy;
-    let verify = |token: &str| verify_session(token, secret, policy);
+    let verify = |token: &str| app.sessions.verify(token, secret, policy);
     let jar = CookieJar::from_headers(&parts.headers);
     let cookie = jar
         .get(&app.settings.session_cookie_name)

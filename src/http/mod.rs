@@ -13,6 +13,7 @@ pub(crate) mod pages;
 pub mod query;
 pub(crate) mod risc;
 pub(crate) mod server;
+pub(crate) mod sessions;
 pub(crate) mod state;
 
 pub(crate) use state::AppState;

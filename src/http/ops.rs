@@ -34,8 +34,19 @@ pub(crate) async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
 
 /// `GET /metrics`: Prometheus text format.
 pub(crate) async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+    publish_cache_sizes(&app);
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4")],
         app.metrics.render(),
     )
+}
+
+/// The caches' sizes and evictions, read when scraped (nothing per request).
+fn publish_cache_sizes(app: &AppState) {
+    let (tokens, token_evictions) = app.passport.token_cache.sizes();
+    metrics::gauge!("passport_token_cache_entries").set(tokens as f64);
+    metrics::counter!("passport_token_cache_evictions_total").absolute(token_evictions);
+    let (sessions, session_evictions) = app.sessions.sizes();
+    metrics::gauge!("session_cache_entries").set(sessions as f64);
+    metrics::counter!("session_cache_evictions_total").absolute(session_evictions);
 }

@@ -7,6 +7,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::Settings;
 use crate::http::limits::Limiters;
+use crate::http::sessions::SessionCache;
 use crate::passport::Passport;
 
 #[derive(Clone)]
@@ -14,6 +15,8 @@ pub struct AppState {
     pub passport: Arc<Passport>,
     pub(crate) settings: Arc<Settings>,
     pub(crate) limiters: Arc<Limiters>,
+    /// Sessions that verified, until their `exp`.
+    pub(crate) sessions: Arc<SessionCache>,
     pub(crate) metrics: PrometheusHandle,
 }
 
@@ -25,6 +28,7 @@ impl AppState {
     ) -> Self {
         Self {
             limiters: Arc::new(Limiters::new(&settings.rate_limits)),
+            sessions: Arc::new(SessionCache::new(settings.caches.session_entries)),
             settings,
             passport,
             metrics,

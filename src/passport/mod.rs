@@ -78,7 +78,7 @@ impl Passport {
             webhook_sender: WebhookSender::new(http),
             providers: Providers::new(settings.gmail_scopes.clone()),
             cipher: TokenCipher::new(&settings.token_keys, settings.allow_plaintext_tokens),
-            token_cache: Arc::new(TokenCache::default()),
+            token_cache: Arc::new(TokenCache::new(settings.caches.token_entries)),
             refresh_locks: KeyedLocks::default(),
             google_breaker: Breaker::new(
                 settings.google_calls.breaker_failures,

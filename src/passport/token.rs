@@ -2,6 +2,7 @@
 //! single flight per user (inside the process and across processes), and
 //! precise failures.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -227,6 +228,19 @@ impl Passport {
         let issued = issue(self, &row, granted)?;
         self.remember(user, generation, &issued);
         Ok(issued)
+    }
+
+    /// Keep a verified row read since `generation` (by the status API) in
+    /// the token cache when the token path would have: `active` and fresh
+    /// beyond the refresh margin. The caller has verified its scopes.
+    pub(crate) fn remember_row(&self, generation: u64, row: &TokenRow) {
+        if row.status != ConnectionStatus::Active || !is_fresh(row, self.settings.refresh_margin) {
+            return;
+        }
+        let granted = ScopeSet::from_json(row.scopes.as_ref());
+        if let Ok(issued) = issue(self, row, granted) {
+            self.remember(row.user_id, generation, &issued);
+        }
     }
 
     /// Keep a token read from the database in the cache, unless the row
@@ -619,16 +633,16 @@ fn changed_meanwhile() -> TokenError {
     }
 }
 
-fn from_cache(c: Cached, requested: &ScopeSet) -> Result<IssuedToken, TokenError> {
+fn from_cache(c: Arc<Cached>, requested: &ScopeSet) -> Result<IssuedToken, TokenError> {
     let missing = requested.missing_from(&c.scopes);
     if !missing.is_empty() {
         return Err(TokenError::ScopeMissing(missing));
     }
     Ok(IssuedToken {
-        access_token: c.access_token,
+        access_token: c.access_token.clone(),
         expires_at: Some(c.expires_at),
         scopes: (*c.scopes).clone(),
-        email: c.email,
+        email: c.email.clone(),
     })
 }
 

@@ -320,3 +320,179 @@ async fn taking_or_giving_back_a_refresh_claim_is_not_announced() {
         "a claim was announced"
     );
 }
+
+/// `GET /api/passport/gmail` as `user`: the status code and the body.
+async fn status_of(app: &TestApp, user: Uuid) -> (StatusCode, serde_json::Value) {
+    let resp = app.browser(Some(user)).get("/api/passport/gmail").await;
+    let code = resp.status();
+    (code, resp.json().await.unwrap_or_default())
+}
+
+/// Run `f` with the `gmail_token` table renamed away (only a cache can answer).
+async fn without_table<T>(app: &TestApp, f: impl AsyncFnOnce() -> T) -> T {
+    sqlx::query("ALTER TABLE gmail_token RENAME TO gmail_token_away")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let out = f().await;
+    sqlx::query("ALTER TABLE gmail_token_away RENAME TO gmail_token")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    out
+}
+
+#[tokio::test]
+async fn the_status_is_answered_from_the_token_cache_as_the_database_would() {
+    let app = TestApp::spawn().await;
+    let user = Uuid::new_v4();
+    app.seed_passport(user, JISOO, GMAIL_ONLY).await;
+    let (code, from_db) = status_of(&app, user).await;
+    assert_eq!(code, StatusCode::OK);
+    let from_cache = wait_for(
+        "a status answered from the cache with the table away",
+        Duration::from_secs(10),
+        async || {
+            cache_ready(&app, user).await;
+            match without_table(&app, async || status_of(&app, user).await).await {
+                (StatusCode::OK, body) => Ok(body),
+                other => Err(other),
+            }
+        },
+    )
+    .await;
+    assert_eq!(from_cache, from_db);
+    assert_eq!(from_cache["status"], "active");
+    assert_eq!(
+        from_cache["missing_scopes"],
+        serde_json::json!(["calendar", "calendar.events"])
+    );
+}
+
+#[tokio::test]
+async fn a_status_read_from_the_database_fills_the_cache_for_the_token_api() {
+    let app = TestApp::spawn().await;
+    let (first, user) = (Uuid::new_v4(), Uuid::new_v4());
+    app.seed_passport(first, JISOO, ALL).await;
+    let (access, _) = app.seed_passport(user, MINHO, ALL).await;
+    let body = wait_for(
+        "a token answered from what a status request cached",
+        Duration::from_secs(10),
+        async || {
+            // The listener is connected once another user can be cached.
+            cache_ready(&app, first).await;
+            assert_eq!(status_of(&app, user).await.0, StatusCode::OK);
+            match without_table(&app, async || app.token(user, &[]).await).await {
+                (StatusCode::OK, body, _) => Ok(body),
+                (code, body, _) => Err((code, body)),
+            }
+        },
+    )
+    .await;
+    assert_eq!(body["access_token"], access);
+}
+
+/// Poll the status until `done` holds; the deadline is shorter than
+/// `cache::MAX_AGE`, so passing proves the change dropped the cached entry.
+async fn until_status(app: &TestApp, user: Uuid, done: impl Fn(&serde_json::Value) -> bool) {
+    wait_for(
+        "the change to reach the status",
+        Duration::from_secs(10),
+        async || match status_of(app, user).await {
+            (StatusCode::OK, body) if done(&body) => Ok(()),
+            other => Err(other),
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_status_shows_every_change_to_the_row_not_the_cached_entry() {
+    let a = TestApp::spawn().await;
+    let b = a.sibling(&[]).await;
+    let user = Uuid::new_v4();
+    a.seed_passport(user, JISOO, ALL).await;
+
+    // An edit by hand of a column no MAC covers.
+    cache_ready(&a, user).await;
+    sqlx::query("UPDATE gmail_token SET email = 'jisoo.new@example.com' WHERE user_id = $1")
+        .bind(user)
+        .execute(&a.db)
+        .await
+        .unwrap();
+    until_status(&a, user, |b| b["email"] == "jisoo.new@example.com").await;
+
+    // An edit by hand of the scopes: never shown unverified; Google is asked
+    // and the row corrected (an event says so).
+    cache_ready(&a, user).await;
+    sqlx::query(
+        "UPDATE gmail_token SET scopes = scopes - 'https://www.googleapis.com/auth/calendar' WHERE user_id = $1",
+    )
+    .bind(user)
+    .execute(&a.db)
+    .await
+    .unwrap();
+    wait_until(
+        "the hand-edited scopes to be checked with Google",
+        Duration::from_secs(10),
+        async || {
+            let _ = status_of(&a, user).await;
+            a.events(user)
+                .await
+                .iter()
+                .any(|e| e.kind == auth_server::store::passport_event::EventKind::ScopesCorrected)
+        },
+    )
+    .await;
+
+    // A revocation written by another service.
+    cache_ready(&a, user).await;
+    sqlx::query("UPDATE gmail_token SET status = 'revoked' WHERE user_id = $1")
+        .bind(user)
+        .execute(&a.db)
+        .await
+        .unwrap();
+    until_status(&a, user, |b| {
+        b["status"] == "revoked" && b["needs_reauth"] == true
+    })
+    .await;
+
+    // A disconnect on another instance.
+    sqlx::query("UPDATE gmail_token SET status = 'active' WHERE user_id = $1")
+        .bind(user)
+        .execute(&a.db)
+        .await
+        .unwrap();
+    cache_ready(&a, user).await;
+    disconnect(&b, user).await;
+    until_status(&a, user, |b| b["connected"] == false).await;
+}
+
+/// The value of a metric without labels.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn the_token_cache_stays_within_its_bound_and_keeps_serving_hot_entries() {
+    let app = TestApp::spawn_with(&[("TOKEN_CACHE_MAX_ENTRIES", "100")]).await;
+    let hot = Uuid::new_v4();
+    let (access, _) = app.seed_passport(hot, JISOO, ALL).await;
+    cache_ready(&app, hot).await;
+    for _ in 0..300 {
+        let user = Uuid::new_v4();
+        app.seed_passport(user, MINHO, ALL).await;
+        assert_eq!(app.token(user, &[]).await.0, StatusCode::OK);
+        assert_eq!(app.token(hot, &[]).await.0, StatusCode::OK);
+    }
+    let metrics = app.metrics().await;
+    let entries = metric(&metrics, "passport_token_cache_entries");
+    let evicted = metric(&metrics, "passport_token_cache_evictions_total");
+    assert!(entries <= 110.0, "{entries} entries for a bound of 100");
+    assert!(evicted >= 150.0, "{evicted} evictions");
+    let (code, body, _) = without_table(&app, async || app.token(hot, &[]).await).await;
+    assert_eq!(code, StatusCode::OK, "the hot entry was evicted: {body}");
+    assert_eq!(body["access_token"], access);
+}

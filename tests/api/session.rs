@@ -358,3 +358,70 @@ async fn a_bad_cookie_does_not_hide_a_valid_bearer_nor_a_bad_bearer_a_valid_cook
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn a_session_verified_while_valid_is_refused_once_expired() {
+    let app = TestApp::spawn().await;
+    let user = Uuid::new_v4().to_string();
+    let exp = chrono::Utc::now().timestamp() + 2;
+    let jwt = session(json!({"sub": user, "exp": exp}));
+    // Verified, and so remembered, while valid.
+    for _ in 0..3 {
+        assert_eq!(status_with(&app, Some(&jwt), None).await.0, StatusCode::OK);
+    }
+    // Past `exp` and the verifier's leeway it must be refused, cached or not.
+    crate::wait::wait_until(
+        "the expired session to be refused",
+        std::time::Duration::from_secs(60),
+        async || status_with(&app, Some(&jwt), None).await.0 == StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert!(chrono::Utc::now().timestamp() > exp);
+    assert_eq!(
+        status_with(&app, None, Some(&jwt)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn a_cached_session_with_one_byte_of_its_signature_changed_is_refused() {
+    let app = TestApp::spawn().await;
+    let good = session_for(Uuid::new_v4());
+    for _ in 0..2 {
+        assert_eq!(status_with(&app, Some(&good), None).await.0, StatusCode::OK);
+    }
+    let sig_at = good.rfind('.').unwrap() + 1;
+    for i in [sig_at, sig_at + 10, sig_at + 20, good.len() - 2] {
+        let mut bytes = good.clone().into_bytes();
+        bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(bytes).unwrap();
+        assert_eq!(
+            status_with(&app, Some(&forged), None).await.0,
+            StatusCode::UNAUTHORIZED,
+            "byte {i} changed"
+        );
+    }
+    assert_eq!(status_with(&app, Some(&good), None).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn two_cached_sessions_for_two_users_are_still_refused_together() {
+    let app = TestApp::spawn().await;
+    let (jisoo, other) = (session_for(Uuid::new_v4()), session_for(Uuid::new_v4()));
+    for jwt in [&jisoo, &other] {
+        assert_eq!(status_with(&app, Some(jwt), None).await.0, StatusCode::OK);
+        assert_eq!(status_with(&app, None, Some(jwt)).await.0, StatusCode::OK);
+    }
+    assert_eq!(
+        status_with(&app, Some(&jisoo), Some(&other)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status_with(&app, Some(&other), Some(&jisoo)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status_with(&app, Some(&jisoo), Some(&jisoo)).await.0,
+        StatusCode::OK
+    );
+}
