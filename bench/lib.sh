@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Shared by bench/run.sh and bench/cost.sh (sourced, not run): tools, the
 # database server, cleanup, fresh databases, the build, the settings of one
-# run, and starting the fake Google and the server. The caller sets ROOT,
+# run, starting the fake Google, the server and the bare server, and the
+# measurements of bench/run.sh (wrk, pgbench, RSS, noise, perf). The caller sets ROOT,
 # PORT, FAKE_PORT, PROFILE and RUN_DIR first; SERVER_WRAPPER (an array) is a
 # command the server runs under (bench/cost.sh: valgrind), READY_TIMEOUT_S
 # how long the server may take to answer /readyz (default 60), SKIP_BUILD=1
@@ -136,6 +137,7 @@ SERVER_BIN="${BENCH_SERVER_BIN:-$BIN}"
 SEED="$BIN_DIR/examples/bench_seed"
 STORM="$BIN_DIR/examples/bench_storm"
 FLOW="$BIN_DIR/examples/bench_flow"
+BARE="$BIN_DIR/examples/bench_bare"
 
 # ---------------------------------------------------------------- settings
 
@@ -200,4 +202,172 @@ stop_server() {
         wait "$SERVER_PID" 2>/dev/null || true
         SERVER_PID=""
     fi
+}
+
+# start_bare: the bare server (examples/bench_bare.rs, scenario 0) on $PORT,
+# in place of the server (SERVER_PID).
+start_bare() {
+    (cd "$WORK" && exec "$BARE" --bind "127.0.0.1:$PORT") >"$RUN_DIR/server-bare.log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 1 500); do
+        curl -fsS -o /dev/null "$BASE/" 2>/dev/null && return 0
+        kill -0 "$SERVER_PID" 2>/dev/null || die "the bare server did not start (see $RUN_DIR/server-bare.log)"
+        sleep 0.01
+    done
+    die "the bare server did not answer"
+}
+
+# ================================================================ measurements
+# (bench/run.sh). Results per scenario KEY: RPS, P50, P99 (ms), ERR, NOTE
+# (other CPU work during the run) and PEAK (server RSS, KiB).
+
+declare -A RPS P50 P99 ERR NOTE PEAK
+
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+mib() { [ -z "$1" ] || awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+# field LINE NAME: the value of NAME=… in a line of key=value words.
+field() { printf '%s\n' "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k { print $2 }'; }
+
+# The server's RSS every 100 ms, from start_sampler KEY to stop_sampler KEY,
+# whose peak goes into PEAK[KEY]. Nothing when no server runs.
+start_sampler() {
+    [ -n "$SERVER_PID" ] || return 0
+    (while kill -0 "$SERVER_PID" 2>/dev/null; do
+        rss_kib "$SERVER_PID"
+        sleep 0.1
+    done) >"$RUN_DIR/rss-$1.txt" &
+    SAMPLER_PID=$!
+}
+stop_sampler() {
+    [ -n "$SAMPLER_PID" ] || return 0
+    rss_kib "$SERVER_PID" >>"$RUN_DIR/rss-$1.txt"
+    kill "$SAMPLER_PID" 2>/dev/null || true
+    wait "$SAMPLER_PID" 2>/dev/null || true
+    SAMPLER_PID=""
+    PEAK[$1]="$(sort -n "$RUN_DIR/rss-$1.txt" | tail -1)"
+}
+
+# Other CPU-heavy work on the machine (a compiler) skews every number: a
+# monitor samples it every 0.5 s during each measured run, and the table notes it.
+NOISE_PID=""
+NOISE_FILE=""
+start_noise() {
+    NOISE_FILE="$RUN_DIR/noise-$1.txt"
+    (while :; do
+        # shellcheck disable=SC2009 # pgrep -x refuses patterns over 15 characters
+        ps -eo comm= | grep -cxE 'rustc|cargo|cc1|cc1plus|ld|clippy-driver|rust-analyzer|node|chrome|chromium' || true
+        sleep 0.5
+    done) >"$NOISE_FILE" &
+    NOISE_PID=$!
+}
+stop_noise() { # sets NOTE[$1] when other CPU work ran during the measurement
+    if [ -n "$NOISE_PID" ]; then
+        kill "$NOISE_PID" 2>/dev/null || true
+        wait "$NOISE_PID" 2>/dev/null || true
+    fi
+    NOISE_PID=""
+    NOTE[$1]="$(awk '{ n++; if ($1 > 0) busy++ } END { if (busy > 0) printf "other CPU work (compiler/browser) during %d%% of the run", 100 * busy / n }' "$NOISE_FILE")"
+}
+
+# BENCH_PERF=1: a system-wide CPU profile (perf, software clock) of the
+# measured part of the scenarios in PERF_KEYS, summarised in the run directory.
+PERF_PID=""
+start_perf() {
+    [ "${BENCH_PERF:-0}" = 1 ] || return 0
+    case " $PERF_KEYS " in *" $1 "*) ;; *) return 0 ;; esac
+    command -v perf >/dev/null 2>&1 || return 0
+    perf record -a -e cpu-clock -F 499 -o "$RUN_DIR/perf-$1.data" >/dev/null 2>&1 &
+    PERF_PID=$!
+}
+stop_perf() {
+    [ -n "$PERF_PID" ] || return 0
+    kill -INT "$PERF_PID" 2>/dev/null || true
+    wait "$PERF_PID" 2>/dev/null || true
+    PERF_PID=""
+    local data="$RUN_DIR/perf-$1.data"
+    [ -s "$data" ] || return 0
+    perf_report() { perf report -i "$data" --no-children --stdio "$@" 2>/dev/null | grep -v -e '^#' -e '^$' || true; }
+    {
+        echo "== CPU by process name (whole machine)"
+        perf_report --sort comm | head -15
+        echo "== server (pid $SERVER_PID): by binary (kernel, libc, the server)"
+        perf_report --pid "$SERVER_PID" --sort dso | head -8
+        echo "== server (pid $SERVER_PID): top symbols"
+        perf_report --pid "$SERVER_PID" --sort dso,sym | head -40
+        echo "== postgres: top symbols"
+        perf_report --comm postgres --sort dso,sym | head -25
+    } >"$RUN_DIR/perf-$1.txt"
+    rm -f "$data"
+}
+
+# run_wrk KEY LABEL MODE [VAR=VALUE…]: warm-up, then the measured run
+# (DURATION seconds), the server's RSS sampled throughout.
+run_wrk() {
+    local key="$1" label="$2" mode="$3"
+    shift 3
+    local out="$RUN_DIR/wrk-$key.txt" line
+    local -a load=(env BENCH_MODE="$mode" BENCH_KEY="$INTERNAL_KEY" BENCH_JWT_FILE="$JWT_FILE" "$@"
+        wrk -t"$THREADS" -c"$CONNS" --timeout 10s -s bench/wrk.lua)
+    log "$label: ${WARMUP}s warm-up, ${DURATION}s at $CONNS connections"
+    start_sampler "$key"
+    "${load[@]}" -d"${WARMUP}s" "$BASE" >/dev/null 2>&1 || true
+    start_noise "$key"
+    start_perf "$key"
+    "${load[@]}" -d"${DURATION}s" --latency "$BASE" >"$out" 2>&1 || die "wrk failed for $label (see $out)"
+    stop_perf "$key"
+    stop_noise "$key"
+    stop_sampler "$key"
+    line="$(grep '^BENCH_RESULT' "$out")" || die "no result from wrk for $label (see $out)"
+    RPS[$key]="$(awk -v r="$(field "$line" requests)" -v d="$(field "$line" duration_us)" 'BEGIN { printf "%.0f", r / (d / 1e6) }')"
+    P50[$key]="$(awk -v u="$(field "$line" p50_us)" 'BEGIN { printf "%.2f", u / 1000 }')"
+    P99[$key]="$(awk -v u="$(field "$line" p99_us)" 'BEGIN { printf "%.2f", u / 1000 }')"
+    ERR[$key]="$(field "$line" errors)"
+    log "$label: ${RPS[$key]} req/s, p50 ${P50[$key]} ms, p99 ${P99[$key]} ms, ${ERR[$key]} errors, peak RSS $(mib "${PEAK[$key]:-}") MiB"
+}
+
+# run_pgbench KEY LABEL DB USERS: one gmail_token row by primary key, the
+# columns the service selects, prepared as sqlx does.
+run_pgbench() {
+    local key="$1" label="$2" db="$3" users="$4"
+    local dir="$RUN_DIR/pgbench-$key" url n
+    url="$(db_url "$db")"
+    mkdir -p "$dir"
+    cat >"$dir/select.sql" <<'SQL'
+\set id random(1, :users)
+SELECT user_id, email, google_sub, access_token, refresh_token, token_type,
+       expires_at, scopes, status, last_error, last_refreshed_at, consented_at,
+       created_at, updated_at
+FROM gmail_token WHERE user_id = lpad(to_hex(:id::bigint), 32, '0')::uuid;
+SQL
+    local -a load=(pgbench -n -M prepared -c "$PG_CONNS" -j "$THREADS" -D users="$users" -f select.sql)
+    log "$label: ${WARMUP}s warm-up, ${DURATION}s at $PG_CONNS connections"
+    (cd "$dir" && "${load[@]}" -T "$WARMUP" "$url") >/dev/null 2>&1 || true
+    start_noise "$key"
+    (cd "$dir" && "${load[@]}" -T "$DURATION" -l --sampling-rate=0.1 --log-prefix=tx "$url") >"$dir/out.txt" 2>&1 ||
+        die "pgbench failed (see $dir/out.txt)"
+    stop_noise "$key"
+    RPS[$key]="$(awk '/^tps = / { printf "%.0f", $3 }' "$dir/out.txt")"
+    ERR[$key]="$(awk -F'[: ]+' '/number of failed transactions/ { print $5 }' "$dir/out.txt")"
+    ERR[$key]="${ERR[$key]:-0}"
+    # Per-transaction log (10% sample): third column is the latency in µs.
+    cat "$dir"/tx.* | awk '{ print $3 }' | sort -n >"$dir/lat.txt"
+    n="$(wc -l <"$dir/lat.txt")"
+    P50[$key]="$(awk -v n="$n" 'NR == int(n * 0.50 + 0.5) { printf "%.2f", $1 / 1000 }' "$dir/lat.txt")"
+    P99[$key]="$(awk -v n="$n" 'NR == int(n * 0.99 + 0.5) { printf "%.2f", $1 / 1000 }' "$dir/lat.txt")"
+    rm -f "$dir"/tx.*
+    log "$label: ${RPS[$key]} tps, p50 ${P50[$key]} ms, p99 ${P99[$key]} ms, ${ERR[$key]} failed"
+}
+
+# seed DB ARGS…: bench_seed with the run's keys into database DB.
+seed() {
+    local db="$1"
+    shift
+    env TOKEN_ENCRYPTION_KEYS="$KEYS" SESSION_JWT_SECRET="$JWT_SECRET" \
+        "$SEED" --database-url "$(db_url "$db")" "$@"
+}
+
+# table_size DB: gmail_token with its indexes and TOAST, e.g. "512 MB".
+table_size() {
+    psql "$(db_url "$1")" -Atqc "select pg_size_pretty(pg_total_relation_size('gmail_token'))"
 }

@@ -1,6 +1,7 @@
 -- wrk script of bench/run.sh. One file for every fixed-duration scenario; the
 -- scenario is chosen by environment variables (wrk passes none of its own):
 --
+--   BENCH_MODE=bare      GET / (the bare server of examples/bench_bare.rs)
 --   BENCH_MODE=healthz   GET /healthz (the HTTP ceiling)
 --   BENCH_MODE=token     POST /internal/passport/gmail/token for a random user
 --                        among BENCH_USERS (numbers BENCH_OFFSET+1 ..), with
@@ -73,6 +74,9 @@ elseif mode == "status" then
    function request()
       return requests[math.random(#requests)]
    end
+elseif mode == "bare" then
+   wrk.method = "GET"
+   wrk.path = "/"
 elseif mode == "healthz" then
    wrk.method = "GET"
    wrk.path = "/healthz"
