@@ -20,6 +20,9 @@ pub struct PoolSettings {
     /// `lock_timeout` of every connection: the longest a statement waits for
     /// a lock (SQLSTATE 55P03).
     pub lock_timeout: Duration,
+    /// Batched reads of the token API's misses running at once, each on one
+    /// connection (see `store::token_reads`).
+    pub read_batches: u32,
 }
 
 impl Default for PoolSettings {
@@ -32,6 +35,7 @@ impl Default for PoolSettings {
             acquire_timeout: Duration::from_millis(2500),
             statement_timeout: Duration::from_millis(2500),
             lock_timeout: Duration::from_millis(2000),
+            read_batches: 4,
         }
     }
 }
@@ -41,6 +45,7 @@ keys! {
     DB_ACQUIRE_TIMEOUT_MS,
     DB_STATEMENT_TIMEOUT_MS,
     DB_LOCK_TIMEOUT_MS,
+    DB_READ_BATCHES,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -63,5 +68,6 @@ pub(super) fn check(c: &mut Checker) -> PoolSettings {
             100..=3_600_000,
         ),
         lock_timeout: c.millis(DB_LOCK_TIMEOUT_MS, ms(d.lock_timeout), 100..=3_600_000),
+        read_batches: c.number(DB_READ_BATCHES, d.read_batches.into(), 1..=64, "batches") as u32,
     }
 }

@@ -208,16 +208,20 @@ fn database_budgets_have_defaults_and_ranges() {
     let mut p = good();
     p.push(("DB_MAX_CONNECTIONS", "8".into()));
     p.push(("DB_STATEMENT_TIMEOUT_MS", "4000".into()));
+    p.push(("DB_READ_BATCHES", "2".into()));
     let s = Settings::from_pairs(p).unwrap();
     assert_eq!(s.database.max_connections, 8);
+    assert_eq!(s.database.read_batches, 2);
     assert_eq!(s.database.statement_timeout, Duration::from_secs(4));
     let mut p = good();
     p.push(("DB_ACQUIRE_TIMEOUT_MS", "0".into()));
     p.push(("DB_LOCK_TIMEOUT_MS", "soon".into()));
+    p.push(("DB_READ_BATCHES", "0".into()));
     let text = Settings::from_pairs(p).unwrap_err().to_string();
     for needle in [
         "DB_ACQUIRE_TIMEOUT_MS must be a whole number of milliseconds from 100 to 60000",
         "DB_LOCK_TIMEOUT_MS must be a whole number of milliseconds from 100 to 3600000",
+        "DB_READ_BATCHES must be",
     ] {
         assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
     }

@@ -38,10 +38,14 @@ use crate::config::Settings;
 use crate::crypto::TokenCipher;
 use crate::google::{http_client, Google};
 use crate::notify::WebhookSender;
+use crate::store::token_reads::{BatchedReads, ReadBatching};
 use breaker::Breaker;
 use cache::TokenCache;
 use locks::{KeyedLocks, Throttle};
 use provider::{Provider, Providers};
+
+/// Most rows one batched read of the token API asks for.
+const READ_BATCH_ROWS: usize = 128;
 
 /// The Gmail Passport service: everything the use cases need, owned once.
 ///
@@ -49,6 +53,10 @@ use provider::{Provider, Providers};
 /// `Arc`; every use case is a method (see the submodules' `impl Passport`).
 pub struct Passport {
     pub(crate) db: PgPool,
+    /// The token API's reads of rows not cached, batched ([`token_reads`]).
+    ///
+    /// [`token_reads`]: crate::store::token_reads
+    pub(crate) token_reads: BatchedReads,
     pub(crate) google: Google,
     pub(crate) webhook_sender: WebhookSender,
     pub(crate) settings: Arc<Settings>,
@@ -73,7 +81,14 @@ pub struct Passport {
 impl Passport {
     pub(crate) fn new(settings: Arc<Settings>, db: PgPool) -> Self {
         let http = http_client(settings.google_http_timeout);
+        let db_settings = settings.database;
+        let batching = ReadBatching {
+            concurrent: db_settings.read_batches as usize,
+            max_rows: READ_BATCH_ROWS,
+            wait: db_settings.acquire_timeout + db_settings.statement_timeout,
+        };
         Self {
+            token_reads: BatchedReads::new(db.clone(), batching),
             google: Google::new(&settings, http.clone()),
             webhook_sender: WebhookSender::new(http),
             providers: Providers::new(settings.gmail_scopes.clone()),

@@ -73,6 +73,13 @@ impl Passport {
             .check_scopes_mac(of, &list, row.scopes_mac.as_deref())
     }
 
+    /// Can the row's scopes be answered from as they are: its MAC vouches
+    /// for them, or the connection needs 재인증 anyway (see
+    /// [`verified`](Self::verified))?
+    pub(crate) fn vouched_for(&self, row: &TokenRow) -> bool {
+        row.status != ConnectionStatus::Active || self.scopes_check(row) == MacCheck::Valid
+    }
+
     /// The row with scopes that tell the truth: as it is when its MAC vouches
     /// for them; otherwise Google is asked first and the row corrected (and
     /// the correction recorded). A connection that needs 재인증 is left as it
@@ -82,7 +89,7 @@ impl Passport {
         provider: &Provider,
         row: TokenRow,
     ) -> Result<TokenRow, TokenError> {
-        if row.status != ConnectionStatus::Active || self.scopes_check(&row) == MacCheck::Valid {
+        if self.vouched_for(&row) {
             return Ok(row);
         }
         match self.ask_google(provider, &row).await? {

@@ -6,6 +6,7 @@ pub(crate) mod oauth_state;
 pub mod passport_event;
 pub(crate) mod risc_event;
 pub mod token_fetch_ledger;
+pub mod token_reads;
 pub(crate) mod webhook_outbox;
 
 use crate::config::PoolSettings;

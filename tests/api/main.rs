@@ -4,6 +4,7 @@
 mod architecture;
 mod bad_input;
 mod banners;
+mod batched_reads;
 mod cache;
 mod connections;
 mod consent;
