@@ -12,7 +12,7 @@ keys! {
 /// between the cache's shards); past it the least useful are evicted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheSettings {
-    /// Users whose token is cached (a few hundred bytes each).
+    /// Users whose token is cached (about 430 bytes each, measured).
     pub token_entries: usize,
     /// Verified session JWTs (under 100 bytes each).
     pub session_entries: usize,
@@ -20,7 +20,7 @@ pub struct CacheSettings {
 
 pub(super) fn check(c: &mut Checker) -> CacheSettings {
     CacheSettings {
-        token_entries: c.number(TOKEN_CACHE_MAX_ENTRIES, 200_000, 100..=5_000_000, "entries")
+        token_entries: c.number(TOKEN_CACHE_MAX_ENTRIES, 150_000, 100..=5_000_000, "entries")
             as usize,
         session_entries: c.number(
             SESSION_CACHE_MAX_ENTRIES,

@@ -37,7 +37,7 @@ pub(crate) const CHANNEL: &str = "gmail_token_changed";
 /// No entry is served longer than this after it was read.
 pub const MAX_AGE: Duration = Duration::from_secs(30);
 /// The default bound on entries (`TOKEN_CACHE_MAX_ENTRIES`).
-pub const DEFAULT_MAX_ENTRIES: usize = 200_000;
+pub const DEFAULT_MAX_ENTRIES: usize = 150_000;
 
 /// A cached token: what an `active`, verified row said when it was read.
 pub(crate) struct Cached {
