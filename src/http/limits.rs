@@ -1,6 +1,7 @@
 //! Abuse limits: request rates (governor's GCRA) — per user for a caller
 //! who proves who they are, per client IP for everyone else — the client's
-//! address behind trusted proxies, and a bound on the size of request headers.
+//! address behind trusted proxies, and the bound on the size of request
+//! headers (checked by `http::middleware::limits`).
 
 use std::collections::HashMap;
 use std::convert::Infallible;

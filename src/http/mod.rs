@@ -197,7 +197,7 @@ fn span(req: &Request) -> tracing::Span {
         .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
-    tracing::info_span!("http", method = %req.method(), route, request_id, caller = tracing::field::Empty)
+    tracing::info_span!("http", method = %req.method(), route = %route, request_id = %request_id, caller = tracing::field::Empty)
 }
 
 async fn fallback() -> Response {

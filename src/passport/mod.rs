@@ -78,12 +78,27 @@ pub struct Passport {
     pub(crate) risc_keys: risc::RiscKeys,
 }
 
+/// Batched reads at once: `DB_READ_BATCHES`, but never more than half the
+/// pool (at least one), so that a burst of cache misses cannot hold every
+/// connection the rest of the service needs.
+fn read_batches(configured: u32, pool: u32) -> usize {
+    let cap = (pool / 2).max(1);
+    if configured > cap {
+        tracing::warn!(
+            configured,
+            used = cap,
+            "DB_READ_BATCHES is more than half of DB_MAX_CONNECTIONS; lowered"
+        );
+    }
+    configured.min(cap) as usize
+}
+
 impl Passport {
     pub(crate) fn new(settings: Arc<Settings>, db: PgPool) -> Self {
         let http = http_client(settings.google_http_timeout);
         let db_settings = settings.database;
         let batching = ReadBatching {
-            concurrent: db_settings.read_batches as usize,
+            concurrent: read_batches(db_settings.read_batches, db_settings.max_connections),
             max_rows: READ_BATCH_ROWS,
             wait: db_settings.acquire_timeout + db_settings.statement_timeout,
         };
@@ -162,4 +177,15 @@ pub(crate) fn is_token_shaped(s: &str) -> bool {
     s.len() == 43
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod read_batch_tests {
+    #[test]
+    fn batches_use_at_most_half_the_pool() {
+        assert_eq!(super::read_batches(4, 20), 4);
+        assert_eq!(super::read_batches(64, 20), 10);
+        assert_eq!(super::read_batches(4, 4), 2);
+        assert_eq!(super::read_batches(4, 1), 1);
+    }
 }
